@@ -1,0 +1,46 @@
+# cronkit: `make run` starts it, `make test` proves it. Both build .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS := web,postgres,celery,test,dev
+# Re-install whenever the package metadata changes.
+STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+PYTEST_ARGS ?=
+
+.PHONY: .venv system-deps test run bench clean
+
+.venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $@
+
+# PostgreSQL, Redis and Chromium from Debian; a fast no-op once installed.
+system-deps:
+	scripts/install-system-deps
+
+# Browser tests use Debian's Chromium: `playwright install` is never run.
+test: .venv system-deps
+	$(BIN)/python -m pytest --cov=cronkit --cov-report=term-missing:skip-covered \
+		--cov-fail-under=95 $(PYTEST_ARGS)
+
+run: .venv
+	$(BIN)/cronkit run --store sqlite:///cronkit.db --profile examples/site.zcml \
+		--import examples.runners
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	scripts/install-system-deps
+	$(BIN)/python -m bench
+
+# Build and test output only: the data of `make run` (cronkit.db) is kept.
+clean:
+	rm -rf $(VENV) *.egg-info build dist .coverage .coverage.* test-output \
+		.hypothesis .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

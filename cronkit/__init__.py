@@ -1,0 +1,28 @@
+"""cronkit: cron-like crontabs per site, named job runners, and a job system with
+priority, progress, cancel, history and retention, on SQLite, PostgreSQL or Celery."""
+
+from .clock import FakeClock, SystemClock
+from .events import (CrontabSynchronisationEvent, FinishedCronJobEvent, JobFinishedEvent,
+                     JobProgressEvent, JobQueuedEvent, JobStartedEvent, ModifiedCrontabEvent,
+                     ServerRestartEvent, StartedCronJobEvent, notify, subscribe, unsubscribe)
+from .exceptions import (CronkitError, DuplicateFiring, InvalidCron, InvalidCrontab, InvalidLog,
+                         InvalidParameters, NoSuchCron, NoSuchJob, ProfileError, ReadOnlyCrontab,
+                         StoreError, UnknownRunner)
+from .jobs import Job, Param, Status
+from .kit import Cronkit
+from .model import Cron, Crontab, Log, LogStatus
+from .runner import Runner, available_jobs, register_runner, runner, unregister_runner
+from .site import Site
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cron", "Cronkit", "CronkitError", "Crontab", "CrontabSynchronisationEvent",
+    "DuplicateFiring", "FakeClock", "FinishedCronJobEvent", "InvalidCron", "InvalidCrontab",
+    "InvalidLog", "InvalidParameters", "Job", "JobFinishedEvent", "JobProgressEvent",
+    "JobQueuedEvent", "JobStartedEvent", "Log", "LogStatus", "ModifiedCrontabEvent",
+    "NoSuchCron", "NoSuchJob", "Param", "ProfileError", "ReadOnlyCrontab", "Runner",
+    "ServerRestartEvent", "Site", "StartedCronJobEvent", "Status", "StoreError",
+    "SystemClock", "UnknownRunner", "available_jobs", "notify", "register_runner", "runner",
+    "subscribe", "unregister_runner",
+]

@@ -1,0 +1,45 @@
+"""ICrontabManager: keeps a site's queue in line with its crontab (DESIGN rule 1)."""
+
+from __future__ import annotations
+
+from zope.component import adapter
+from zope.interface import implementer
+
+from ..interfaces import ICrontab, ICrontabManager, IQueueManager, ISite
+
+
+@implementer(ICrontabManager)
+@adapter(ISite, ICrontab)
+class CrontabManager:
+    def __init__(self, site, crontab):
+        self.site = site
+        self.crontab = crontab
+
+    def synchronize(self) -> None:
+        """Every activated cron of an activated crontab gets exactly one pending job due at
+        its next time; deactivated or deleted crons get none; an edited cron's job is
+        replaced. A cron that is running gets its next job when the run ends."""
+        store = self.site.kit.store
+        now = self.site.kit.clock.now()
+        pending = store.pending_cron_jobs(self.site.name)
+        running = store.running_cron_uids(self.site.name) if pending is not None else set()
+        stale, wanted = [], []
+        active = self.crontab.activated
+        for uid, cron in self.crontab.crons.items():
+            job = pending.pop(uid, None)
+            if not (active and cron.activated):
+                if job is not None:
+                    stale.append(uid)
+                continue
+            if job is not None:
+                if job["signature"] == cron.signature:
+                    continue
+                stale.append(uid)
+            if uid not in running:
+                nxt = cron.next_after(now)
+                wanted.append((cron, nxt, nxt))
+        stale.extend(pending)  # jobs of crons no longer in the crontab
+        if stale:
+            store.delete_pending_cron_jobs(self.site.name, stale)
+        if wanted:
+            self.site.registry.getAdapter(self.site, IQueueManager).register_cron_jobs(wanted)

@@ -1,0 +1,161 @@
+"""IQueueManager: a site's job queue (``site.jobs``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from zope.component import adapter
+from zope.interface import implementer
+
+from ..events import JobQueuedEvent, notify
+from ..exceptions import InvalidParameters, NoSuchJob, UnknownRunner
+from ..interfaces import IQueueManager, ISite
+from ..jobs import FINISHED, Job, Status, aware, validate_payload
+from ..runner import runner_factory
+
+MAX_PAYLOAD = 1024 * 1024
+
+
+def _uid(cron: Any) -> str:
+    return cron if isinstance(cron, str) else cron.uid
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
+        raise InvalidParameters(f"{what} must be seconds (>= 0) or a timedelta, got {value!r}",
+                                {what: "expected seconds >= 0"})
+    return float(value)
+
+
+@implementer(IQueueManager)
+@adapter(ISite)
+class QueueManager:
+    def __init__(self, site):
+        self.site = site
+        self.store = site.kit.store
+        self.clock = site.kit.clock
+
+    # -- submit ---------------------------------------------------------------
+
+    def submit(self, type: str, payload: Any = None, name: str | None = None, priority: int = 0,
+               delay: Any = 0, unique: bool = False, user: str | None = None,
+               timeout: Any = None, run_after: datetime | None = None) -> Job:
+        """Validate and queue a PENDING job; return it at once."""
+        factory = runner_factory(self.site, type) if isinstance(type, str) else None
+        if factory is None:
+            raise UnknownRunner(f"no runner named {type!r} for site {self.site.name!r}")
+        payload = validate_payload(getattr(factory, "parameters", None), payload)
+        try:
+            text = json.dumps(payload, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameters(f"payload is not JSON-serialisable: {exc}",
+                                    {"payload": "not JSON-serialisable"}) from None
+        if len(text.encode("utf-8")) > MAX_PAYLOAD:
+            raise InvalidParameters(f"payload is {len(text.encode('utf-8'))} bytes, over the "
+                                    f"1 MiB limit", {"payload": "over 1 MiB"})
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidParameters(f"priority must be an integer, got {priority!r}",
+                                    {"priority": "expected an integer"})
+        now = self.clock.now()
+        start = aware(run_after, "run_after") if run_after is not None else \
+            now + timedelta(seconds=_seconds(delay, "delay"))
+        if timeout is not None:
+            timeout = _seconds(timeout, "timeout") or None
+        row = {"site": self.site.name, "type": type, "name": str(name or type), "status": "pending",
+               "priority": priority, "payload": payload, "run_after": start, "created_at": now,
+               "user": user, "timeout": timeout, "progress": 0, "status_text": "",
+               "attempts": 0, "canceled": False}
+        if unique:
+            row["unique_key"] = hashlib.sha256(
+                f"{self.site.name}\0{type}\0{text}".encode()).hexdigest()
+            job_id, created = self.store.add_unique_job(row)
+        else:
+            job_id, created = self.store.add_jobs([row])[0], True
+        job = self.get(job_id)
+        if created:
+            notify(JobQueuedEvent(site=self.site, job=job))
+            self.site.kit.wake()
+        return job
+
+    def retry(self, job_id: int) -> Job:
+        """Submit a finished job again (same type, payload, name, priority)."""
+        old = self.get(job_id)
+        return self.submit(old.type, old.payload, name=old.name, priority=old.priority,
+                           user=old.user, timeout=old.timeout)
+
+    # -- cron jobs ------------------------------------------------------------
+
+    def register_cron_jobs(self, entries: list[tuple[Any, datetime, datetime | None]]) -> list:
+        """Queue firings: (cron, run_after, fire_at or None for a forced run)."""
+        now = self.clock.now()
+        rows = [{"site": self.site.name, "type": cron.name, "name": cron.name,
+                 "status": "pending", "priority": 0, "payload": cron.environ,
+                 "run_after": run_after, "created_at": now, "cron_uid": cron.uid,
+                 "fire_at": fire_at, "signature": cron.signature, "user": cron.user,
+                 "progress": 0, "status_text": "", "attempts": 0, "canceled": False}
+                for cron, run_after, fire_at in entries]
+        ids = self.store.add_jobs(rows, ignore_duplicates=True) if rows else []
+        if any(ids):
+            self.site.kit.wake()
+        return ids
+
+    # -- queries --------------------------------------------------------------
+
+    def _job(self, row: dict) -> Job:
+        return Job(self.site, row)
+
+    def get(self, job_id: int) -> Job:
+        try:
+            row = self.store.get_job(int(job_id))
+        except (TypeError, ValueError):
+            raise NoSuchJob(f"no job with id {job_id!r}") from None
+        if row["site"] != self.site.name:
+            raise NoSuchJob(f"no job with id {job_id!r} in site {self.site.name!r}")
+        return self._job(row)
+
+    def list(self, cron: Any = None, status: Any = None, type: str | None = None,
+             limit: int | None = None, offset: int = 0) -> list[Job]:
+        """Jobs of the site, newest first."""
+        rows = self.store.list_jobs(site=self.site.name, cron_uid=_uid(cron) if cron else None,
+                                    status=status, type=type, limit=limit, offset=offset)
+        return [self._job(r) for r in rows]
+
+    def count(self, cron: Any = None, status: Any = None, type: str | None = None) -> int:
+        return self.store.count_jobs(site=self.site.name, cron_uid=_uid(cron) if cron else None,
+                                     status=status, type=type)
+
+    def cancel(self, job_id: int, force: bool = False) -> Job:
+        """A pending job never starts; a running one sees ``canceled``. With ``force`` a
+        job run by the processes executor on this host is killed and ends CANCELED."""
+        job = self.get(job_id)
+        status = self.store.cancel_job(job.id, self.clock.now())
+        if force and status == Status.RUNNING:
+            self.site.kit.force_cancel(job)
+        return self.get(job_id)
+
+    def remove(self, job_id: int) -> None:
+        """Delete a job from the queue whatever its state."""
+        self.get(job_id)
+        self.store.remove_job(int(job_id))
+
+    def _statuses(self, cron: Any) -> set[str]:
+        return self.store.cron_job_statuses(self.site.name, _uid(cron))
+
+    def is_job_present(self, cron: Any) -> bool:
+        return bool(self._statuses(cron) & {Status.PENDING, Status.RUNNING})
+
+    def is_job_pending(self, cron: Any) -> bool:
+        return Status.PENDING in self._statuses(cron)
+
+    def is_job_running(self, cron: Any) -> bool:
+        return Status.RUNNING in self._statuses(cron)
+
+    def is_job_finished(self, cron: Any) -> bool:
+        statuses = self._statuses(cron)
+        return bool(statuses & FINISHED) and not statuses & {Status.PENDING, Status.RUNNING}

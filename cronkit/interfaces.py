@@ -1,0 +1,289 @@
+"""The contracts of cronkit: the table of contents of the package.
+
+Every component, backend and value object implements one of these. Nothing else
+lives here.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+# -- time ---------------------------------------------------------------------
+
+
+class IClock(Interface):
+    """Where every reading of the time comes from."""
+
+    def now():
+        """Return the current instant, a timezone-aware datetime in UTC."""
+
+    def add_listener(fn):
+        """Call ``fn()`` whenever the clock jumps (a fake clock); may do nothing."""
+
+
+# -- value objects ------------------------------------------------------------
+
+
+class ILog(Interface):
+    """One run of a cron: when, how it went, what it said."""
+
+    date = Attribute("Aware datetime of the run (UTC).")
+    status = Attribute("A LogStatus: OK, WARN, FAILURE or NOTRUN.")
+    messages = Attribute("List of str.")
+
+    def dump():
+        """Return a JSON-compatible dict."""
+
+
+class ICron(Interface):
+    """A named, periodic firing of a runner."""
+
+    uid = Attribute("Unique id within its crontab (str).")
+    name = Attribute("Name of the runner to call.")
+    periodicity = Attribute("Cron expression (5 fields, 6 with seconds last, or @alias).")
+    timezone = Attribute("IANA name, or None for the site's time zone.")
+    activated = Attribute("bool")
+    environ = Attribute("JSON object handed to the runner.")
+    logs_limit = Attribute("How many logs are kept, 1..25.")
+    user = Attribute("Who it runs as (stored and handed to the runner).")
+    misfire = Attribute('"once", "all" or "skip".')
+    misfire_grace = Attribute("Seconds of lateness after which a firing is skipped, or None.")
+    logs = Attribute("Most recent first, capped at logs_limit.")
+    crontab = Attribute("The crontab holding this cron, or None.")
+
+    def next_after(instant):
+        """Return the next firing strictly after the aware datetime ``instant``."""
+
+    def log(status, messages=None, date=None):
+        """Record a run; return the Log."""
+
+    def dump():
+        """Return a JSON-compatible dict."""
+
+    def similar(other):
+        """True when ``other`` has the same definition (logs and crontab aside)."""
+
+
+class ICrontab(Interface):
+    """The ordered collection of a site's crons."""
+
+    crons = Attribute("Ordered mapping uid -> Cron; supports ``del``.")
+    activated = Attribute("Global switch: no cron of a deactivated crontab runs.")
+    read_only = Attribute("When true, save() raises ReadOnlyCrontab and changes nothing.")
+
+    def add_cron(cron):
+        """Add ``cron`` (its crontab becomes this one)."""
+
+    def by(**criteria):
+        """Return the list of crons whose attributes equal every criterion."""
+
+    def by_uid(uid):
+        """Return the cron of that uid; raise NoSuchCron."""
+
+    def save():
+        """Persist what changed; emits ModifiedCrontabEvent (which syncs the queue)."""
+
+    def dump():
+        """Return a JSON-compatible dict."""
+
+
+class IJob(Interface):
+    """One unit of work in the queue, and the runner's handle on it."""
+
+    id = Attribute("Store-assigned integer id.")
+    type = Attribute("Runner name.")
+    status = Attribute("A Status.")
+    payload = Attribute("JSON object.")
+    progress = Attribute("Integer percent 0..100.")
+    status_text = Attribute("What the job said last (or printed so far).")
+    canceled = Attribute("True once a cancel was asked (read from the store).")
+
+    def update(progress=None, text=None):
+        """Set the percent complete and/or the status text."""
+
+    def increment_progress(n=1, text=None):
+        """Add ``n`` to the percent complete (capped at 100)."""
+
+    def note(comment, status="info"):
+        """Add a Job History record."""
+
+    def finish(summary=None):
+        """End the job as SUCCESS with an optional summary."""
+
+    def fail(message):
+        """End the job as FAILED with ``message``."""
+
+
+class IJobRunner(Interface):
+    """A named adapter (site, job) that does the work."""
+
+    def run():
+        """Do the work. Return None (OK), or str / list of str (WARN messages)."""
+
+
+class ISite(Interface):
+    """A named tenant: its registry, crontab and queue."""
+
+    name = Attribute("str")
+    registry = Attribute("Local zope.interface Components based on the kit's.")
+    crontab = Attribute("The live Crontab of the site.")
+    jobs = Attribute("The IQueueManager of the site.")
+
+
+# -- the five components ------------------------------------------------------
+
+
+class ICrontabRegistryManager(Interface):
+    """Adapter of a site: persists its crontab through the store."""
+
+    def load():
+        """Return a new Crontab read from the store."""
+
+    def save(crontab):
+        """Write what changed in ``crontab``; raise ReadOnlyCrontab if it is read-only.
+        Emits ModifiedCrontabEvent."""
+
+    def save_cron(cron):
+        """Write one cron (and its logs); emits ModifiedCrontabEvent."""
+
+
+class ICrontabManager(Interface):
+    """Multi-adapter (site, crontab): keeps the queue in line with the crontab."""
+
+    def synchronize():
+        """Make every activated cron of an activated crontab have exactly one pending
+        job due at its next time, and every other cron none. Idempotent."""
+
+
+class ICronManager(Interface):
+    """Multi-adapter (site, cron): the queue seen from one cron."""
+
+    def register(begin_after=None, force=False):
+        """Queue the cron's next firing after ``begin_after`` (default now) unless one is
+        pending. ``force`` replaces the pending job by one due at begin_after or now.
+        Return True when a job was queued."""
+
+    def remove():
+        """Delete the cron's pending job; return True if there was one."""
+
+    def register_or_remove():
+        """register() when the cron and its crontab are activated, else remove()."""
+
+    def run_job(job):
+        """The cron job wrapper: run the runner for ``job``, log, reschedule."""
+
+
+class IQueueManager(Interface):
+    """Adapter of a site: its job queue."""
+
+    def get(job_id):
+        """Return the Job; raise NoSuchJob."""
+
+    def list(cron=None, status=None, type=None):
+        """Return jobs, newest first."""
+
+    def cancel(job_id, force=False):
+        """Cancel a job: a pending one never starts, a running one sees ``canceled``."""
+
+    def remove(job_id):
+        """Delete the job whatever its state; raise NoSuchJob."""
+
+    def is_job_present(cron):
+        """True if any job of the cron is pending or running."""
+
+    def is_job_pending(cron):
+        """True if the cron has a pending job."""
+
+    def is_job_running(cron):
+        """True if the cron has a running job."""
+
+    def is_job_finished(cron):
+        """True if the cron has a finished job and none pending or running."""
+
+
+class IQueueMarker(Interface):
+    """Adapter of a site: marks it crontab-aware, so restarts restore its crons."""
+
+    def mark():
+        """Record the site as crontab-aware in the store."""
+
+    def is_marked():
+        """True if the site is crontab-aware."""
+
+
+# -- backends -----------------------------------------------------------------
+
+
+class ICrontabStore(Interface):
+    """Where crontabs and their logs live."""
+
+    def crontab_version(site):
+        """Return an integer that changes whenever the site's crontab or logs change."""
+
+    def load_crontab(site):
+        """Return (version, activated, list of cron dicts with their logs) of the site."""
+
+    def save_crontab(site, activated, upserts, deletes, new_logs, deleted_logs, positions):
+        """Apply a crontab change in one transaction; return the new version."""
+
+    def add_log(site, cron_uid, log, limit):
+        """Append a log to a cron, keep the newest ``limit``; return (log id, version)."""
+
+    def mark_site(site, marked=True):
+        """Mark (or unmark) a site crontab-aware."""
+
+    def marked_sites():
+        """Return the names of the crontab-aware sites."""
+
+    def sites():
+        """Return the names of every known site."""
+
+
+class IJobStore(Interface):
+    """Where jobs, their history and their claims live."""
+
+    def add_jobs(rows, ignore_duplicates=False):
+        """Insert job rows; return their ids. A second row for one (site, cron uid,
+        scheduled time) raises DuplicateFiring (or is skipped if ignore_duplicates)."""
+
+    def get_job(job_id):
+        """Return the job row (dict); raise NoSuchJob."""
+
+    def list_jobs(site=None, cron_uid=None, status=None, type=None, limit=None, offset=0):
+        """Return job rows, newest first."""
+
+    def claim(now, limit, worker):
+        """Atomically move up to ``limit`` due pending jobs to RUNNING; return them."""
+
+    def next_due():
+        """Return the earliest run_after of a pending job, or None."""
+
+    def update_job(job_id, **fields):
+        """Set fields of a job row."""
+
+    def add_history(job_id, date, comment, status):
+        """Add a Job History record."""
+
+    def history(job_id):
+        """Return the job's history records, oldest first."""
+
+    def delete_jobs(job_ids):
+        """Delete those jobs and their history."""
+
+
+class IExecutor(Interface):
+    """Runs claimed jobs somewhere: threads, processes, Celery."""
+
+    capacity = Attribute("How many jobs it runs at once.")
+
+    def start(kit):
+        """Get ready to run jobs for ``kit``."""
+
+    def submit(job_row, done):
+        """Run the claimed job; call ``done(job_id)`` when it has ended."""
+
+    def running():
+        """Return the ids of the jobs it runs now."""
+
+    def shutdown(wait=True):
+        """Stop; with ``wait``, let running jobs end first."""

@@ -1,0 +1,283 @@
+"""Jobs: statuses, parameter formats, and the Job object runners work with."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from zope.interface import implementer
+
+from .events import JobProgressEvent, notify
+from .exceptions import CronkitError, InvalidParameters
+from .interfaces import IJob
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+FINISHED = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELED})
+PARAM_TYPES = ("bool", "int", "select", "string")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One field of a runner's parameter format (COmanage Registry's job parameters)."""
+
+    type: str
+    required: bool = False
+    choices: tuple | list | None = None
+    help: str = ""
+    default: Any = None
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise CronkitError(f"invalid Param type {self.type!r}: expected one of {', '.join(PARAM_TYPES)}")
+        if self.type == "select" and not self.choices:
+            raise CronkitError("a select Param needs choices")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+
+    def check(self, value: Any) -> str | None:
+        """Return what is wrong with ``value``, or None."""
+        if self.type == "bool" and not isinstance(value, bool):
+            return f"expected true or false, got {value!r}"
+        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"expected an integer, got {value!r}"
+        if self.type in ("string", "select") and not isinstance(value, str):
+            return f"expected a string, got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{value!r} is not one of {', '.join(map(repr, self.choices))}"
+        return None
+
+    def coerce(self, text: str) -> Any:
+        """Read a value typed by a person (CLI ``--param k=v``, a web form)."""
+        if self.type == "bool":
+            low = text.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off", ""):
+                return False
+            return text
+        if self.type == "int":
+            try:
+                return int(text.strip())
+            except ValueError:
+                return text
+        return text
+
+    def describe(self) -> dict:
+        return {"type": self.type, "required": self.required,
+                "choices": list(self.choices) if self.choices else None,
+                "help": self.help, "default": self.default}
+
+
+def validate_payload(parameters: dict[str, Param] | None, payload: Any) -> dict:
+    """Check ``payload`` against a parameter format; return it with defaults filled in.
+    Every field at fault is named in one InvalidParameters."""
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise InvalidParameters(f"payload must be a JSON object, got {payload!r}",
+                                {"payload": "expected a JSON object"})
+    if not parameters:
+        return payload
+    errors: dict[str, str] = {}
+    for key in payload:
+        if key not in parameters:
+            errors[key] = "unknown parameter"
+    out = dict(payload)
+    for key, param in parameters.items():
+        if key not in payload or payload[key] is None:
+            if param.required:
+                errors[key] = "required"
+            elif param.default is not None:
+                out[key] = param.default
+            continue
+        problem = param.check(payload[key])
+        if problem:
+            errors[key] = problem
+    if errors:
+        detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
+        raise InvalidParameters(f"invalid parameters: {detail}", errors)
+    return out
+
+
+# -- output capture -----------------------------------------------------------
+
+_current = threading.local()
+
+
+class _StdoutRouter:
+    """Routes what a running job prints to that job; anything else to the real stream."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        job = getattr(_current, "job", None)
+        if job is None:
+            return self._stream.write(text)
+        job._output(text)
+        return len(text)
+
+    def flush(self) -> None:
+        job = getattr(_current, "job", None)
+        if job is None:
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_router_lock = threading.Lock()
+
+
+class capture_output:
+    """Context manager: inside it, this thread's stdout goes to ``job``'s status_text."""
+
+    def __init__(self, job: "Job"):
+        self.job = job
+
+    def __enter__(self) -> "Job":
+        with _router_lock:
+            if not isinstance(sys.stdout, _StdoutRouter):
+                sys.stdout = _StdoutRouter(sys.stdout)
+        self._previous = getattr(_current, "job", None)
+        _current.job = self.job
+        return self.job
+
+    def __exit__(self, *exc: Any) -> None:
+        _current.job = self._previous
+        self.job._flush_output()
+
+
+# -- the Job ------------------------------------------------------------------
+
+_ROW_FIELDS = ("id", "type", "name", "priority", "payload", "run_after", "cron_uid", "fire_at",
+               "progress", "status_text", "message", "pid", "worker", "heartbeat", "created_at",
+               "started_at", "finished_at", "user", "timeout", "attempts")
+
+
+@implementer(IJob)
+class Job:
+    """A job as read from the store, and the runner's handle on it.
+
+    Data attributes are a snapshot (``refresh()`` reads them again); ``canceled`` and
+    ``history`` always read the store.
+    """
+
+    def __init__(self, site: Any, row: dict, debug: bool = False):
+        self.site = site
+        self._store = site.kit.store
+        self._clock = site.kit.clock
+        self._debug = debug          # a debug run changes nothing in the store
+        self._ended: tuple[Status, str | None] | None = None
+        self._buffer = ""
+        self.cron = None
+        self._set(row)
+
+    def _set(self, row: dict) -> None:
+        for name in _ROW_FIELDS:
+            setattr(self, name, row.get(name))
+        self.status = Status(row["status"])
+        self.site_name = row["site"]
+
+    def refresh(self) -> "Job":
+        self._set(self._store.get_job(self.id))
+        return self
+
+    @property
+    def canceled(self) -> bool:
+        """True once a cancel was asked for this job (read from the store)."""
+        return self._store.is_canceled(self.id)
+
+    @property
+    def history(self) -> list[dict]:
+        """Job History records, oldest first: {date, status, comment}."""
+        return self._store.history(self.id)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    # -- runner side ------------------------------------------------------------
+
+    def update(self, progress: int | float | None = None, text: str | None = None) -> None:
+        """Set the percent complete (0..100) and/or the status text."""
+        fields: dict[str, Any] = {}
+        if progress is not None:
+            if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+                raise CronkitError(f"progress must be a number from 0 to 100, got {progress!r}")
+            self.progress = max(0, min(100, int(progress)))
+            fields["progress"] = self.progress
+        if text is not None:
+            self.status_text = str(text)
+            fields["status_text"] = self.status_text
+        if not fields:
+            return
+        if self._debug:
+            print(f"[progress {self.progress}%] {self.status_text}", file=sys.__stdout__)
+            return
+        fields["heartbeat"] = self._clock.now()
+        self._store.update_job(self.id, **fields)
+        notify(JobProgressEvent(site=self.site, job=self, progress=self.progress, text=text))
+
+    def increment_progress(self, n: int | float = 1, text: str | None = None) -> None:
+        self.update(progress=(self.progress or 0) + n, text=text)
+
+    def note(self, comment: str, status: str = "info") -> None:
+        """Add a Job History record (instead of printing)."""
+        if self._debug:
+            print(f"[{status}] {comment}", file=sys.__stdout__)
+            return
+        self._store.add_history(self.id, self._clock.now(), str(comment), str(status))
+
+    def finish(self, summary: str | None = None) -> None:
+        """End the job as SUCCESS, with an optional summary."""
+        self._ended = (Status.SUCCESS, None if summary is None else str(summary))
+
+    def fail(self, message: str) -> None:
+        """End the job as FAILED with ``message``."""
+        self._ended = (Status.FAILED, str(message))
+
+    # -- output -----------------------------------------------------------------
+
+    def _output(self, text: str) -> None:
+        if self._debug:
+            sys.__stdout__.write(text)
+            return
+        self._buffer += text
+        if "\n" in self._buffer:
+            head, _, self._buffer = self._buffer.rpartition("\n")
+            self._append(head + "\n")
+
+    def _flush_output(self) -> None:
+        if self._buffer and not self._debug:
+            self._append(self._buffer)
+        self._buffer = ""
+
+    def _append(self, text: str) -> None:
+        self.status_text = (self.status_text or "") + text
+        self._store.append_text(self.id, text)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.type} {self.status.value} {self.progress}%>"
+
+
+def payload_size(payload_json: str) -> int:
+    return len(payload_json.encode("utf-8"))
+
+
+def aware(dt: Any, what: str) -> datetime:
+    if not isinstance(dt, datetime) or dt.tzinfo is None:
+        raise InvalidParameters(f"{what} must be a timezone-aware datetime, got {dt!r}", {what: "expected an aware datetime"})
+    return dt

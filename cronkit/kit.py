@@ -1,0 +1,174 @@
+"""Cronkit: the kit that holds the store, the clock, the executor choice and the sites."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from datetime import timedelta
+from typing import Any
+
+from zope.component import getGlobalSiteManager
+from zope.interface.registry import Components
+
+from .clock import SystemClock
+from .components import register_components, wire_events
+from .events import ServerRestartEvent, notify
+from .exceptions import CronkitError
+from .interfaces import IClock, ICronManager
+from .jobs import Job, Status
+from .model import Cron
+from .runner import execute, retry_later, runner_factory
+from .site import Site
+from .stores import open_store
+
+
+class Cronkit:
+    """Entry point of the library. It never starts threads or runs jobs by itself: a
+    worker (``kit.worker()``, ``cronkit worker``) or ``run_pending()`` does."""
+
+    def __init__(self, store: Any = None, executor: str = "threads", clock: Any = None,
+                 profile: str | None = None, error_timeout: float = 60.0,
+                 backlog_days: float = 30, all_backlog_days: float = 60):
+        self.clock = clock or SystemClock()
+        self.store = open_store(store) if store is None or isinstance(store, str) else store
+        self.executor = executor
+        self.error_timeout = float(error_timeout)
+        self.backlog_days = backlog_days
+        self.all_backlog_days = all_backlog_days
+        self.registry = Components("cronkit", bases=(getGlobalSiteManager(),))
+        self.registry.registerUtility(self.clock, IClock)
+        register_components(self.registry)
+        wire_events()
+        self._sites: dict[str, Site] = {}
+        self._lock = threading.Lock()
+        self._wakers: list = []
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.clock.add_listener(self.wake)
+        if profile is not None:
+            self.load_profile(profile)
+
+    def __repr__(self) -> str:
+        return f"<Cronkit store={getattr(self.store, 'url', self.store)!r}>"
+
+    def site(self, name: str = "default", timezone: str | None = None) -> Site:
+        """Get or create the site ``name``."""
+        if not isinstance(name, str) or not name.strip():
+            raise CronkitError(f"a site needs a non-empty name, got {name!r}")
+        with self._lock:
+            site = self._sites.get(name)
+            if site is None:
+                site = self._sites[name] = Site(self, name, timezone or "UTC")
+            elif timezone is not None:
+                site.timezone = timezone
+            return site
+
+    def sites(self) -> list[Site]:
+        """Every site known to the store (and to this kit)."""
+        names = {row["name"] for row in self.store.sites()} | set(self._sites)
+        return [self.site(n) for n in sorted(names)]
+
+    # -- profiles ---------------------------------------------------------------
+
+    def load_profile(self, path: str) -> None:
+        """Load a ZCML profile (runners, crontabs, subscribers) into this kit."""
+        from .profiles.zcml import load_profile
+        load_profile(self, path)
+
+    # -- running ----------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell sleeping workers of this process that something changed."""
+        for fn in list(self._wakers):
+            fn()
+
+    def restore(self) -> None:
+        """ServerRestartEvent for every marked site: cron jobs wiped from the queue come back."""
+        for name in self.store.marked_sites():
+            notify(ServerRestartEvent(site=self.site(name)))
+
+    def execute(self, row: dict, debug: bool = False) -> Job:
+        """Run one claimed job row to its end in the calling thread."""
+        site = self.site(row["site"])
+        job = Job(site, row, debug=debug)
+        if job.cron_uid is not None and not debug:
+            return site.registry.getMultiAdapter((site, _cron_ref(job)), ICronManager).run_job(job)
+        return execute(site, job)
+
+    def run_pending(self) -> list[Job]:
+        """Run every due job now, one at a time in this thread, in claim order."""
+        self.reap()
+        done = []
+        while True:
+            rows = self.store.claim(self.clock.now(), 1, self.worker_id, os.getpid())
+            if not rows:
+                return done
+            done.append(self.execute(rows[0]))
+
+    def reap(self) -> list[int]:
+        """Fail (or retry) RUNNING jobs whose worker is gone: no heartbeat for
+        ``error_timeout`` seconds, or a worker process of this host that no longer
+        exists. Their crons are rescheduled. Return the ids handled."""
+        now = self.clock.now()
+        stale = {r["id"]: r for r in self.store.stale_jobs(now - timedelta(seconds=self.error_timeout))}
+        host = socket.gethostname()
+        for row in self.store.running_jobs():
+            worker = row.get("worker") or ""
+            name, _, pid = worker.rpartition(":")
+            if name == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                stale[row["id"]] = row
+        for row in stale.values():
+            site = self.site(row["site"])
+            job = Job(site, row)
+            factory = runner_factory(site, job.type)
+            if job.cron_uid is None and retry_later(site, job, factory, "worker lost"):
+                continue
+            if self.store.finish_job(job.id, Status.FAILED, now, "worker lost"):
+                if job.cron_uid is not None:
+                    site.cron_manager(_cron_ref(job))._reschedule(None)
+        return list(stale)
+
+    def cleanup(self, backlog_days: float | None = None, all_backlog_days: float | None = None) -> int:
+        """Delete finished jobs past retention (0 keeps forever); return how many."""
+        ok = self.backlog_days if backlog_days is None else backlog_days
+        every = self.all_backlog_days if all_backlog_days is None else all_backlog_days
+        now = self.clock.now()
+        return self.store.cleanup(now - timedelta(days=ok) if ok else None,
+                                  now - timedelta(days=every) if every else None)
+
+    def force_cancel(self, job: Job) -> bool:
+        """Kill the process running ``job`` if it runs on this host in its own process."""
+        host = socket.gethostname()
+        name, _, _ = (job.worker or "").rpartition(":")
+        if name != host or not job.pid or job.pid == os.getpid():
+            return False
+        try:
+            os.kill(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.store.finish_job(job.id, Status.CANCELED, self.clock.now(), "canceled (killed)")
+        return True
+
+    def worker(self, concurrency: int = 6, executor: str | None = None, **options: Any):
+        """A worker for this kit (not started)."""
+        from .worker import Worker
+        return Worker(self, concurrency=concurrency, executor=executor or self.executor, **options)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _cron_ref(job: Job):
+    """A stand-in Cron naming the job's cron: the cron manager reads the real one."""
+    return Cron(name=job.type, periodicity="* * * * *", uid=job.cron_uid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,191 @@
+"""Runners: named adapters (site, job) -> IJobRunner that do the work."""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable
+
+from zope.component import adapter, getGlobalSiteManager
+from zope.interface import implementer
+
+from .exceptions import CronkitError
+from .interfaces import IJob, IJobRunner, ISite
+from .events import JobFinishedEvent, JobStartedEvent, notify
+from .jobs import Job, Param, Status, capture_output
+
+
+@implementer(IJobRunner)
+@adapter(ISite, IJob)
+class Runner:
+    """Base class of job runners.
+
+    ``self.context`` (also ``self.site``) is the site, ``self.job`` the running job,
+    ``self.cron`` the cron of a cron firing (else None) and ``self.environ`` the
+    cron's environ (for a submitted job, its payload). The class docstring is the help
+    text of the job type; ``parameters`` its parameter format; ``retries`` and
+    ``retry_backoff`` (seconds, doubled each attempt) how a failed or lost job is
+    retried; ``timeout`` the default hard timeout in seconds (processes executor).
+    """
+
+    parameters: dict[str, Param] | None = None
+    retries: int = 0
+    retry_backoff: float = 10.0
+    timeout: float | None = None
+
+    def __init__(self, context: Any, job: Any):
+        self.context = self.site = context
+        self.job = job
+        self.cron = getattr(job, "cron", None)
+        self.environ = self.cron.environ if self.cron is not None else job.payload
+
+    def run(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise CronkitError(f"a runner needs a non-empty name, got {name!r}")
+    return name.strip()
+
+
+def register_runner(factory: Callable, name: str | None = None, registry: Any = None) -> Callable:
+    """Register ``factory`` (a Runner subclass) under ``name`` globally, or in ``registry``."""
+    name = _check_name(name or getattr(factory, "name", None))
+    (registry or getGlobalSiteManager()).registerAdapter(factory, (ISite, IJob), IJobRunner, name)
+    return factory
+
+
+def unregister_runner(name: str, registry: Any = None) -> bool:
+    reg = registry or getGlobalSiteManager()
+    factory = reg.adapters.lookup((ISite, IJob), IJobRunner, name)
+    if factory is None:
+        return False
+    return reg.unregisterAdapter(factory, (ISite, IJob), IJobRunner, name)
+
+
+def runner(name: str | None = None, *, parameters: dict[str, Param] | None = None,
+           retries: int = 0, timeout: float | None = None) -> Callable:
+    """Decorator registering a runner globally.
+
+    On a Runner subclass it registers the class; on a function ``fn(job)`` it builds a
+    Runner whose ``run()`` calls it (help text = the function's docstring)."""
+
+    def decorate(obj: Callable) -> Callable:
+        if inspect.isclass(obj):
+            return register_runner(obj, name or obj.__name__.lower())
+        attrs = {"__doc__": obj.__doc__, "run": lambda self: obj(self.job),
+                 "parameters": parameters, "retries": retries, "timeout": timeout,
+                 "__module__": obj.__module__}
+        cls = type(obj.__name__, (Runner,), attrs)
+        register_runner(cls, name or obj.__name__)
+        return obj
+
+    return decorate
+
+
+def runner_factory(site: Any, name: str) -> Callable | None:
+    """The runner registered under ``name`` for ``site`` (site's own first), or None."""
+    return site.registry.adapters.lookup((ISite, IJob), IJobRunner, name)
+
+
+def help_text(factory: Callable) -> str:
+    doc = inspect.getdoc(factory) or ""
+    if factory.__doc__ is None or doc == inspect.getdoc(Runner):
+        return ""
+    return doc
+
+
+def available_jobs(site: Any) -> dict[str, str]:
+    """Every job type the site can run: name -> help text."""
+    found = site.registry.adapters.lookupAll((ISite, IJob), IJobRunner)
+    return {name: help_text(factory) for name, factory in sorted(found) if name}
+
+
+def job_types(site: Any) -> dict[str, Callable]:
+    """name -> runner factory for the site."""
+    return {name: f for name, f in sorted(site.registry.adapters.lookupAll((ISite, IJob), IJobRunner)) if name}
+
+
+# -- running one job ----------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """How a runner's run() went."""
+
+    status: Status
+    result: Any = None
+    error: str | None = None      # "Type: text" of an exception, or why it could not run
+    trace: str | None = None      # the traceback
+    unknown: bool = False         # no runner has that name
+
+
+def call_runner(site: Any, job: Job) -> Outcome:
+    """Look up and run the job's runner, its output captured into the job."""
+    factory = runner_factory(site, job.type)
+    if factory is None:
+        return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
+                       unknown=True)
+    try:
+        with capture_output(job):
+            result = factory(site, job).run()
+    except Exception as exc:  # the runner's failure is the job's outcome, not ours
+        return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                       trace=traceback.format_exc())
+    if job._ended is not None:
+        status, text = job._ended
+        return Outcome(status, result=text if status == Status.SUCCESS else result,
+                       error=text if status == Status.FAILED else None)
+    if not job._debug and job.canceled:
+        return Outcome(Status.CANCELED, result=result)
+    return Outcome(Status.SUCCESS, result=result)
+
+
+def messages_of(result: Any) -> list[str]:
+    """A runner's return value as log messages: None -> [], str -> [str], list -> list."""
+    if result is None:
+        return []
+    if isinstance(result, (list, tuple)):
+        return [str(m) for m in result]
+    return [str(result)]
+
+
+def execute(site: Any, job: Job) -> Job:
+    """Run a claimed (RUNNING) non-cron job to its end: status, message, events, retries."""
+    notify(JobStartedEvent(site=site, job=job))
+    out = call_runner(site, job)
+    if job._debug:
+        return job
+    store, now = site.kit.store, site.kit.clock.now()
+    if out.status == Status.FAILED and not out.unknown and job._ended is None:
+        factory = runner_factory(site, job.type)
+        if retry_later(site, job, factory, out.error or "failed"):
+            return job.refresh()
+    if out.status == Status.FAILED:
+        message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
+    else:
+        message = "\n".join(messages_of(out.result)) or None
+    store.finish_job(job.id, out.status, now, message,
+                     progress=100 if out.status == Status.SUCCESS else None)
+    job.refresh()
+    notify(JobFinishedEvent(site=site, job=job))
+    return job
+
+
+def retry_later(site: Any, job: Any, factory: Any, why: str) -> bool:
+    """Put a failed or lost job back PENDING if its runner allows another attempt."""
+    retries = getattr(factory, "retries", 0) or 0
+    attempts = job.attempts or 1
+    if attempts > retries:
+        return False
+    backoff = float(getattr(factory, "retry_backoff", 10.0)) * 2 ** (attempts - 1)
+    now = site.kit.clock.now()
+    if site.kit.store.requeue_job(job.id, now + timedelta(seconds=backoff),
+                                  f"attempt {attempts} failed: {why}"):
+        site.kit.store.add_history(job.id, now, f"attempt {attempts} failed: {why}; retry in "
+                                   f"{backoff:g} s", "retry")
+        return True
+    return False

@@ -1,0 +1,106 @@
+"""Site: a named context with its own registry, live crontab and job queue."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from zope.interface import implementer
+from zope.interface.registry import Components
+
+from .interfaces import (ICronManager, ICrontabRegistryManager, IJob, IJobRunner,
+                         IQueueManager, ISite)
+from .model import Crontab, Log, zone
+from .runner import register_runner
+
+
+@implementer(ISite)
+class Site:
+    """A tenant. ``site.registry`` is based on the kit's registry (itself based on the
+    global one): a runner registered here overrides a global one for this site only."""
+
+    def __init__(self, kit: Any, name: str, timezone: str = "UTC"):
+        self.kit = kit
+        self.name = name
+        zone(timezone)
+        self.timezone = timezone
+        self.registry = Components(f"cronkit-site-{name}", bases=(kit.registry,))
+        self._crontab: Crontab | None = None
+        self._lock = threading.RLock()
+        self._marked = False
+
+    def __repr__(self) -> str:
+        return f"<Site {self.name!r}>"
+
+    # -- crontab ----------------------------------------------------------------
+
+    @property
+    def _registry_manager(self):
+        return self.registry.getAdapter(self, ICrontabRegistryManager)
+
+    @property
+    def crontab(self) -> Crontab:
+        """The live crontab: the same object on every access, refreshed in place from
+        the store (a version check) unless it holds unsaved changes."""
+        with self._lock:
+            if self._crontab is None:
+                self._crontab = self._registry_manager.load()
+            elif not self._crontab.dirty:
+                if self.kit.store.crontab_version(self.name) != self._crontab._version:
+                    self._registry_manager.refresh(self._crontab)
+            return self._crontab
+
+    def save_crontab(self, crontab: Crontab, only: str | None = None) -> None:
+        with self._lock:
+            self._registry_manager.save(crontab, only=only)
+
+    def _log_added(self, uid: str, log: Log, version: int) -> None:
+        """A worker of this kit logged a run: show it in the live crontab at once."""
+        with self._lock:
+            crontab = self._crontab
+            if crontab is None or crontab.dirty or crontab._version != version - 1:
+                return
+            cron = crontab.crons.get(uid)
+            if cron is None:
+                return
+            list.insert(cron.logs, 0, log)
+            if len(cron.logs) > cron.logs_limit:
+                list.__delitem__(cron.logs, slice(cron.logs_limit, None))
+            object.__setattr__(cron, "_log_ids", tuple(e.id for e in cron.logs))
+            crontab._version = version
+
+    def cron_manager(self, cron: Any):
+        """The ICronManager of ``cron`` in this site."""
+        return self.registry.getMultiAdapter((self, cron), ICronManager)
+
+    # -- jobs -------------------------------------------------------------------
+
+    @property
+    def jobs(self):
+        """The site's IQueueManager."""
+        return self.registry.getAdapter(self, IQueueManager)
+
+    def submit(self, type: str, payload: Any = None, **options: Any):
+        """Queue a job (see IQueueManager.submit); returns it at once, PENDING."""
+        return self.jobs.submit(type, payload, **options)
+
+    def register_runner(self, factory: Any, name: str | None = None) -> Any:
+        """Register a runner for this site only."""
+        return register_runner(factory, name, registry=self.registry)
+
+    def unregister_runner(self, name: str) -> bool:
+        factory = self.registry.adapters.lookup((ISite, IJob), IJobRunner, name)
+        return factory is not None and self.registry.unregisterAdapter(
+            factory, (ISite, IJob), IJobRunner, name)
+
+    # -- profiles ---------------------------------------------------------------
+
+    def import_crons(self, source: Any) -> Crontab:
+        """Apply a crons.xml (path, XML text or bytes), whole or not at all."""
+        from .profiles.cronsxml import import_crons
+        return import_crons(self, source)
+
+    def export_crons(self) -> str:
+        """The site's crontab as crons.xml text."""
+        from .profiles.cronsxml import export_crons
+        return export_crons(self)

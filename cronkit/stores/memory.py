@@ -1,0 +1,15 @@
+"""The ``memory://`` store: the SQL store on a private in-memory SQLite database.
+
+It shares every line of query code with the SQLite and PostgreSQL stores, so the
+contract suite runs the same logic everywhere; nothing survives the process.
+Use it where the store is not what is tested.
+"""
+
+from __future__ import annotations
+
+from .sql import SQLStore
+
+
+class MemoryStore(SQLStore):
+    def __init__(self, url: str = "memory://"):
+        super().__init__(url)
