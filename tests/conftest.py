@@ -1,0 +1,49 @@
+"""Shared fixtures: a FakeClock, a kit on a real SQLite file, a site, and a clean
+global runner registry."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from zope.component import getGlobalSiteManager
+
+import cronkit
+from cronkit.interfaces import IJobRunner
+
+pytest_plugins = ["tests.servers"]
+
+START = datetime(2008, 1, 1, 1, 3, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def clock():
+    return cronkit.FakeClock(START)
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'cronkit.db'}"
+
+
+@pytest.fixture
+def kit(db_url, clock):
+    kit = cronkit.Cronkit(store=db_url, clock=clock)
+    yield kit
+    kit.close()
+
+
+@pytest.fixture
+def site(kit):
+    return kit.site("plone")
+
+
+@pytest.fixture(autouse=True)
+def clean_global_runners():
+    """Runners registered globally by a test are unregistered after it."""
+    gsm = getGlobalSiteManager()
+    before = {r.name for r in gsm.registeredAdapters() if r.provided is IJobRunner}
+    yield
+    for reg in list(gsm.registeredAdapters()):
+        if reg.provided is IJobRunner and reg.name not in before:
+            gsm.unregisterAdapter(reg.factory, reg.required, reg.provided, reg.name)
