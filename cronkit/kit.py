@@ -139,10 +139,10 @@ class Cronkit:
 
     def force_cancel(self, job: Job) -> bool:
         """Kill the process running ``job`` if it runs on this host in its own process."""
-        host = socket.gethostname()
-        name, _, _ = (job.worker or "").rpartition(":")
-        if name != host or not job.pid or job.pid == os.getpid():
-            return False
+        name, _, worker_pid = (job.worker or "").rpartition(":")
+        if (name != socket.gethostname() or not job.pid or job.pid == os.getpid()
+                or str(job.pid) == worker_pid):
+            return False  # a thread cannot be killed: it sees ``canceled`` instead
         try:
             os.kill(job.pid, signal.SIGKILL)
         except ProcessLookupError:

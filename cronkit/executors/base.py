@@ -1,0 +1,77 @@
+"""What every executor shares: the set of jobs in flight and their timeouts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any, Callable
+
+from zope.interface import implementer
+
+from ..interfaces import IExecutor
+from ..jobs import Status
+
+log = logging.getLogger("cronkit.executors")
+
+
+@implementer(IExecutor)
+class BaseExecutor:
+    def __init__(self, concurrency: int = 6):
+        self.capacity = concurrency
+        self.kit: Any = None
+        self._lock = threading.Lock()
+        self._inflight: dict[int, dict] = {}
+
+    def start(self, kit: Any) -> None:
+        self.kit = kit
+
+    def running(self) -> set[int]:
+        with self._lock:
+            return set(self._inflight)
+
+    def _add(self, row: dict) -> None:
+        with self._lock:
+            self._inflight[row["id"]] = row
+
+    def _remove(self, job_id: int) -> None:
+        with self._lock:
+            self._inflight.pop(job_id, None)
+
+    def _timeout_of(self, row: dict) -> float | None:
+        if row.get("timeout"):
+            return float(row["timeout"])
+        from ..runner import runner_factory
+        factory = runner_factory(self.kit.site(row["site"]), row["type"])
+        return getattr(factory, "timeout", None)
+
+    def expire(self, now: datetime) -> list[int]:
+        """Fail the jobs that outlived their timeout; return their ids."""
+        expired = []
+        for job_id, row in list(self._inflight.items()):
+            timeout = self._timeout_of(row)
+            started = row.get("started_at")
+            if timeout and started and (now - started).total_seconds() > timeout:
+                if self.kit.store.finish_job(job_id, Status.FAILED, now,
+                                             f"timed out after {timeout:g} s"):
+                    self._stop_job(job_id)
+                    expired.append(job_id)
+        return expired
+
+    def _stop_job(self, job_id: int) -> None:
+        """Stop a job that timed out: a thread can only be asked (its canceled flag)."""
+        self.kit.store.update_job(job_id, canceled=True)
+
+    def _safe_execute(self, row: dict, done: Callable[[int], None]) -> None:
+        try:
+            self.kit.execute(row)
+        except Exception as exc:  # an internal error must not leave the job RUNNING
+            log.exception("job %s failed inside cronkit", row["id"])
+            self.kit.store.finish_job(row["id"], Status.FAILED, self.kit.clock.now(),
+                                      f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._remove(row["id"])
+            done(row["id"])
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Nothing to release by default."""

@@ -1,0 +1,84 @@
+"""The ``processes`` executor: one child process per job.
+
+Each job gets its own pid, a hard timeout (the child is killed and the job failed
+"timed out after N s"), and crash isolation: a child that dies (``os._exit(1)``, a
+segfault) fails its job with what is known, and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from typing import Any, Callable
+
+from ..exceptions import CronkitError
+from ..jobs import Status
+from .base import BaseExecutor
+
+
+def _child(kit: Any, row: dict) -> None:
+    kit.store.after_fork()
+    try:
+        kit.execute(dict(row, pid=os.getpid()))
+    finally:
+        os._exit(0)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "process vanished"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"process killed by {name}"
+    return f"process exited with code {code}"
+
+
+class ProcessExecutor(BaseExecutor):
+    def __init__(self, concurrency: int = 6):
+        super().__init__(concurrency)
+        self._ctx = multiprocessing.get_context("fork")
+        self._procs: dict[int, Any] = {}
+
+    def start(self, kit: Any) -> None:
+        if getattr(kit.store, "url", "").startswith("memory://"):
+            raise CronkitError("the processes executor needs a shared store (SQLite file or "
+                               "PostgreSQL), not memory://")
+        super().start(kit)
+
+    def submit(self, row: dict, done: Callable[[int], None]) -> None:
+        self._add(row)
+        proc = self._ctx.Process(target=_child, args=(self.kit, row), daemon=True)
+        proc.start()
+        self._procs[row["id"]] = proc
+        self.kit.store.update_job(row["id"], pid=proc.pid)
+        threading.Thread(target=self._watch, args=(row, proc, done), daemon=True,
+                         name=f"cronkit-watch-{row['id']}").start()
+
+    def _watch(self, row: dict, proc: Any, done: Callable[[int], None]) -> None:
+        proc.join()
+        try:
+            if proc.exitcode != 0:
+                # The child died before ending its job: say what is known.
+                self.kit.store.finish_job(row["id"], Status.FAILED, self.kit.clock.now(),
+                                          describe_exit(proc.exitcode))
+        finally:
+            self._procs.pop(row["id"], None)
+            self._remove(row["id"])
+            done(row["id"])
+
+    def _stop_job(self, job_id: int) -> None:
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.is_alive():
+            proc.kill()
+
+    def shutdown(self, wait: bool = True) -> None:
+        for proc in list(self._procs.values()):
+            if wait:
+                proc.join()
+            else:
+                proc.kill()

@@ -1,0 +1,125 @@
+"""The worker: ``tick(now)`` claims and dispatches due jobs and returns the seconds until
+the next one is due; ``run_forever()`` is a thin service that sleeps on an event until
+then (or until woken by a submission, a finished job or a clock jump) and stops on
+SIGINT / SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import datetime
+from typing import Any
+
+from .executors import make_executor
+
+log = logging.getLogger("cronkit.worker")
+
+
+class Worker:
+    def __init__(self, kit: Any, concurrency: int = 6, executor: str = "threads",
+                 poll_interval: float = 1.0, heartbeat_interval: float | None = None,
+                 reap_interval: float | None = None, cleanup_interval: float = 3600.0):
+        self.kit = kit
+        self.concurrency = concurrency
+        self.executor = make_executor(executor, concurrency) if isinstance(executor, str) else executor
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval or max(0.2, kit.error_timeout / 4)
+        self.reap_interval = reap_interval or max(0.2, kit.error_timeout / 2)
+        self.cleanup_interval = cleanup_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict[str, datetime] = {}
+        self._started = False
+
+    # -- one step ---------------------------------------------------------------
+
+    def _due(self, what: str, interval: float, now: datetime) -> bool:
+        last = self._last.get(what)
+        if last is None or (now - last).total_seconds() >= interval or now < last:
+            self._last[what] = now
+            return True
+        return False
+
+    def tick(self, now: datetime | None = None) -> float:
+        """Heartbeat, reap, clean up, claim and dispatch; return seconds until the next
+        due job (capped by nothing: the service caps it by the poll interval)."""
+        kit, store = self.kit, self.kit.store
+        now = now or kit.clock.now()
+        running = self.executor.running()
+        if running and self._due("heartbeat", self.heartbeat_interval, now):
+            store.heartbeat(running, now)
+        if self._due("reap", self.reap_interval, now):
+            kit.reap()
+        if self.cleanup_interval and self._due("cleanup", self.cleanup_interval, now):
+            kit.cleanup()
+        self.executor.expire(now)
+        free = self.executor.capacity - len(self.executor.running())
+        claimed = store.claim(now, free, kit.worker_id, os.getpid()) if free > 0 else []
+        for row in claimed:
+            self.executor.submit(row, self._finished)
+        if claimed and len(claimed) == free:
+            return 0.0 if len(self.executor.running()) < self.executor.capacity else self.poll_interval
+        nxt = store.next_due()
+        if nxt is None:
+            return self.poll_interval
+        delay = (nxt - now).total_seconds()
+        # Due but not claimable (its cron is running, or every slot is busy): wait for
+        # a job to finish (it wakes us) or the poll, never spin.
+        return delay if delay > 0 else (0.0 if claimed else self.poll_interval)
+
+    def _finished(self, job_id: int) -> None:
+        self._wake.set()
+
+    # -- the service ------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _prepare(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.executor.start(self.kit)
+        self.kit._wakers.append(self.wake)
+        self.kit.reap()
+        self.kit.restore()   # ServerRestartEvent: cron jobs wiped from the queue come back
+
+    def run_forever(self, install_signals: bool = True) -> None:
+        """Run until stop() or SIGINT/SIGTERM; running jobs end before it returns."""
+        self._prepare()
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stop())
+        log.info("worker %s started (%s, concurrency %d)", self.kit.worker_id,
+                 type(self.executor).__name__, self.concurrency)
+        try:
+            while not self._stop.is_set():
+                try:
+                    delay = self.tick()
+                except Exception:
+                    log.exception("worker tick failed; retrying")
+                    delay = self.poll_interval
+                delay = min(delay, self.poll_interval)
+                if delay > 0:
+                    self._wake.wait(delay)
+                self._wake.clear()
+        finally:
+            self.kit._wakers.remove(self.wake)
+            self.executor.shutdown(wait=True)
+            log.info("worker %s stopped", self.kit.worker_id)
+
+    def start(self) -> "Worker":
+        """Run the service in a background thread (for embedding and tests)."""
+        self._thread = threading.Thread(target=self.run_forever, kwargs={"install_signals": False},
+                                        name="cronkit-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
