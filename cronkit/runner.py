@@ -123,8 +123,9 @@ class Outcome:
     unknown: bool = False         # no runner has that name
 
 
-def call_runner(site: Any, job: Job) -> Outcome:
-    """Look up and run the job's runner, its output captured into the job."""
+def call_runner(site: Any, job: Job, check_canceled: bool = True) -> Outcome:
+    """Look up and run the job's runner, its output captured into the job. Without
+    ``check_canceled`` a SUCCESS may still be turned CANCELED by the store's finish."""
     factory = runner_factory(site, job.type)
     if factory is None:
         return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
@@ -139,7 +140,7 @@ def call_runner(site: Any, job: Job) -> Outcome:
         status, text = job._ended
         return Outcome(status, result=text if status == Status.SUCCESS else result,
                        error=text if status == Status.FAILED else None)
-    if not job._debug and job.canceled:
+    if check_canceled and not job._debug and job.canceled:
         return Outcome(Status.CANCELED, result=result)
     return Outcome(Status.SUCCESS, result=result)
 
@@ -156,7 +157,7 @@ def messages_of(result: Any) -> list[str]:
 def execute(site: Any, job: Job) -> Job:
     """Run a claimed (RUNNING) non-cron job to its end: status, message, events, retries."""
     notify(JobStartedEvent(site=site, job=job))
-    out = call_runner(site, job)
+    out = call_runner(site, job, check_canceled=False)
     if job._debug:
         return job
     store, now = site.kit.store, site.kit.clock.now()
@@ -168,9 +169,14 @@ def execute(site: Any, job: Job) -> Job:
         message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
     else:
         message = "\n".join(messages_of(out.result)) or None
-    store.finish_job(job.id, out.status, now, message,
-                     progress=100 if out.status == Status.SUCCESS else None)
-    job.refresh()
+    progress = 100 if out.status == Status.SUCCESS else None
+    final = store.finish_job(job.id, out.status, now, message, progress=progress)
+    if final is None:   # ended meanwhile (timed out, force-canceled, reaped): read it
+        job.refresh()
+    else:
+        job.status, job.finished_at, job.message = Status(final), now, message
+        if progress is not None and final == Status.SUCCESS:
+            job.progress = progress
     notify(JobFinishedEvent(site=site, job=job))
     return job
 

@@ -40,14 +40,14 @@ class CronManager:
         now = self.clock.now()
         if force:
             self.remove()
-            return self.queue.register_cron_jobs([(self.cron, begin_after or now, None)])[0] is not None
+            return bool(self.queue.register_cron_jobs([(self.cron, begin_after or now, None)]))
         if not self._active():
             return False
         statuses = self.store.cron_job_statuses(self.site.name, self.cron.uid)
         if {"pending", "running"} & statuses:
             return False
         nxt = self.cron.next_after(begin_after or now)
-        return self.queue.register_cron_jobs([(self.cron, nxt, nxt)])[0] is not None
+        return bool(self.queue.register_cron_jobs([(self.cron, nxt, nxt)]))
 
     register_job = register  # collective.cron's name
 

@@ -77,7 +77,10 @@ class QueueManager:
             job_id, created = self.store.add_unique_job(row)
         else:
             job_id, created = self.store.add_jobs([row])[0], True
-        job = self.get(job_id)
+        if created:
+            job = Job(self.site, dict(row, id=job_id))
+        else:
+            job = self.get(job_id)
         if created:
             notify(JobQueuedEvent(site=self.site, job=job))
             self.site.kit.wake()
@@ -92,7 +95,8 @@ class QueueManager:
     # -- cron jobs ------------------------------------------------------------
 
     def register_cron_jobs(self, entries: list[tuple[Any, datetime, datetime | None]]) -> list:
-        """Queue firings: (cron, run_after, fire_at or None for a forced run)."""
+        """Queue firings: (cron, run_after, fire_at or None for a forced run); a firing
+        already in the store is skipped. Return the ids of the new jobs."""
         now = self.clock.now()
         rows = [{"site": self.site.name, "type": cron.name, "name": cron.name,
                  "status": "pending", "priority": 0, "payload": cron.environ,
@@ -100,8 +104,8 @@ class QueueManager:
                  "fire_at": fire_at, "signature": cron.signature, "user": cron.user,
                  "progress": 0, "status_text": "", "attempts": 0, "canceled": False}
                 for cron, run_after, fire_at in entries]
-        ids = self.store.add_jobs(rows, ignore_duplicates=True) if rows else []
-        if any(ids):
+        ids = self.store.add_jobs(rows, ignore_duplicates=True)
+        if ids:
             self.site.kit.wake()
         return ids
 

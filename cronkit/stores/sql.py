@@ -125,6 +125,9 @@ jobs = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# The claim walks this index in claim order and stops at its LIMIT: no sort of the queue.
+sa.Index("ix_cronkit_jobs_claim", jobs.c.status, jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id)
+
 history = sa.Table(
     "cronkit_history", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -147,6 +150,17 @@ def _migrate_1(conn) -> None:
 MIGRATIONS = {0: _migrate_1}
 
 
+_JOB_DEFAULTS = {c.name: None for c in jobs.columns if c.name != "id"}
+_JOB_DEFAULTS.update(priority=0, progress=0, status_text="", attempts=0, canceled=False)
+
+
+def _job_values(row: dict) -> dict:
+    values = dict(_JOB_DEFAULTS)
+    values.update(row)
+    values["payload"] = json.dumps(row.get("payload") or {})
+    return values
+
+
 def _job_row(row) -> dict:
     data = dict(row._mapping)
     data["payload"] = json.loads(data["payload"])
@@ -165,6 +179,7 @@ class SQLStore:
             self.engine = self._make_engine(url)
             self.dialect = self.engine.dialect.name
             self._migrate()
+            self._prepare_statements()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
 
@@ -246,6 +261,36 @@ class SQLStore:
                 conn.execute(meta.insert().values(key="schema_version", value=str(version)))
             else:
                 conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+
+    def _prepare_statements(self) -> None:
+        """Build the hot-path statements once: claim, finish, insert."""
+        now = sa.bindparam("now", type_=UTCDateTime())
+        other = jobs.alias("other")
+        busy = sa.exists().where(other.c.site == jobs.c.site, other.c.cron_uid == jobs.c.cron_uid,
+                                 other.c.status == "running")
+        due = sa.select(jobs.c.id).where(
+            jobs.c.status == "pending", jobs.c.run_after <= now,
+            sa.or_(jobs.c.cron_uid.is_(None), ~busy),
+        ).order_by(jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id).limit(sa.bindparam("lim"))
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=jobs)
+        self._claim = jobs.update().where(jobs.c.id.in_(due.scalar_subquery()),
+                                          jobs.c.status == "pending").values(
+            status="running", started_at=now, heartbeat=now, worker=sa.bindparam("worker"),
+            pid=sa.bindparam("pid"), attempts=jobs.c.attempts + 1, progress=0).returning(*jobs.c)
+        insert = self._insert(jobs)
+        self._insert_job = insert.returning(jobs.c.id, sort_by_parameter_order=True)
+        self._insert_ignore = insert.on_conflict_do_nothing().returning(jobs.c.id)
+        status = sa.bindparam("status", type_=sa.String)
+        new_status = sa.case((sa.and_(status == "success", jobs.c.canceled.is_(True)), "canceled"),
+                             else_=status)
+        finish = jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(
+            status=new_status, finished_at=now, heartbeat=now,
+            message=sa.func.coalesce(sa.bindparam("message", type_=sa.Text), jobs.c.message),
+            progress=sa.func.coalesce(sa.bindparam("progress", type_=sa.Integer), jobs.c.progress),
+        ).returning(jobs.c.status)
+        self._finish = {False: finish, True: finish.where(jobs.c.status == "running")}
+        self._is_canceled = sa.select(jobs.c.canceled).where(jobs.c.id == sa.bindparam("job_id"))
 
     def schema_version(self) -> int:
         with self._tx(write=False) as conn:
@@ -378,20 +423,19 @@ class SQLStore:
 
     # -- jobs -----------------------------------------------------------------
 
-    def add_jobs(self, rows: list[dict], ignore_duplicates: bool = False) -> list[int | None]:
-        """Insert jobs; a duplicate cron firing raises DuplicateFiring, or is skipped
-        (its id None) with ``ignore_duplicates``."""
-        ids: list[int | None] = []
+    def add_jobs(self, rows: list[dict], ignore_duplicates: bool = False) -> list[int]:
+        """Insert jobs in one transaction; return the new ids in order. A duplicate cron
+        firing raises DuplicateFiring, or with ``ignore_duplicates`` is skipped (and has
+        no id in the result)."""
+        if not rows:
+            return []
+        values = [_job_values(r) for r in rows]
+        stmt = self._insert_ignore if ignore_duplicates else self._insert_job
         with self._tx() as conn:
-            for row in rows:
-                values = dict(row, payload=json.dumps(row.get("payload") or {}))
-                if ignore_duplicates and values.get("fire_at") is not None:
-                    res = conn.execute(self._insert(jobs).values(**values).on_conflict_do_nothing()
-                                       .returning(jobs.c.id)).first()
-                    ids.append(res[0] if res else None)
-                else:
-                    ids.append(conn.execute(jobs.insert().values(**values)).inserted_primary_key[0])
-        return ids
+            if len(values) == 1:
+                res = conn.execute(stmt, values[0]).first()
+                return [res[0]] if res else []
+            return [r[0] for r in conn.execute(stmt, values)]
 
     def add_unique_job(self, row: dict) -> tuple[int, bool]:
         """Insert a job unless a pending one has its unique key; return (id, created)."""
@@ -468,30 +512,16 @@ class SQLStore:
         return n
 
     def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None) -> list[dict]:
-        """Move up to ``limit`` due pending jobs to RUNNING in one transaction: highest
+        """Move up to ``limit`` due pending jobs to RUNNING in one statement: highest
         priority first, then earliest run_after, then submission order. A cron job is
         not claimed while another job of the same cron runs."""
         if limit <= 0:
             return []
-        other = jobs.alias("other")
-        busy = sa.exists().where(other.c.site == jobs.c.site, other.c.cron_uid == jobs.c.cron_uid,
-                                 other.c.status == "running")
-        q = sa.select(jobs.c.id).where(
-            jobs.c.status == "pending", jobs.c.run_after <= now,
-            sa.or_(jobs.c.cron_uid.is_(None), ~busy),
-        ).order_by(jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id).limit(limit)
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=jobs)
         with self._tx() as conn:
-            ids = list(conn.execute(q).scalars())
-            if not ids:
-                return []
-            conn.execute(jobs.update().where(jobs.c.id.in_(ids), jobs.c.status == "pending").values(
-                status="running", started_at=now, heartbeat=now, worker=worker, pid=pid,
-                attempts=jobs.c.attempts + 1, progress=0))
-            rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).all()
-        order = {i: n for n, i in enumerate(ids)}
-        return sorted((_job_row(r) for r in rows), key=lambda r: order[r["id"]])
+            rows = [_job_row(r) for r in conn.execute(
+                self._claim, {"now": now, "lim": limit, "worker": worker, "pid": pid})]
+        rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
+        return rows
 
     def next_due(self) -> datetime | None:
         with self._tx(write=False) as conn:
@@ -510,18 +540,15 @@ class SQLStore:
                          .values(status_text=jobs.c.status_text + text))
 
     def finish_job(self, job_id: int, status: str, now: datetime, message: str | None = None,
-                   progress: int | None = None, only_running: bool = True) -> bool:
-        """End a job; with ``only_running`` only a RUNNING job changes. True if it did."""
-        values: dict[str, Any] = {"status": status, "finished_at": now, "heartbeat": now}
-        if message is not None:
-            values["message"] = message
-        if progress is not None:
-            values["progress"] = progress
-        q = jobs.update().where(jobs.c.id == job_id)
-        if only_running:
-            q = q.where(jobs.c.status == "running")
+                   progress: int | None = None, only_running: bool = True) -> str | None:
+        """End a job; with ``only_running`` only a RUNNING job changes. A SUCCESS of a
+        job whose cancel was asked ends CANCELED. Return the final status, or None if
+        nothing changed."""
+        params = {"job_id": job_id, "now": now, "status": str(status), "message": message,
+                  "progress": progress}
         with self._tx() as conn:
-            return conn.execute(q.values(**values)).rowcount == 1
+            row = conn.execute(self._finish[only_running], params).first()
+        return row[0] if row else None
 
     def cancel_job(self, job_id: int, now: datetime) -> str:
         """Cancel: a pending job ends CANCELED, a running one gets its flag set.
@@ -540,7 +567,7 @@ class SQLStore:
 
     def is_canceled(self, job_id: int) -> bool:
         with self._tx(write=False) as conn:
-            return bool(conn.execute(sa.select(jobs.c.canceled).where(jobs.c.id == job_id)).scalar())
+            return bool(conn.execute(self._is_canceled, {"job_id": job_id}).scalar())
 
     def heartbeat(self, job_ids: Iterable[int], now: datetime) -> None:
         ids = list(job_ids)
