@@ -1,0 +1,1 @@
+"""Examples of cronkit: runners and the profiles that `make run` loads."""
