@@ -5,7 +5,8 @@ from __future__ import annotations
 from zope.component import adapter
 from zope.interface import implementer
 
-from ..interfaces import ICrontab, ICrontabManager, IQueueManager, ISite
+from ..interfaces import (ICrontab, ICrontabManager, ICrontabRegistryManager, IQueueManager,
+                          ISite)
 
 
 @implementer(ICrontabManager)
@@ -21,11 +22,16 @@ class CrontabManager:
         replaced. A cron that is running gets its next job when the run ends."""
         store = self.site.kit.store
         now = self.site.kit.clock.now()
+        crontab = self.crontab
+        if crontab.dirty or crontab._version != store.crontab_version(self.site.name):
+            # Unsaved edits, or writes by others this crontab does not show: the queue
+            # follows the store, which is what the runs read.
+            crontab = self.site.registry.getAdapter(self.site, ICrontabRegistryManager).load()
         pending = store.pending_cron_jobs(self.site.name)
-        running = store.running_cron_uids(self.site.name) if pending is not None else set()
+        running = store.running_cron_uids(self.site.name)
         stale, wanted = [], []
-        active = self.crontab.activated
-        for uid, cron in self.crontab.crons.items():
+        active = crontab.activated
+        for uid, cron in crontab.crons.items():
             job = pending.pop(uid, None)
             if not (active and cron.activated):
                 if job is not None:

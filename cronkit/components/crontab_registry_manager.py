@@ -41,6 +41,9 @@ class CrontabRegistryManager:
         crontab._activated = data["activated"]
         old = dict(crontab.crons)
         OrderedDict.clear(crontab.crons)
+        gone = set(old) - {row["uid"] for row in data["crons"]}
+        for uid in gone:                   # deleted in the store by someone else
+            object.__setattr__(old[uid], "_crontab", None)
         for row in data["crons"]:
             fresh = cron_from_row(row)
             cron = old.get(row["uid"])
@@ -91,8 +94,13 @@ class CrontabRegistryManager:
                 object.__setattr__(cron, "_log_ids", tuple(e.id for e in cron.logs))
         previous = crontab._version
         crontab._mark_saved(version, only)
-        if only is not None and previous is not None and version != previous + 1:
-            crontab._version = previous  # others wrote meanwhile: let the next access refresh
+        if previous is None or version != previous + 1:
+            # Others wrote meanwhile: show what the store holds, at once when nothing is
+            # left unsaved, else at the first access after the next save.
+            if crontab.dirty:
+                crontab._version = previous
+            else:
+                self.refresh(crontab)
         self.site.registry.getAdapter(self.site, IQueueMarker).mark()
         notify(ModifiedCrontabEvent(crontab=crontab))
 
