@@ -96,8 +96,13 @@ def apply_entries(crontab: Crontab, entries: list[CronEntry], default_activated:
             if uid not in state or uid in fresh:
                 replaced_logs[uid] = crontab.crons[uid]._log_ids
                 del crontab.crons[uid]
+        top = max((getattr(c, "_position", 0.0) for c in crontab.crons.values()), default=0.0)
         for uid, cron in state.items():
             if uid in fresh:
+                # The store orders crons by position; the registry manager numbers new
+                # crons in set order, so number them here, in document order.
+                top += 1.0
+                object.__setattr__(cron, "_position", top)
                 # A uid removed and added again is a new cron: the logs the store
                 # still holds for the old one are deleted with it.
                 object.__setattr__(cron, "_log_ids", replaced_logs.get(uid, ()))

@@ -180,6 +180,9 @@ def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEnt
                 except ValueError as exc:
                     raise fail(f"cron {uid!r}: invalid environ JSON {environ[:60]!r}: {exc}",
                                child) from None
+                if not isinstance(attrs["environ"], dict):
+                    raise fail(f"cron {uid!r}: invalid environ {environ[:60]!r}: expected a "
+                               "JSON object", child)
         entries.append(CronEntry(uid.strip(), attrs, remove, name, element.line))
     return entries, activated
 
