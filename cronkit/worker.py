@@ -112,7 +112,9 @@ class Worker:
             log.info("worker %s stopped", self.kit.worker_id)
 
     def start(self) -> "Worker":
-        """Run the service in a background thread (for embedding and tests)."""
+        """Run the service in a background thread (for embedding and tests); errors of
+        start-up (a bad executor, an unreachable store) are raised here."""
+        self._prepare()
         self._thread = threading.Thread(target=self.run_forever, kwargs={"install_signals": False},
                                         name="cronkit-worker", daemon=True)
         self._thread.start()

@@ -7,6 +7,7 @@ segfault) fails its job with what is known, and the worker goes on.
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import signal
@@ -19,6 +20,7 @@ from .base import BaseExecutor
 
 
 def _child(kit: Any, row: dict) -> None:
+    faulthandler.disable()  # a crash is reported by the parent, from the exit status
     kit.store.after_fork()
     try:
         kit.execute(dict(row, pid=os.getpid()))

@@ -1,0 +1,82 @@
+"""Runners used by tests that start real worker processes (importable by a child)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sqlite3
+import sys
+import time
+
+import cronkit
+
+
+class Sleepy(cronkit.Runner):
+    """Sleeps payload["seconds"], checking canceled."""
+
+    def run(self):
+        end = time.monotonic() + self.job.payload.get("seconds", 30)
+        while time.monotonic() < end:
+            if self.job.canceled:
+                return
+            time.sleep(0.02)
+
+
+class Hang(cronkit.Runner):
+    """Sleeps without ever looking at canceled."""
+
+    def run(self):
+        time.sleep(self.job.payload.get("seconds", 60))
+
+
+class Exit(cronkit.Runner):
+    """Dies at once with os._exit(1)."""
+
+    def run(self):
+        os._exit(1)
+
+
+class Segfault(cronkit.Runner):
+    """Reads address 0."""
+
+    def run(self):
+        ctypes.string_at(0)
+
+
+class WhoAmI(cronkit.Runner):
+    """Reports its pid."""
+
+    def run(self):
+        return str(os.getpid())
+
+
+class Count(cronkit.Runner):
+    """Records one row per run in a SQLite table (payload["db"], payload["key"])."""
+
+    def run(self):
+        conn = sqlite3.connect(self.job.payload["db"], timeout=60)
+        with conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT, pid INTEGER)")
+            conn.execute("INSERT INTO runs VALUES (?, ?)", (self.job.payload["key"], os.getpid()))
+        conn.close()
+
+
+RUNNERS = {"sleepy": Sleepy, "hang": Hang, "exit": Exit, "segfault": Segfault,
+           "whoami": WhoAmI, "count": Count}
+
+
+def register() -> None:
+    for name, cls in RUNNERS.items():
+        cronkit.register_runner(cls, name=name)
+
+
+def serve(store: str, executor: str = "threads", concurrency: int = 2) -> None:
+    """A worker process: ``python -c 'from tests.jobrunners import serve; serve(...)'``."""
+    register()
+    kit = cronkit.Cronkit(store=store, error_timeout=2)
+    print("ready", flush=True)
+    kit.worker(concurrency=concurrency, executor=executor, poll_interval=0.05).run_forever()
+
+
+if __name__ == "__main__":  # pragma: no cover - used as a subprocess entry point
+    serve(sys.argv[1], *sys.argv[2:3])
