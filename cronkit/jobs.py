@@ -241,13 +241,26 @@ class Job:
             return
         self._store.add_history(self.id, self._clock.now(), str(comment), str(status))
 
-    def finish(self, summary: str | None = None) -> None:
-        """End the job as SUCCESS, with an optional summary."""
-        self._ended = (Status.SUCCESS, None if summary is None else str(summary))
+    def finish(self, summary: str | None = None, status: str = Status.SUCCESS) -> None:
+        """End the job (SUCCESS unless ``status`` says FAILED or CANCELED) with an
+        optional summary: it becomes the job's ``message`` and the last line of its
+        status text. The job ends when run() returns."""
+        status = Status(status)
+        if status not in FINISHED:
+            raise CronkitError(f"a job finishes as success, failed or canceled, not {status.value!r}")
+        text = None if summary is None else str(summary)
+        if text:
+            self._append_line(text)
+        self._ended = (status, text)
 
     def fail(self, message: str) -> None:
-        """End the job as FAILED with ``message``."""
-        self._ended = (Status.FAILED, str(message))
+        """End the job as FAILED with ``message`` (when run() returns)."""
+        self.finish(message, Status.FAILED)
+
+    def _append_line(self, text: str) -> None:
+        current = self.status_text or ""
+        self.update(text=f"{current}\n{text}" if current and not current.endswith("\n")
+                    else current + text)
 
     # -- output -----------------------------------------------------------------
 

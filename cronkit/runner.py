@@ -138,7 +138,7 @@ def call_runner(site: Any, job: Job, check_canceled: bool = True) -> Outcome:
                        trace=traceback.format_exc())
     if job._ended is not None:
         status, text = job._ended
-        return Outcome(status, result=text if status == Status.SUCCESS else result,
+        return Outcome(status, result=text if status != Status.FAILED else result,
                        error=text if status == Status.FAILED else None)
     if check_canceled and not job._debug and job.canceled:
         return Outcome(Status.CANCELED, result=result)

@@ -249,7 +249,7 @@ def test_update_increment_note_finish(kit, site):
     kit.run_pending()
     job.refresh()
     assert job.status == Status.SUCCESS and job.message == "all done"
-    assert job.status_text == "step"
+    assert job.status_text == "step\nall done"
     assert [(h["status"], h["comment"]) for h in job.history] == [
         ("info", "read 10 rows"), ("warning", "row 3 skipped")]
 
@@ -260,6 +260,38 @@ def test_fail_ends_the_job_failed_with_the_message(kit, site):
     kit.run_pending()
     job.refresh()
     assert job.status == Status.FAILED and job.message == "no input file"
+    assert job.status_text == "no input file"
+
+
+def test_finish_with_a_status(kit, site):
+    _register(site, "giveup", lambda self: self.job.finish("nothing to do", status="canceled"))
+    job = site.submit("giveup")
+    kit.run_pending()
+    assert (job.refresh().status, job.message) == (Status.CANCELED, "nothing to do")
+    with pytest.raises(cronkit.CronkitError, match="pending"):
+        job.finish(status="pending")
+
+
+def test_cancel_all_by_status(kit, site, noop):
+    jobs = [site.submit("noop") for _ in range(3)]
+    kit.store.update_job(jobs[0].id, status="running")
+    assert site.jobs.cancel_all("pending") == 2
+    assert site.jobs.get(jobs[0].id).status == Status.RUNNING
+    assert site.jobs.cancel_all(["running"]) == 1
+    assert site.jobs.get(jobs[0].id).canceled
+    with pytest.raises(cronkit.InvalidParameters):
+        site.jobs.cancel_all("success")
+
+
+def test_manual_run_runs_a_job_now_whatever_its_state(kit, site, clock):
+    runs = []
+    _register(site, "manual", lambda self: runs.append(self.job.id))
+    job = site.submit("manual", delay=3600)
+    assert site.jobs.run(job.id).status == Status.SUCCESS
+    assert site.jobs.run(job.id).status == Status.SUCCESS     # again, finished or not
+    assert runs == [job.id, job.id]
+    assert site.jobs.run(job.id, debug=True).status == Status.SUCCESS
+    assert site.jobs.get(job.id).attempts == 2 and len(runs) == 3
 
 
 def test_progress_is_clamped_and_must_be_a_number(kit, site):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -142,6 +143,31 @@ class QueueManager:
         if force and status == Status.RUNNING:
             self.site.kit.force_cancel(job)
         return self.get(job_id)
+
+    def cancel_all(self, status: Any = Status.PENDING, type: str | None = None) -> int:
+        """Cancel every job of the site in ``status`` (pending and/or running), as
+        AtroCore's "cancel by status"; return how many were canceled."""
+        statuses = {Status(s) for s in ([status] if isinstance(status, str) else status)}
+        if not statuses <= {Status.PENDING, Status.RUNNING}:
+            raise InvalidParameters(f"only pending or running jobs can be canceled, not {status!r}",
+                                    {"status": "expected pending or running"})
+        now = self.clock.now()
+        rows = self.store.list_jobs(site=self.site.name, status=[str(s) for s in statuses], type=type)
+        return sum(1 for r in rows if self.store.cancel_job(r["id"], now) in (Status.CANCELED, Status.RUNNING))
+
+    def run(self, job_id: int, debug: bool = False) -> Job:
+        """Run one job now in this thread, whatever its state (a manual run). With
+        ``debug`` its status, progress and history are left as they are; what it prints
+        and reports goes to stdout instead."""
+        job = self.get(job_id)
+        kit = self.site.kit
+        if debug:
+            return kit.execute(self.store.get_job(job.id), debug=True)
+        now = self.clock.now()
+        self.store.update_job(job.id, status="running", started_at=now, heartbeat=now,
+                              finished_at=None, worker=kit.worker_id, pid=os.getpid(),
+                              canceled=False, progress=0, attempts=(job.attempts or 0) + 1)
+        return kit.execute(self.store.get_job(job.id))
 
     def remove(self, job_id: int) -> None:
         """Delete a job from the queue whatever its state."""
