@@ -17,11 +17,11 @@ from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.pool import StaticPool
 from zope.interface import implementer
 
-from ..exceptions import DuplicateFiring, NoSuchJob, StoreError
+from ..exceptions import CronkitError, DuplicateFiring, NoSuchJob, StoreError
 from ..interfaces import ICrontabStore, IJobStore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -154,6 +154,12 @@ _JOB_DEFAULTS = {c.name: None for c in jobs.columns if c.name != "id"}
 _JOB_DEFAULTS.update(priority=0, progress=0, status_text="", attempts=0, canceled=False)
 
 
+def _is_firing_clash(exc: IntegrityError) -> bool:
+    """True when the (site, cron uid, scheduled time) key refused the row."""
+    text = str(exc.orig)
+    return "ux_cronkit_jobs_firing" in text or "cronkit_jobs.fire_at" in text
+
+
 def _job_values(row: dict) -> dict:
     values = dict(_JOB_DEFAULTS)
     values.update(row)
@@ -239,9 +245,15 @@ class SQLStore:
                 with conn.begin():
                     yield conn
         except IntegrityError as exc:
-            raise DuplicateFiring(f"duplicate cron firing refused by the store: {exc.orig}") from None
+            if _is_firing_clash(exc):
+                raise DuplicateFiring(f"duplicate cron firing refused by the store: {exc.orig}") from None
+            raise StoreError(f"store {self.url!r} refused the change: {exc.orig}") from None
         except OperationalError as exc:
             raise StoreError(f"store {self.url!r}: {exc.orig}") from None
+        except StatementError as exc:
+            if isinstance(exc.orig, CronkitError):  # raised by a type, e.g. a naive datetime
+                raise exc.orig from None
+            raise
         finally:
             if lock is not None:
                 lock.release()

@@ -1,0 +1,227 @@
+"""The SQLite store on real files: schema, WAL, reopening, URLs, the firing key."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import cronkit
+from cronkit import Cron, DuplicateFiring, Status, StoreError
+from cronkit.stores import open_store
+from cronkit.stores.sql import SCHEMA_VERSION, SQLStore
+
+UTC = timezone.utc
+FIRE = datetime(2008, 1, 1, 1, 4, tzinfo=UTC)
+
+
+def firing(uid="u1", fire_at=FIRE, site="plone", **extra):
+    return {"site": site, "type": "quiet", "name": "quiet", "status": "pending", "priority": 0,
+            "payload": {}, "run_after": fire_at, "created_at": FIRE, "cron_uid": uid,
+            "fire_at": fire_at, "signature": "quiet|* * * * *|UTC", **extra}
+
+
+def path_of(db_url):
+    return db_url.split(":///", 1)[1]
+
+
+def save_a_cron(kit, **kw):
+    crontab = kit.site("plone").crontab
+    cron = crontab.add_cron(Cron(name="quiet", periodicity="*/1 * * * *", **kw))
+    crontab.save()
+    return cron
+
+
+# -- schema ------------------------------------------------------------------------
+
+
+def test_schema_version_is_recorded(kit, db_url):
+    assert kit.store.schema_version() == SCHEMA_VERSION
+    with sqlite3.connect(path_of(db_url)) as conn:
+        stored = conn.execute("select value from cronkit_meta where key = 'schema_version'").fetchone()
+    assert stored == (str(SCHEMA_VERSION),)
+
+
+def test_a_newer_schema_is_refused(kit, db_url):
+    kit.close()
+    with sqlite3.connect(path_of(db_url)) as conn:
+        conn.execute("update cronkit_meta set value = '999' where key = 'schema_version'")
+    with pytest.raises(StoreError, match="999"):
+        SQLStore(db_url)
+
+
+def test_wal_is_on(kit, db_url):
+    with sqlite3.connect(path_of(db_url)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_reopening_an_existing_file_keeps_the_data(db_url, clock):
+    kit = cronkit.Cronkit(store=db_url, clock=clock)
+    cron = save_a_cron(kit, environ={"k": "v"})
+    cron.log("WARN", ["kept"])
+    kit.site("plone").crontab.save()
+    kit.close()
+    again = cronkit.Cronkit(store=db_url, clock=clock)
+    try:
+        site = again.site("plone")
+        assert site.crontab.by_uid(cron.uid).similar(cron)
+        assert site.crontab.by_uid(cron.uid).logs[0].messages == ["kept"]
+        assert [j.cron_uid for j in site.jobs.list(status=Status.PENDING)] == [cron.uid]
+        assert again.store.schema_version() == SCHEMA_VERSION
+        assert again.store.marked_sites() == ["plone"]
+    finally:
+        again.close()
+
+
+def test_memory_stores_are_private(clock):
+    one = cronkit.Cronkit(store="memory://", clock=clock)
+    two = cronkit.Cronkit(store="memory://", clock=clock)
+    save_a_cron(one)
+    assert list(two.site("plone").crontab.crons) == []
+    assert len(one.site("plone").crontab.crons) == 1
+
+
+# -- URLs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["nonsense", "ftp://example.org/db", "sqlite:///no/such/folder/x.db"])
+def test_a_bad_url_is_a_store_error(url):
+    with pytest.raises(StoreError, match="store"):
+        cronkit.Cronkit(store=url)
+
+
+def test_an_unreadable_file_is_a_store_error(tmp_path):
+    bad = tmp_path / "garbage.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="garbage.db"):
+        open_store(f"sqlite:///{bad}")
+
+
+def test_cronkit_store_env_var_is_honoured(monkeypatch, db_url, clock):
+    monkeypatch.setenv("CRONKIT_STORE", db_url)
+    kit = cronkit.Cronkit(clock=clock)
+    try:
+        assert kit.store.url == db_url
+    finally:
+        kit.close()
+
+
+def test_an_explicit_store_wins_over_the_env_var(monkeypatch, db_url, tmp_path, clock):
+    monkeypatch.setenv("CRONKIT_STORE", f"sqlite:///{tmp_path / 'other.db'}")
+    kit = cronkit.Cronkit(store=db_url, clock=clock)
+    try:
+        assert kit.store.url == db_url
+    finally:
+        kit.close()
+
+
+def test_default_store_is_cronkit_db_in_the_working_folder(monkeypatch, tmp_path, clock):
+    monkeypatch.delenv("CRONKIT_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    kit = cronkit.Cronkit(clock=clock)
+    try:
+        assert kit.store.url == "sqlite:///cronkit.db"
+        assert (tmp_path / "cronkit.db").exists()
+    finally:
+        kit.close()
+
+
+def test_a_store_object_can_be_given(db_url, clock):
+    store = SQLStore(db_url)
+    kit = cronkit.Cronkit(store=store, clock=clock)
+    assert kit.store is store
+    kit.close()
+
+
+# -- the firing key ----------------------------------------------------------------
+
+
+def test_the_store_refuses_a_second_row_for_the_same_firing(kit):
+    kit.store.add_jobs([firing()])
+    with pytest.raises(DuplicateFiring, match="duplicate"):
+        kit.store.add_jobs([firing()])
+    assert kit.store.count_jobs(site="plone") == 1
+
+
+def test_a_refused_batch_changes_nothing(kit):
+    kit.store.add_jobs([firing()])
+    with pytest.raises(DuplicateFiring):
+        kit.store.add_jobs([firing("u2"), firing()])
+    assert kit.store.count_jobs(site="plone") == 1
+
+
+def test_the_firing_key_is_unique_whatever_the_status(kit):
+    [job_id] = kit.store.add_jobs([firing()])
+    kit.store.finish_job(job_id, Status.SUCCESS, FIRE, only_running=False)
+    with pytest.raises(DuplicateFiring):
+        kit.store.add_jobs([firing()])
+
+
+def test_duplicate_firing_is_a_store_error():
+    assert issubclass(DuplicateFiring, StoreError)
+
+
+def test_other_site_cron_or_time_is_another_firing(kit):
+    kit.store.add_jobs([firing()])
+    ids = kit.store.add_jobs([firing(site="other"), firing("u2"),
+                              firing(fire_at=FIRE + timedelta(minutes=1))])
+    assert len(ids) == 3
+
+
+def test_ignore_duplicates_skips_the_duplicate(kit):
+    [first] = kit.store.add_jobs([firing()])
+    ids = kit.store.add_jobs([firing(), firing("u2")], ignore_duplicates=True)
+    assert len(ids) == 1 and first not in ids
+    assert kit.store.count_jobs(site="plone") == 2
+
+
+def test_forced_runs_have_no_firing_time_and_never_clash(kit):
+    kit.store.add_jobs([firing(fire_at=None, run_after=FIRE), firing(fire_at=None, run_after=FIRE)])
+    assert kit.store.count_jobs(site="plone") == 2
+
+
+def test_a_claim_takes_a_firing_once(kit):
+    kit.store.add_jobs([firing()])
+    assert len(kit.store.claim(FIRE, 5, "one")) == 1
+    assert kit.store.claim(FIRE, 5, "two") == []
+
+
+def test_naive_datetimes_are_refused(kit):
+    with pytest.raises(StoreError, match="naive"):
+        kit.store.add_jobs([firing(fire_at=datetime(2008, 1, 1))])
+
+
+# -- crontab rows ------------------------------------------------------------------
+
+
+def test_crontab_version_grows_with_every_save(kit):
+    site = kit.site("plone")
+    assert kit.store.crontab_version("plone") == 0
+    save_a_cron(kit)
+    first = kit.store.crontab_version("plone")
+    site.crontab.save()
+    assert kit.store.crontab_version("plone") == first + 1
+
+
+def test_sites_are_recorded(kit):
+    save_a_cron(kit)
+    assert [(s["name"], s["marked"]) for s in kit.store.sites()] == [("plone", True)]
+
+
+def test_datetimes_come_back_aware_and_exact(kit):
+    when = datetime(2008, 1, 1, 1, 4, 5, 123456, tzinfo=UTC)
+    [job_id] = kit.store.add_jobs([firing(fire_at=when)])
+    assert kit.store.get_job(job_id)["fire_at"] == when
+
+
+def test_store_repr_names_the_url(kit, db_url):
+    assert db_url in repr(kit)
+
+
+def test_another_integrity_error_is_a_store_error_not_a_duplicate_firing(kit):
+    row = firing()
+    row["name"] = None
+    with pytest.raises(StoreError) as info:
+        kit.store.add_jobs([row])
+    assert not isinstance(info.value, DuplicateFiring)
