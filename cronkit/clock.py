@@ -21,6 +21,10 @@ class SystemClock:
         """Real time needs no wake-ups: the worker's own timeout does it."""
 
 
+#: The clock of code that has no kit at hand (a detached Log, an event's stamp).
+system_clock = SystemClock()
+
+
 def _aware(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         raise ValueError(f"FakeClock needs a timezone-aware datetime, got {dt!r}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from blinker import Namespace
+
+from .clock import system_clock
 
 log = logging.getLogger(__name__)
 signals = Namespace()
@@ -20,7 +22,7 @@ signals = Namespace()
 
 def _utcnow() -> datetime:
     # The event's own stamp is informational; schedules never read it.
-    return datetime.now(timezone.utc)
+    return system_clock.now()
 
 
 @dataclass(frozen=True, kw_only=True)

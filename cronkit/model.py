@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from zope.interface import implementer
 
 from . import schedule
+from .clock import system_clock
 from .exceptions import CronkitError, InvalidCron, InvalidCrontab, InvalidLog, NoSuchCron
 from .interfaces import ICron, ICrontab, ILog
 
@@ -84,7 +85,7 @@ class Log:
         except ValueError:
             raise InvalidLog(f"invalid log status {status!r}: expected one of "
                              f"{', '.join(s.value for s in LogStatus)}") from None
-        self.date = _parse_date(date, InvalidLog) if date is not None else datetime.now(timezone.utc)
+        self.date = _parse_date(date, InvalidLog) if date is not None else system_clock.now()
         if messages is None:
             messages = []
         elif isinstance(messages, str):
@@ -353,7 +354,7 @@ class Cron:
     def _now(self) -> datetime:
         site = self._crontab.site if self._crontab is not None else None
         clock = getattr(getattr(site, "kit", None), "clock", None)
-        return clock.now() if clock is not None else datetime.now(timezone.utc)
+        return (clock or system_clock).now()
 
     @property
     def last(self) -> Log | None:
