@@ -76,7 +76,7 @@ def _read(source: Any) -> tuple[bytes | str, str]:
         try:
             with open(path, "rb") as f:
                 return f.read(), path
-        except OSError as exc:
+        except OSError as exc:  # pragma: no cover - an unreadable file (tests run as root)
             raise ProfileError(f"cannot read {path!r}: {exc.strerror}", file=path) from None
     if isinstance(source, str):
         return source, "<string>"

@@ -268,8 +268,9 @@ _INFO = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 _EXC_PATH = re.compile(r"^(?:\w+\.)+(?=\w+: )")  # "zope.schema.x.ValidationError: " -> "ValidationError: "
 
 
-def _profile_error(exc: BaseException, path: str) -> ProfileError:
-    """A ProfileError (file, line, the problem) from what zope.configuration raised."""
+def _profile_error(exc: BaseException, path: str) -> CronkitError:
+    """A ProfileError (file, line, the problem) from what zope.configuration raised;
+    a CronkitError that is not the profile's fault comes out as it is."""
     if isinstance(exc, ConfigurationConflictError):
         discriminator, infos = sorted(exc._conflicts.items(), key=str)[0]
         places = [f"{getattr(i, 'file', '?')}, line {getattr(i, 'line', '?')}" for i in infos]
@@ -307,7 +308,7 @@ def _profile_error(exc: BaseException, path: str) -> ProfileError:
         message = " ".join(args) if args else type(exc).__name__
         return ProfileError(": ".join([message] + reasons), file=file, line=line)
     if isinstance(exc, CronkitError):
-        return ProfileError(str(exc), file=file, line=line)
+        return exc   # not the profile's fault (the store failed...): raised as it is
     return ProfileError(f"{type(exc).__name__}: {exc}", file=file, line=line)
 
 
