@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from zope.component import getGlobalSiteManager
 
 import cronkit
 from cronkit import Cron, LogStatus, Status
-from cronkit.interfaces import (ICronManager, ICrontabManager, ICrontabRegistryManager,
-                                IQueueManager, IQueueMarker)
+from cronkit.interfaces import (
+    ICronManager,
+    ICrontabManager,
+    ICrontabRegistryManager,
+    IQueueManager,
+    IQueueMarker,
+)
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(h, m):
@@ -68,7 +73,8 @@ def test_nothing_runs_before_its_time(site, kit, cron):
     assert MyCronJob.environs == []
 
 
-def test_when_time_passes_it_runs_with_its_environ_logs_ok_and_is_rescheduled(site, kit, clock, cron):
+def test_when_time_passes_it_runs_with_its_environ_logs_ok_and_is_rescheduled(site, kit, clock,
+                                                                             cron):
     clock.advance(minutes=1)
     done = kit.run_pending()
     assert [j.status for j in done] == [Status.SUCCESS]

@@ -4,16 +4,23 @@ rule 5 through the Cron API (the exhaustive DST table is in test_schedule.py).""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 import cronkit
-from cronkit import (Cron, FinishedCronJobEvent, LogStatus, StartedCronJobEvent, Status,
-                     subscribe, unsubscribe)
+from cronkit import (
+    Cron,
+    FinishedCronJobEvent,
+    LogStatus,
+    StartedCronJobEvent,
+    Status,
+    subscribe,
+    unsubscribe,
+)
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(h, m, s=0):

@@ -3,14 +3,14 @@ restart restore; read-only crontabs."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import cronkit
 from cronkit import Cron, LogStatus, ServerRestartEvent, Status
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class Quiet(cronkit.Runner):
@@ -259,7 +259,7 @@ def test_restore_from_a_fresh_kit_covers_every_marked_site(kit, other):
 
 
 def test_restore_leaves_unmarked_sites_alone(kit):
-    kit.site("never-saved").crontab
+    assert kit.site("never-saved").crontab.crons == {}
     kit.restore()
     assert kit.store.marked_sites() == []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 import cronkit
 from cronkit import Cron, Crontab, InvalidCron, InvalidCrontab, InvalidLog, Log, LogStatus
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from cronkit import Cron, DuplicateFiring, Status, StoreError
 from cronkit.stores import open_store
 from cronkit.stores.sql import SCHEMA_VERSION, SQLStore
 
-UTC = timezone.utc
+UTC = UTC
 FIRE = datetime(2008, 1, 1, 1, 4, tzinfo=UTC)
 
 
@@ -39,7 +39,8 @@ def save_a_cron(kit, **kw):
 def test_schema_version_is_recorded(kit, db_url):
     assert kit.store.schema_version() == SCHEMA_VERSION
     with sqlite3.connect(path_of(db_url)) as conn:
-        stored = conn.execute("select value from cronkit_meta where key = 'schema_version'").fetchone()
+        stored = conn.execute(
+            "select value from cronkit_meta where key = 'schema_version'").fetchone()
     assert stored == (str(SCHEMA_VERSION),)
 
 

@@ -246,7 +246,8 @@ class SQLStore:
                     yield conn
         except IntegrityError as exc:
             if _is_firing_clash(exc):
-                raise DuplicateFiring(f"duplicate cron firing refused by the store: {exc.orig}") from None
+                raise DuplicateFiring(
+                    f"duplicate cron firing refused by the store: {exc.orig}") from None
             raise StoreError(f"store {self.url!r} refused the change: {exc.orig}") from None
         except OperationalError as exc:
             raise StoreError(f"store {self.url!r}: {exc.orig}") from None
