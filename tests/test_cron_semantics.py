@@ -450,3 +450,17 @@ def test_rule5_wildcard_hour_happens_twice_in_the_overlap():
 def test_rule5_pending_job_follows_the_crons_timezone(site):
     cron = add(site, periodicity="0 9 * * *", timezone="Asia/Tokyo")
     assert [j.run_after for j in pending(site, cron)] == [datetime(2008, 1, 2, 0, 0, tzinfo=UTC)]
+
+
+class SelfCanceling(cronkit.Runner):
+    def run(self):
+        self.site.jobs.cancel(self.job.id)
+
+
+def test_rule2_a_run_canceled_midway_is_notrun_and_rescheduled(site, kit, clock):
+    cronkit.register_runner(SelfCanceling, name="selfcanceling")
+    cron, done = run_once(site, kit, clock, name="selfcanceling")
+    assert cron.last.status == LogStatus.NOTRUN
+    assert "canceled" in cron.last.messages[0]
+    assert done[0].status == Status.CANCELED
+    assert [j.run_after for j in pending(site, cron)] == [at(1, 5)]

@@ -343,3 +343,30 @@ def test_past_time_does_not_refresh_a_busy_crontab_with_old_logs(site, clock, ki
         clock.advance(timedelta(minutes=1))
         kit.run_pending()
     assert [e.date.minute for e in cron.logs] == [6]
+
+
+def test_saving_one_cron_after_others_wrote_refreshes_at_the_next_full_save(site, other):
+    one, two, three = add(site), add(site), add(site)
+    theirs = other.site("plone").crontab
+    theirs.by_uid(two.uid).user = "them"
+    theirs.save()
+    one.environ = {"x": 1}
+    three.environ = {"z": 3}            # left unsaved by one.save()
+    one.save()
+    assert site.crontab.dirty and two.user is None
+    site.crontab.save()
+    assert site.crontab.by_uid(two.uid).user == "them"
+    fresh = other.site("plone").crontab
+    assert fresh.by_uid(one.uid).environ == {"x": 1}
+    assert fresh.by_uid(three.uid).environ == {"z": 3}
+
+
+def test_a_cron_deleted_meanwhile_is_not_brought_back_by_a_save(site, other):
+    one, two = add(site), add(site)
+    theirs = other.site("plone").crontab
+    del theirs.crons[two.uid]
+    theirs.save()
+    one.environ = {"x": 1}
+    site.crontab.save()
+    assert list(site.crontab.crons) == [one.uid]
+    assert pending(site, two) == []
