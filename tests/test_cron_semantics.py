@@ -464,3 +464,15 @@ def test_rule2_a_run_canceled_midway_is_notrun_and_rescheduled(site, kit, clock)
     assert "canceled" in cron.last.messages[0]
     assert done[0].status == Status.CANCELED
     assert [j.run_after for j in pending(site, cron)] == [at(1, 5)]
+
+
+def test_rule2_a_forced_run_beside_a_due_firing_never_runs_at_the_same_time(site, kit, clock):
+    cron = add(site)
+    clock.advance(minutes=1)
+    row = dict(kit.store.list_jobs(cron_uid=cron.uid)[0])
+    forced = {k: row[k] for k in ("site", "type", "name", "status", "payload", "run_after",
+                                  "created_at", "cron_uid", "signature")}
+    kit.store.add_jobs([forced])                         # e.g. `cronkit crons run` meanwhile
+    claimed = kit.store.claim(clock.now(), 10, "worker")
+    assert len(claimed) == 1
+    assert kit.store.claim(clock.now(), 10, "other") == []

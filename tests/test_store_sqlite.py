@@ -226,3 +226,126 @@ def test_another_integrity_error_is_a_store_error_not_a_duplicate_firing(kit):
     with pytest.raises(StoreError) as info:
         kit.store.add_jobs([row])
     assert not isinstance(info.value, DuplicateFiring)
+
+
+# -- job rows ------------------------------------------------------------------------
+
+LATER = FIRE + timedelta(minutes=5)
+
+
+def plain(**extra):
+    return {"site": "plone", "type": "quiet", "name": "quiet", "status": "pending",
+            "run_after": FIRE, "created_at": FIRE, **extra}
+
+
+def test_one_claim_never_takes_two_jobs_of_one_cron(kit):
+    kit.store.add_jobs([firing(), firing(fire_at=None, run_after=FIRE), firing("u2")])
+    claimed = kit.store.claim(LATER, 5, "w")
+    assert sorted(r["cron_uid"] for r in claimed) == ["u1", "u2"]
+    assert [r["fire_at"] for r in claimed if r["cron_uid"] == "u1"] == [FIRE]
+
+
+def test_claim_order_priority_then_run_after_then_submission(kit):
+    ids = kit.store.add_jobs([plain(name="a"), plain(name="b", priority=5),
+                              plain(name="c", run_after=FIRE - timedelta(minutes=1)),
+                              plain(name="d")])
+    claimed = kit.store.claim(FIRE, 10, "w", 123)
+    assert [r["name"] for r in claimed] == ["b", "c", "a", "d"]
+    assert {r["id"] for r in claimed} == set(ids)
+    assert {(r["status"], r["worker"], r["pid"], r["attempts"]) for r in claimed} == \
+        {("running", "w", 123, 1)}
+    assert kit.store.claim(FIRE, 0, "w") == []
+
+
+def test_jobs_not_yet_due_are_not_claimed(kit):
+    kit.store.add_jobs([plain(run_after=LATER)])
+    assert kit.store.claim(FIRE, 5, "w") == []
+    assert kit.store.next_due() == LATER
+
+
+def test_unique_jobs_merge_while_pending(kit):
+    first, created = kit.store.add_unique_job(plain(unique_key="k", payload={"a": 1}))
+    again, created_again = kit.store.add_unique_job(plain(unique_key="k"))
+    assert (created, created_again, again) == (True, False, first)
+    kit.store.claim(FIRE, 5, "w")
+    third, created_third = kit.store.add_unique_job(plain(unique_key="k"))
+    assert created_third and third != first
+    assert kit.store.get_job(first)["payload"] == {"a": 1}
+
+
+def test_finish_cancel_and_flags(kit):
+    [job_id] = kit.store.add_jobs([plain()])
+    assert kit.store.finish_job(job_id, "success", FIRE) is None        # not running
+    kit.store.claim(FIRE, 1, "w")
+    assert kit.store.cancel_job(job_id, FIRE) == "running"
+    assert kit.store.is_canceled(job_id)
+    assert kit.store.finish_job(job_id, "success", LATER, "done", 100) == "canceled"
+    assert kit.store.cancel_job(job_id, LATER) == "canceled"
+    row = kit.store.get_job(job_id)
+    assert (row["message"], row["progress"], row["finished_at"]) == ("done", 100, LATER)
+    with pytest.raises(cronkit.NoSuchJob):
+        kit.store.cancel_job(9999, FIRE)
+
+
+def test_cancel_a_pending_job(kit):
+    [job_id] = kit.store.add_jobs([plain()])
+    assert kit.store.cancel_job(job_id, FIRE) == "canceled"
+    assert kit.store.claim(FIRE, 5, "w") == []
+
+
+def test_update_append_and_history(kit):
+    [job_id] = kit.store.add_jobs([plain()])
+    kit.store.update_job(job_id, progress=40, payload={"x": 1})
+    kit.store.append_text(job_id, "one ")
+    kit.store.append_text(job_id, "two")
+    kit.store.add_history(job_id, FIRE, "started")
+    kit.store.add_history(job_id, LATER, "oops", "error")
+    row = kit.store.get_job(job_id)
+    assert (row["progress"], row["payload"], row["status_text"]) == (40, {"x": 1}, "one two")
+    assert [(h["status"], h["comment"], h["date"]) for h in kit.store.history(job_id)] == \
+        [("info", "started", FIRE), ("error", "oops", LATER)]
+
+
+def test_heartbeat_stale_running_and_requeue(kit):
+    a, b = kit.store.add_jobs([plain(), plain()])
+    kit.store.claim(FIRE, 2, "w")
+    kit.store.heartbeat([], LATER)
+    kit.store.heartbeat([a], LATER)
+    assert [r["id"] for r in kit.store.stale_jobs(LATER)] == [b]
+    assert sorted(r["id"] for r in kit.store.running_jobs()) == [a, b]
+    assert kit.store.requeue_job(b, LATER, "retry") is True
+    assert kit.store.requeue_job(b, LATER, "retry") is False
+    row = kit.store.get_job(b)
+    assert (row["status"], row["run_after"], row["worker"]) == ("pending", LATER, None)
+
+
+def test_remove_delete_and_cleanup(kit):
+    ids = kit.store.add_jobs([plain() for _ in range(4)])
+    kit.store.add_history(ids[0], FIRE, "note")
+    kit.store.remove_job(ids[0])
+    assert kit.store.history(ids[0]) == []
+    with pytest.raises(cronkit.NoSuchJob):
+        kit.store.remove_job(ids[0])
+    with pytest.raises(cronkit.NoSuchJob):
+        kit.store.get_job(ids[0])
+    kit.store.claim(FIRE, 3, "w")
+    kit.store.finish_job(ids[1], "success", FIRE)
+    kit.store.finish_job(ids[2], "failed", FIRE)
+    assert kit.store.cleanup(None, None) == 0
+    assert kit.store.cleanup(LATER, None) == 1                 # the success only
+    assert kit.store.cleanup(None, LATER) == 1                 # then the failure
+    assert [r["id"] for r in kit.store.list_jobs()] == [ids[3]]
+    assert kit.store.delete_jobs([ids[3], 12345]) == 1
+
+
+def test_list_jobs_filters_and_pages(kit):
+    ids = kit.store.add_jobs([plain(type="a"), plain(type="b"), plain(type="a", site="other")])
+    assert [r["id"] for r in kit.store.list_jobs(site="plone")] == [ids[1], ids[0]]
+    assert [r["id"] for r in kit.store.list_jobs(type="a", oldest_first=True)] == [ids[0], ids[2]]
+    assert [r["id"] for r in kit.store.list_jobs(limit=1, offset=1)] == [ids[1]]
+    assert kit.store.count_jobs(status=["pending"]) == 3
+
+
+def test_after_fork_keeps_the_store_usable(kit):
+    kit.store.after_fork()
+    assert kit.store.schema_version() == SCHEMA_VERSION

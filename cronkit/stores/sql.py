@@ -281,9 +281,19 @@ class SQLStore:
         other = jobs.alias("other")
         busy = sa.exists().where(other.c.site == jobs.c.site, other.c.cron_uid == jobs.c.cron_uid,
                                  other.c.status == "running")
+        # Of two due jobs of one cron (a forced run beside its firing), only the first in
+        # claim order may be taken: one claim must not start a cron twice at once.
+        before = jobs.alias("before")
+        queued_before = sa.exists().where(
+            before.c.site == jobs.c.site, before.c.cron_uid == jobs.c.cron_uid,
+            before.c.status == "pending", before.c.run_after <= now,
+            sa.or_(before.c.priority > jobs.c.priority,
+                   sa.and_(before.c.priority == jobs.c.priority, sa.or_(
+                       before.c.run_after < jobs.c.run_after,
+                       sa.and_(before.c.run_after == jobs.c.run_after, before.c.id < jobs.c.id)))))
         due = sa.select(jobs.c.id).where(
             jobs.c.status == "pending", jobs.c.run_after <= now,
-            sa.or_(jobs.c.cron_uid.is_(None), ~busy),
+            sa.or_(jobs.c.cron_uid.is_(None), ~(busy | queued_before)),
         ).order_by(jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id).limit(sa.bindparam("lim"))
         if self.dialect == "postgresql":
             due = due.with_for_update(skip_locked=True, of=jobs)
