@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,7 @@ EXPORTED = """<?xml version="1.0" encoding="UTF-8"?>
 @pytest.fixture
 def doc_clock(clock):
     """collective.cron's documentation runs at 2008-01-01 00:01 UTC."""
-    clock.set(datetime(2008, 1, 1, 0, 1, tzinfo=timezone.utc))
+    clock.set(datetime(2008, 1, 1, 0, 1, tzinfo=UTC))
     return clock
 
 
@@ -134,7 +134,7 @@ def test_each_step_is_saved_in_the_store(site, db_url, doc_clock):
 
 def test_import_syncs_the_queue(site, doc_clock):
     site.import_crons(CRONS)
-    assert pending(site) == [("foogsuid", datetime(2008, 1, 1, 0, 2, tzinfo=timezone.utc))]
+    assert pending(site) == [("foogsuid", datetime(2008, 1, 1, 0, 2, tzinfo=UTC))]
     site.import_crons(CRONSE)   # foogsuid2 is activated
     assert [uid for uid, _ in pending(site)] == ["foogsuid", "foogsuid2"]
 

@@ -47,7 +47,7 @@ def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_entries(crontab: Crontab, entries: list[CronEntry],
-                 default_activated: bool) -> tuple["OrderedDict[str, Cron]", set[str]]:
+                 default_activated: bool) -> tuple[OrderedDict[str, Cron], set[str]]:
     """Play ``entries`` on copies of ``crontab``'s crons.
 
     Return (uid -> the validated Cron each uid ends as, in order; the uids whose cron
@@ -85,7 +85,10 @@ def apply_entries(crontab: Crontab, entries: list[CronEntry], default_activated:
     """Apply ``entries`` (and the crontab switch ``activated``, unless None) to the
     site's live ``crontab``, whole or not at all, then save it if anything changed."""
     if activated is not None:
-        activated = as_bool("activated", activated, lambda msg: ProfileError(msg, source, line))
+        try:
+            activated = as_bool("activated", activated, ValueError)
+        except ValueError as exc:
+            raise ProfileError(str(exc), file=source, line=line) from None
     state, fresh = plan_entries(crontab, entries, default_activated)  # raises before any change
     if crontab.read_only:
         raise ProfileError(f"the crontab of site {getattr(crontab.site, 'name', None)!r} is "

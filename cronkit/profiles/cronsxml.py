@@ -51,7 +51,7 @@ class Element:
     tag: str
     attrs: dict[str, str]
     line: int
-    children: list["Element"] = field(default_factory=list)
+    children: list[Element] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
 
 
@@ -151,7 +151,7 @@ def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEnt
     for element in root.children:
         if element.tag != "cron":
             raise fail(f"unknown element <{element.tag}> in <crons>: expected <cron>", element)
-        attrs = dict(element.attrs)
+        attrs: dict[str, Any] = dict(element.attrs)
         unknown = set(attrs) - set(CRON_XML_ATTRIBUTES)
         if unknown:
             raise fail(f"unknown attribute(s) of <cron>: {', '.join(sorted(unknown))}", element)

@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Callable
-
+import sys
+from collections.abc import Callable
+from typing import Any
 from xml.sax import SAXParseException
+
 from zope.configuration import xmlconfig
 from zope.configuration.config import ConfigurationConflictError, ConfigurationMachine
 from zope.configuration.exceptions import ConfigurationError, ConfigurationWrapperError
@@ -171,7 +173,7 @@ def _plan(context: Any) -> Plan:
     return plan
 
 
-def _check_name(what: str, value: str | None) -> str | None:
+def _check_name(what: str, value: Any) -> Any:
     if value is None:
         return None
     if not value.strip():
@@ -206,14 +208,14 @@ class CrontabDirective:
     def __init__(self, _context: Any, site: str, activated: str | None = None):
         self.site = _check_name("a crontab's site", site)
         if activated is not None:
-            activated = as_bool("activated", activated, ProfileError)
             _context.action(discriminator=("cronkit:crontab", self.site),
                             callable=_plan(_context).add_switch,
-                            args=(self.site, activated, _context.info))
+                            args=(self.site, as_bool("activated", activated, ProfileError),
+                                  _context.info))
 
     def cron(self, _context: Any, uid: str, remove: str | None = None, **attrs: Any) -> None:
         uid = _check_name("a cron's uid", uid)
-        remove = as_bool("remove", remove or "false", ProfileError)
+        removed = as_bool("remove", remove or "false", ProfileError)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         if "activated" in attrs:
             attrs["activated"] = as_bool("activated", attrs["activated"], ProfileError)
@@ -223,7 +225,7 @@ class CrontabDirective:
             except ValueError as exc:
                 raise ProfileError(f"cron {uid!r}: invalid environ JSON "
                                    f"{attrs['environ']!r}: {exc}") from None
-        if not remove:
+        if not removed:
             # Check each value now, so the error points at this line.
             probe = {"name": "probe", "periodicity": "* * * * *"} | attrs
             try:
@@ -231,7 +233,7 @@ class CrontabDirective:
             except InvalidCron as exc:
                 raise ProfileError(f"cron {uid!r}: {exc}") from None
         info = _context.info
-        entry = CronEntry(uid, attrs, remove, getattr(info, "file", None),
+        entry = CronEntry(uid, attrs, removed, getattr(info, "file", None),
                           getattr(info, "line", None))
         _context.action(discriminator=("cronkit:cron", self.site, uid),
                         callable=_plan(_context).add_cron, args=(self.site, entry))
@@ -255,8 +257,8 @@ def load_profile(kit: Any, path: Any) -> None:
     machine = ConfigurationMachine()
     xmlconfig.registerCommonDirectives(machine)
     machine.cronkit_kit = kit
-    xmlconfig.file("meta.zcml", package=__import__("cronkit.profiles").profiles,
-                   context=machine, execute=False)
+    xmlconfig.file("meta.zcml", package=sys.modules[__package__], context=machine,
+                   execute=False)
     try:
         xmlconfig.file(path, context=machine, execute=False)
         machine.execute_actions()
@@ -265,7 +267,8 @@ def load_profile(kit: Any, path: Any) -> None:
 
 
 _INFO = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
-_EXC_PATH = re.compile(r"^(?:\w+\.)+(?=\w+: )")  # "zope.schema.x.ValidationError: " -> "ValidationError: "
+# "zope.schema.x.ValidationError: ..." -> "ValidationError: ..."
+_EXC_PATH = re.compile(r"^(?:\w+\.)+(?=\w+: )")
 
 
 def _profile_error(exc: BaseException, path: str) -> CronkitError:
