@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from ..exceptions import DuplicateFiring, StoreError
 from .sql import SQLStore, _job_row, jobs
@@ -61,6 +63,20 @@ def _transient(exc: DBAPIError) -> bool:
                 or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)))
 
 
+def _materialize_locking_in(element: Any) -> Any:
+    """``id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` becomes ``id IN (SELECT id
+    FROM due)`` with ``due`` a MATERIALIZED CTE. PostgreSQL may run an IN subquery again
+    for every candidate row of the UPDATE; with SKIP LOCKED each run picks other rows,
+    and the claim takes more than its LIMIT (seen: three jobs for ``limit=1``). A
+    materialized CTE runs once."""
+    if (getattr(element, "operator", None) is operators.in_op
+            and isinstance(element.right, ScalarSelect)
+            and element.right.element._for_update_arg is not None):
+        due = element.right.element.cte("cronkit_due").prefix_with("MATERIALIZED")
+        return element.left.in_(sa.select(due.c.id))
+    return None
+
+
 class PostgresStore(SQLStore):
     """The store for ``postgresql://`` and ``postgresql+psycopg://`` URLs (psycopg 3).
 
@@ -90,6 +106,10 @@ class PostgresStore(SQLStore):
                               "application_name": "cronkit"})
         except (ImportError, sa.exc.ArgumentError) as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
+
+    def _prepare_statements(self) -> None:
+        super()._prepare_statements()
+        self._claim = visitors.replacement_traverse(self._claim, {}, _materialize_locking_in)
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:

@@ -1,0 +1,1 @@
+"""Contract suites: one per interface, run against every backend."""

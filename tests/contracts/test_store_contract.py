@@ -1,0 +1,455 @@
+"""The store contract (ICrontabStore, IJobStore): every store passes all of it.
+
+Each test runs on memory://, a SQLite file and a real PostgreSQL database (see
+``conftest.py``); a new store backend is done when it passes this file.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import cronkit
+from cronkit.stores.sql import SCHEMA_VERSION
+
+NOW = datetime(2008, 1, 1, 1, 3, tzinfo=timezone.utc)
+
+
+def row(site="plone", type="export", **fields):
+    """A pending job row, due at NOW, as the queue manager writes it."""
+    data = {"site": site, "type": type, "name": fields.pop("name", type), "status": "pending",
+            "priority": 0, "payload": {}, "run_after": NOW, "created_at": NOW}
+    data.update(fields)
+    return data
+
+
+def firing(uid="c1", at=NOW, site="plone"):
+    return row(site=site, type="mycron", cron_uid=uid, fire_at=at, run_after=at, signature="sig")
+
+
+def claim_all(store, now=NOW, worker="w:1"):
+    return store.claim(now, 1000, worker, 1)
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+def test_a_new_store_is_at_the_current_schema_version(store):
+    assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_reopening_a_store_keeps_its_schema_and_data(store, open_another):
+    [job_id] = store.add_jobs([row()])
+    other = open_another(store)
+    assert other.schema_version() == SCHEMA_VERSION
+    assert other.get_job(job_id)["type"] == "export"
+
+
+# -- jobs --------------------------------------------------------------------------------
+
+
+def test_a_job_reads_back_as_written(store):
+    [job_id] = store.add_jobs([row(payload={"a": [1, "x"], "b": None}, priority=7, user="joe",
+                                   timeout=2.5, run_after=NOW + timedelta(seconds=3))])
+    got = store.get_job(job_id)
+    assert got["id"] == job_id and got["status"] == "pending"
+    assert got["payload"] == {"a": [1, "x"], "b": None}
+    assert got["priority"] == 7 and got["user"] == "joe" and got["timeout"] == 2.5
+    assert got["run_after"] == NOW + timedelta(seconds=3)
+    assert got["run_after"].tzinfo is not None
+    assert got["canceled"] is False and got["progress"] == 0 and got["attempts"] == 0
+
+
+def test_add_jobs_returns_ids_in_submission_order(store):
+    ids = store.add_jobs([row(name=f"j{i}") for i in range(5)])
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [store.get_job(i)["name"] for i in ids] == [f"j{i}" for i in range(5)]
+
+
+def test_an_unknown_job_raises_no_such_job(store):
+    with pytest.raises(cronkit.NoSuchJob):
+        store.get_job(12345)
+    with pytest.raises(cronkit.NoSuchJob):
+        store.cancel_job(12345, NOW)
+    with pytest.raises(cronkit.NoSuchJob):
+        store.remove_job(12345)
+
+
+def test_list_and_count_filter_by_site_cron_status_and_type(store):
+    a, b, c = store.add_jobs([row(), row(site="other"), row(type="import")])
+    store.add_jobs([firing("c1")])
+    assert [j["id"] for j in store.list_jobs(site="plone", type="export")] == [a]
+    assert [j["id"] for j in store.list_jobs(site="other")] == [b]
+    assert [j["id"] for j in store.list_jobs(cron_uid="c1")][0] > c
+    assert store.count_jobs(site="plone") == 3
+    assert store.count_jobs(status=["pending", "running"]) == 4
+    assert [j["id"] for j in store.list_jobs(site="plone", limit=2)][:1] == [c + 1]  # newest first
+
+
+def test_update_job_and_append_text(store):
+    [job_id] = store.add_jobs([row()])
+    store.update_job(job_id, progress=40, status_text="half", payload={"k": 1})
+    store.append_text(job_id, " and more")
+    got = store.get_job(job_id)
+    assert (got["progress"], got["status_text"], got["payload"]) == (40, "half and more", {"k": 1})
+
+
+def test_add_unique_job_merges_into_the_pending_one(store):
+    first, created = store.add_unique_job(row(unique_key="k1"))
+    again, created_again = store.add_unique_job(row(unique_key="k1"))
+    other, created_other = store.add_unique_job(row(unique_key="k2"))
+    assert created and not created_again and created_other
+    assert again == first and other != first
+
+
+# -- claim -------------------------------------------------------------------------------
+
+
+def test_claim_takes_higher_priority_then_earlier_run_after_then_submission_order(store):
+    early = NOW - timedelta(minutes=5)
+    ids = store.add_jobs([
+        row(name="low"), row(name="late-high", priority=5), row(name="early-high", priority=5,
+                                                                 run_after=early),
+        row(name="low-2"), row(name="early-low", run_after=early),
+    ])
+    claimed = [r["name"] for r in store.claim(NOW, 10, "w:1", 1)]
+    assert claimed == ["early-high", "late-high", "early-low", "low", "low-2"]
+    assert len(ids) == 5
+
+
+def test_claim_one_at_a_time_follows_the_same_order(store):
+    store.add_jobs([row(name="a"), row(name="b", priority=1), row(name="c")])
+    names = [store.claim(NOW, 1, "w:1", 1)[0]["name"] for _ in range(3)]
+    assert names == ["b", "a", "c"]
+    assert store.claim(NOW, 1, "w:1", 1) == []
+
+
+def test_claim_skips_jobs_not_yet_due_and_respects_the_limit(store):
+    store.add_jobs([row(name="later", run_after=NOW + timedelta(seconds=1))])
+    store.add_jobs([row(name=f"now{i}") for i in range(3)])
+    assert [r["name"] for r in store.claim(NOW, 2, "w:1", 1)] == ["now0", "now1"]
+    assert [r["name"] for r in store.claim(NOW, 5, "w:1", 1)] == ["now2"]
+    assert store.claim(NOW, 0, "w:1", 1) == []
+    assert [r["name"] for r in store.claim(NOW + timedelta(seconds=1), 5, "w:1", 1)] == ["later"]
+
+
+def test_a_claimed_job_is_running_with_its_worker_pid_attempt_and_heartbeat(store):
+    [job_id] = store.add_jobs([row()])
+    [claimed] = store.claim(NOW, 1, "host:42", 42)
+    got = store.get_job(job_id)
+    for data in (claimed, got):
+        assert data["status"] == "running" and data["worker"] == "host:42" and data["pid"] == 42
+        assert data["started_at"] == NOW and data["heartbeat"] == NOW and data["attempts"] == 1
+
+
+def test_next_due_is_the_earliest_pending_run_after(store):
+    assert store.next_due() is None
+    store.add_jobs([row(run_after=NOW + timedelta(hours=1)), row(run_after=NOW + timedelta(minutes=1))])
+    assert store.next_due() == NOW + timedelta(minutes=1)
+
+
+def test_a_cron_job_is_not_claimed_while_a_job_of_the_same_cron_runs(store):
+    store.add_jobs([firing("c1", NOW - timedelta(minutes=1))])
+    [first] = store.claim(NOW, 5, "w:1", 1)
+    store.add_jobs([firing("c1", NOW), firing("c2", NOW)])
+    assert [r["cron_uid"] for r in store.claim(NOW, 5, "w:1", 1)] == ["c2"]
+    store.finish_job(first["id"], "success", NOW)
+    assert [r["cron_uid"] for r in store.claim(NOW, 5, "w:1", 1)] == ["c1"]
+
+
+def test_two_claimers_never_get_the_same_job(store, open_another):
+    """Two threads, each with its own store object on the one database (another worker
+    process would have the same), drain 300 jobs: each job is claimed exactly once."""
+    store.add_jobs([row(name=f"j{i}") for i in range(300)])
+    stores = [store, open_another(store)]
+    got: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+    errors = []
+
+    def drain(n):
+        try:
+            start.wait()
+            while True:
+                rows = stores[n].claim(NOW, 1 + n * 2, f"w:{n}", n)
+                if not rows:
+                    return
+                got[n].extend(r["id"] for r in rows)
+        except Exception as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    everything = got[0] + got[1]
+    assert len(everything) == len(set(everything)) == 300
+    assert got[0] and got[1]
+    for job in store.list_jobs():
+        assert job["status"] == "running" and job["attempts"] == 1
+
+
+# -- cron firings ------------------------------------------------------------------------
+
+
+def test_a_second_job_for_one_firing_is_refused(store, open_another):
+    store.add_jobs([firing("c1", NOW)])
+    with pytest.raises(cronkit.DuplicateFiring):
+        open_another(store).add_jobs([firing("c1", NOW)])
+    assert store.count_jobs(cron_uid="c1") == 1
+
+
+def test_a_duplicate_firing_is_refused_even_after_the_first_ran(store):
+    [job_id] = store.add_jobs([firing("c1", NOW)])
+    claim_all(store)
+    store.finish_job(job_id, "success", NOW)
+    with pytest.raises(cronkit.DuplicateFiring):
+        store.add_jobs([firing("c1", NOW)])
+
+
+def test_ignore_duplicates_skips_the_firing_already_queued(store):
+    [first] = store.add_jobs([firing("c1", NOW)])
+    ids = store.add_jobs([firing("c1", NOW), firing("c2", NOW), firing("c1", NOW + timedelta(minutes=1))],
+                         ignore_duplicates=True)
+    assert first not in ids and len(ids) == 2
+    assert store.count_jobs(cron_uid="c1") == 2
+
+
+def test_the_same_scheduled_time_is_a_different_firing_on_another_site_or_cron(store):
+    store.add_jobs([firing("c1", NOW), firing("c2", NOW), firing("c1", NOW, site="other")])
+    assert store.count_jobs() == 3
+
+
+def test_pending_and_running_cron_queries(store):
+    a, _b, _c = store.add_jobs([firing("c1", NOW), firing("c2", NOW + timedelta(minutes=1)),
+                                row(name="plain")])
+    store.add_jobs([firing("c9", NOW + timedelta(hours=1), site="other")])
+    pending = store.pending_cron_jobs("plone")
+    assert set(pending) == {"c1", "c2"}
+    assert pending["c2"]["run_after"] == NOW + timedelta(minutes=1)
+    assert pending["c1"]["fire_at"] == NOW and pending["c1"]["signature"] == "sig"
+    assert pending["c1"]["id"] == a
+    assert store.running_cron_uids("plone") == set()
+    assert {r["id"] for r in store.claim(NOW, 10, "w:1", 1)} >= {a}
+    assert store.running_cron_uids("plone") == {"c1"}
+    assert store.cron_job_statuses("plone", "c1") == {"running"}
+    assert store.cron_job_statuses("plone", "c2") == {"pending"}
+    assert store.delete_pending_cron_jobs("plone", ["c1", "c2"]) == 1   # running c1 is kept
+    assert set(store.pending_cron_jobs("plone")) == set()
+    assert set(store.pending_cron_jobs("other")) == {"c9"}
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+
+def test_cancel_a_pending_job_ends_it_canceled(store):
+    [job_id] = store.add_jobs([row()])
+    assert store.cancel_job(job_id, NOW) == "canceled"
+    got = store.get_job(job_id)
+    assert got["status"] == "canceled" and got["canceled"] and got["finished_at"] == NOW
+    assert claim_all(store) == []
+
+
+def test_cancel_a_running_job_sets_its_flag_and_its_success_ends_canceled(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    assert store.is_canceled(job_id) is False
+    assert store.cancel_job(job_id, NOW) == "running"
+    assert store.is_canceled(job_id) is True
+    assert store.get_job(job_id)["status"] == "running"
+    assert store.finish_job(job_id, "success", NOW) == "canceled"
+
+
+def test_cancel_a_finished_job_changes_nothing(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    store.finish_job(job_id, "failed", NOW, "boom")
+    assert store.cancel_job(job_id, NOW) == "failed"
+    assert store.get_job(job_id)["status"] == "failed"
+
+
+def test_finish_ends_a_running_job_once(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    later = NOW + timedelta(seconds=5)
+    assert store.finish_job(job_id, "success", later, "done", progress=100) == "success"
+    assert store.finish_job(job_id, "failed", later, "again") is None
+    got = store.get_job(job_id)
+    assert (got["status"], got["message"], got["progress"], got["finished_at"]) == \
+        ("success", "done", 100, later)
+    assert store.finish_job(job_id, "failed", later, "forced", only_running=False) == "failed"
+
+
+def test_heartbeat_keeps_a_running_job_out_of_the_stale_list(store):
+    a, b = store.add_jobs([row(), row()])
+    claim_all(store)
+    later = NOW + timedelta(seconds=90)
+    store.heartbeat([a], later)
+    stale = store.stale_jobs(later - timedelta(seconds=60))
+    assert [r["id"] for r in stale] == [b]
+    assert {r["id"] for r in store.running_jobs()} == {a, b}
+    store.heartbeat([], later)   # nothing to do, no error
+
+
+def test_heartbeat_does_not_touch_a_finished_job(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    store.finish_job(job_id, "success", NOW)
+    store.heartbeat([job_id], NOW + timedelta(hours=1))
+    assert store.get_job(job_id)["heartbeat"] == NOW
+
+
+def test_requeue_puts_a_running_job_back_pending(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    later = NOW + timedelta(seconds=10)
+    assert store.requeue_job(job_id, later, "attempt 1 failed: worker lost") is True
+    got = store.get_job(job_id)
+    assert got["status"] == "pending" and got["run_after"] == later and got["worker"] is None
+    assert got["message"] == "attempt 1 failed: worker lost" and got["attempts"] == 1
+    assert store.requeue_job(job_id, later, "again") is False
+    [again] = store.claim(later, 1, "w:2", 2)
+    assert again["id"] == job_id and again["attempts"] == 2
+
+
+def test_cleanup_deletes_finished_jobs_past_retention(store):
+    old, recent, failed_old, pending = store.add_jobs([row(), row(), row(), row()])
+    claim_all(store)
+    store.requeue_job(pending, NOW + timedelta(days=1), "later")
+    store.finish_job(old, "success", NOW - timedelta(days=40))
+    store.finish_job(recent, "success", NOW - timedelta(days=1))
+    store.finish_job(failed_old, "failed", NOW - timedelta(days=40))
+    store.add_history(old, NOW, "note")
+    assert store.cleanup(None, None) == 0
+    assert store.cleanup(NOW - timedelta(days=30), None) == 1
+    assert store.history(old) == []
+    assert {j["id"] for j in store.list_jobs()} == {recent, failed_old, pending}
+    assert store.cleanup(None, NOW - timedelta(days=30)) == 1
+    assert {j["id"] for j in store.list_jobs()} == {recent, pending}
+
+
+def test_remove_and_delete_jobs_take_their_history_along(store):
+    a, b, c = store.add_jobs([row(), row(), row()])
+    for job_id in (a, b, c):
+        store.add_history(job_id, NOW, f"note {job_id}")
+    store.remove_job(a)
+    assert store.delete_jobs([b, 999]) == 1
+    assert store.history(a) == [] and store.history(b) == []
+    assert [j["id"] for j in store.list_jobs()] == [c]
+
+
+def test_history_is_kept_in_order(store):
+    [job_id] = store.add_jobs([row()])
+    store.add_history(job_id, NOW, "first")
+    store.add_history(job_id, NOW + timedelta(seconds=1), "second", "warn")
+    assert store.history(job_id) == [
+        {"date": NOW, "status": "info", "comment": "first"},
+        {"date": NOW + timedelta(seconds=1), "status": "warn", "comment": "second"},
+    ]
+
+
+# -- crontabs ----------------------------------------------------------------------------
+
+
+def cron(uid, position=1.0, **fields):
+    data = {"uid": uid, "name": "mycron", "periodicity": "*/5 * * * *", "timezone": None,
+            "activated": True, "environ": {"foo": "bar"}, "logs_limit": 5, "user": None,
+            "misfire": "once", "misfire_grace": None, "position": position}
+    data.update(fields)
+    return data
+
+
+def entry(minute, status="OK", messages=()):
+    return {"date": NOW + timedelta(minutes=minute), "status": status, "messages": list(messages)}
+
+
+def test_an_unknown_site_has_an_empty_activated_crontab_at_version_0(store):
+    assert store.load_crontab("nowhere") == {"version": 0, "activated": True, "crons": []}
+    assert store.crontab_version("nowhere") == 0
+
+
+def test_save_then_load_a_crontab(store):
+    version, ids = store.save_crontab("plone", False, [cron("a", 2.0), cron("b", 1.0, user="joe")],
+                                      [], [("a", entry(1, "WARN", ["w"]))], [])
+    data = store.load_crontab("plone")
+    assert data["version"] == version == store.crontab_version("plone") > 0
+    assert data["activated"] is False
+    assert [c["uid"] for c in data["crons"]] == ["b", "a"]          # by position
+    a = data["crons"][1]
+    assert a["environ"] == {"foo": "bar"} and a["periodicity"] == "*/5 * * * *"
+    assert a["logs"] == [{"id": ids[0], "date": NOW + timedelta(minutes=1), "status": "WARN",
+                          "messages": ["w"]}]
+    assert data["crons"][0]["user"] == "joe"
+    assert [c["uid"] for c in store.load_crontab("plone", uid="a")["crons"]] == ["a"]
+
+
+def test_every_save_bumps_the_version_and_edits_in_place(store):
+    v1, _ = store.save_crontab("plone", None, [cron("a")], [], [], [])
+    v2, _ = store.save_crontab("plone", None, [cron("a", periodicity="@hourly")], [], [], [])
+    assert v2 > v1
+    [a] = store.load_crontab("plone")["crons"]
+    assert a["periodicity"] == "@hourly"
+    assert store.load_crontab("plone")["activated"] is True        # None leaves it
+
+
+def test_deleting_a_cron_deletes_its_logs(store):
+    store.save_crontab("plone", None, [cron("a"), cron("b", 2.0)], [],
+                       [("a", entry(1)), ("b", entry(1))], [])
+    store.save_crontab("plone", None, [], ["a"], [], [])
+    data = store.load_crontab("plone")
+    assert [c["uid"] for c in data["crons"]] == ["b"]
+    store.save_crontab("plone", None, [cron("a")], [], [], [])
+    assert store.load_crontab("plone", uid="a")["crons"][0]["logs"] == []
+
+
+def test_logs_are_newest_first_and_trimmed_to_the_cron_limit(store):
+    store.save_crontab("plone", None, [cron("a", logs_limit=3)], [],
+                       [("a", entry(i)) for i in range(5)], [])
+    [a] = store.load_crontab("plone")["crons"]
+    assert [e["date"].minute for e in a["logs"]] == [7, 6, 5]
+    log_id, version = store.add_log("plone", "a", entry(10, "FAILURE", ["boom"]), 3)
+    assert version == store.crontab_version("plone")
+    [a] = store.load_crontab("plone")["crons"]
+    assert [e["id"] for e in a["logs"]][0] == log_id
+    assert [e["date"].minute for e in a["logs"]] == [13, 7, 6]
+    assert a["logs"][0]["messages"] == ["boom"]
+
+
+def test_a_save_deletes_only_the_logs_it_names(store):
+    _, ids = store.save_crontab("plone", None, [cron("a")], [], [("a", entry(1)), ("a", entry(2))], [])
+    store.add_log("plone", "a", entry(3), 5)
+    store.save_crontab("plone", None, [cron("a")], [], [], [ids[0]])
+    [a] = store.load_crontab("plone")["crons"]
+    assert [e["date"].minute for e in a["logs"]] == [6, 5]
+
+
+def test_crontabs_of_two_sites_are_separate(store):
+    store.save_crontab("plone", None, [cron("a")], [], [("a", entry(1))], [])
+    store.save_crontab("other", None, [cron("a", periodicity="@daily")], [], [], [])
+    assert store.load_crontab("plone")["crons"][0]["periodicity"] == "*/5 * * * *"
+    assert store.load_crontab("other")["crons"][0]["logs"] == []
+
+
+# -- sites -------------------------------------------------------------------------------
+
+
+def test_mark_site_and_marked_sites(store):
+    assert store.marked_sites() == []
+    store.mark_site("plone")
+    store.mark_site("zope")
+    store.ensure_site("bare")
+    assert store.marked_sites() == ["plone", "zope"]
+    store.mark_site("zope", False)
+    assert store.marked_sites() == ["plone"]
+    assert [s["name"] for s in store.sites()] == ["bare", "plone", "zope"]
+
+
+def test_marking_keeps_the_crontab(store):
+    store.save_crontab("plone", None, [cron("a")], [], [], [])
+    version = store.crontab_version("plone")
+    store.mark_site("plone")
+    assert store.load_crontab("plone")["crons"][0]["uid"] == "a"
+    assert store.crontab_version("plone") == version
