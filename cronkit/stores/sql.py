@@ -617,6 +617,18 @@ class SQLStore:
                                 .values(status="pending", run_after=run_after, message=message,
                                         worker=None, pid=None, heartbeat=None)).rowcount == 1
 
+    def adopt_job(self, job_id: int, attempt: int, owner: str, worker: str, pid: int | None,
+                  now: datetime) -> dict | None:
+        """Hand a RUNNING job from its claimer ``owner`` to ``worker`` (a remote executor
+        process), only if it is still that claim (``attempt``, ``owner``): a message
+        delivered twice, late, or after a retry adopts nothing. Return the row or None."""
+        with self._tx() as conn:
+            row = conn.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.status == "running", jobs.c.attempts == attempt,
+                jobs.c.worker == owner).values(worker=worker, pid=pid, heartbeat=now)
+                .returning(*jobs.c)).first()
+        return None if row is None else _job_row(row)
+
     def remove_job(self, job_id: int) -> None:
         with self._tx() as conn:
             if conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount == 0:
