@@ -1,0 +1,296 @@
+"""The ``celery`` executor: due jobs run on Celery workers; the store stays the truth.
+
+Two kinds of processes share one store (PostgreSQL, or a SQLite file on one host):
+
+- ``cronkit worker --executor celery`` (the dispatcher) claims due jobs exactly as
+  any worker does (they become RUNNING in the store, claimed by the dispatcher) and
+  sends each to the broker as a small JSON message: the job id, the claim it belongs
+  to (attempt number and claimer), and the heartbeat interval. Never the row, never
+  pickle. It keeps at most ``concurrency`` jobs in flight, heartbeats the ones no
+  Celery worker has taken yet, and reaps lost jobs like every cronkit worker.
+- ``celery -A cronkit.executors.celery worker`` runs them. The task adopts the job in
+  the store (one compare-and-set: still RUNNING, same attempt, same claimer), records
+  its own host:pid, heartbeats from a thread while it runs, and calls
+  ``kit.execute(row)``: the runner API (progress, notes, ``canceled``, finish, fail)
+  goes through the store as with every executor. A job canceled before the task got it
+  ends CANCELED without running; a message delivered twice, late, or for an earlier
+  attempt adopts nothing and runs nothing.
+
+A Celery worker killed mid-job stops heartbeating: after ``error_timeout`` (at once if
+it ran on the reaper's host and its pid is gone) the reaper fails the job "worker lost",
+or retries it. The message was acknowledged when the task started (no ``acks_late``),
+so the broker does not deliver it again.
+
+Configuration of the Celery app, from the environment:
+
+- ``CRONKIT_BROKER``: broker URL (default ``redis://127.0.0.1:6379/0``);
+- ``CRONKIT_STORE``: the store URL (as everywhere);
+- ``CRONKIT_IMPORTS``: comma-separated modules registering runners, imported when the
+  Celery worker starts;
+- ``CRONKIT_QUEUE``: the Celery queue (default ``cronkit``);
+- ``CRONKIT_ERROR_TIMEOUT``: the kit's error timeout in the Celery worker (default 60).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import timedelta
+from typing import Any, Callable
+
+from celery import Celery
+
+from ..jobs import Status
+from .base import BaseExecutor
+
+log = logging.getLogger("cronkit.executors.celery")
+
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+TASK_NAME = "cronkit.run_job"
+
+
+def _imports() -> tuple[str, ...]:
+    return tuple(m.strip() for m in os.environ.get("CRONKIT_IMPORTS", "").split(",") if m.strip())
+
+
+def make_app(broker: str | None = None, queue: str | None = None,
+             imports: tuple[str, ...] | None = None) -> Celery:
+    """A Celery app running cronkit jobs: JSON only, results ignored, one message
+    reserved per worker process."""
+    celery_app = Celery("cronkit", set_as_current=False)
+    celery_app.conf.update(
+        broker_url=broker or os.environ.get("CRONKIT_BROKER") or DEFAULT_BROKER,
+        task_serializer="json", result_serializer="json", event_serializer="json",
+        accept_content=["json"], result_accept_content=["json"],
+        task_ignore_result=True, result_backend=None,
+        task_default_queue=queue or os.environ.get("CRONKIT_QUEUE") or "cronkit",
+        task_acks_late=False,            # acknowledged when started: never run twice
+        worker_prefetch_multiplier=1,    # a killed worker loses at most one reserved message
+        # A reserved message of a killed worker comes back after this; the store's
+        # compare-and-set makes a second delivery harmless.
+        broker_transport_options={"visibility_timeout": 300},
+        broker_connection_retry_on_startup=True,
+        imports=_imports() if imports is None else imports,
+        worker_hijack_root_logger=False,
+    )
+    celery_app.task(name=TASK_NAME, ignore_result=True)(run_job)
+    return celery_app
+
+
+# -- the Celery side ----------------------------------------------------------------
+
+_kit: Any = None
+_kit_pid: int | None = None
+_kit_lock = threading.Lock()
+
+
+def worker_kit() -> Any:
+    """This process's kit, built on first use from the environment (fork-safe)."""
+    global _kit, _kit_pid
+    with _kit_lock:
+        if _kit is None or _kit_pid != os.getpid():
+            from ..kit import Cronkit
+
+            for module in _imports():
+                __import__(module)
+            _kit = Cronkit(store=os.environ.get("CRONKIT_STORE") or None,
+                           error_timeout=float(os.environ.get("CRONKIT_ERROR_TIMEOUT", "60")))
+            _kit_pid = os.getpid()
+        return _kit
+
+
+class _Heartbeat(threading.Thread):
+    """Heartbeats one job every ``interval`` seconds until stopped."""
+
+    def __init__(self, kit: Any, job_id: int, interval: float):
+        super().__init__(name=f"cronkit-heartbeat-{job_id}", daemon=True)
+        self.kit, self.job_id, self.interval = kit, job_id, interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.kit.store.heartbeat([self.job_id], self.kit.clock.now())
+            except Exception:  # the next beat may work; the job goes on meanwhile
+                log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+def run_job(job_id: int, attempt: int, owner: str, heartbeat: float | None = None) -> str:
+    """The Celery task: run the claimed job ``job_id`` here (see :func:`execute_adopted`)."""
+    return execute_adopted(worker_kit(), job_id, attempt, owner, heartbeat)
+
+
+def execute_adopted(kit: Any, job_id: int, attempt: int, owner: str,
+                    heartbeat: float | None = None) -> str:
+    """Adopt the job from its claimer ``owner`` and run it to its end in this thread.
+    Return what happened: "skipped" (no longer that claim), "canceled" (canceled before
+    it started; not run), or the job's final status."""
+    store = kit.store
+    row = store.adopt_job(job_id, attempt, owner, kit.worker_id, os.getpid(), kit.clock.now())
+    if row is None:
+        log.info("job %s attempt %s is no longer %s's claim: not run", job_id, attempt, owner)
+        return "skipped"
+    if row["canceled"]:
+        _end_unstarted(kit, row, "canceled before a Celery worker started it")
+        return "canceled"
+    beat = _Heartbeat(kit, job_id, heartbeat or max(0.2, kit.error_timeout / 4))
+    beat.start()
+    try:
+        job = kit.execute(row)
+        return str(job.status)
+    except Exception as exc:  # an internal error must not leave the job RUNNING
+        log.exception("job %s failed inside cronkit", job_id)
+        store.finish_job(job_id, Status.FAILED, kit.clock.now(),
+                         f"internal error: {type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        beat.stop()
+
+
+def _end_unstarted(kit: Any, row: dict, message: str) -> None:
+    from ..model import Cron
+
+    if kit.store.finish_job(row["id"], Status.CANCELED, kit.clock.now(), message) \
+            and row.get("cron_uid"):
+        site = kit.site(row["site"])   # a firing that never ran: its cron goes on
+        ref = Cron(name=row["type"], periodicity="* * * * *", uid=row["cron_uid"])
+        site.cron_manager(ref)._reschedule(None)
+
+
+# -- the dispatcher side ----------------------------------------------------------------
+
+
+class CeleryExecutor(BaseExecutor):
+    """Hands claimed jobs to Celery workers; ``concurrency`` = jobs in flight (sent and
+    not ended) at most.
+
+    ``running()`` is the part of them this dispatcher still answers for: sent, not yet
+    taken by a Celery worker. The worker heartbeats exactly those; a job a Celery worker
+    took is that worker's to heartbeat, so that its death shows. ``capacity`` is
+    ``concurrency`` minus the jobs taken and still running, so that ``capacity -
+    len(running())`` is the number of free slots. A monitor thread reads the state of
+    the jobs in flight from the store every ``check_interval`` seconds and calls
+    ``done(job_id)`` for each that ended (which wakes the worker).
+    """
+
+    check_interval = 0.05
+
+    def __init__(self, concurrency: int = 6, app: Celery | None = None):
+        self._concurrency = concurrency
+        super().__init__(concurrency)
+        self.app = app
+        self._owned: set[int] = set()           # sent, no Celery worker took it yet
+        self._attempts: dict[int, int] = {}
+        self._callbacks: dict[int, Callable[[int], None]] = {}
+        self._closing = threading.Event()
+        self._submitted = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._heartbeat = 15.0
+
+    @property
+    def capacity(self) -> int:  # type: ignore[override]
+        with self._lock:
+            return self._concurrency - (len(self._inflight) - len(self._owned))
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        self._concurrency = value
+
+    def start(self, kit: Any) -> None:
+        super().start(kit)
+        if self.app is None:
+            self.app = app
+        self._heartbeat = max(0.2, kit.error_timeout / 4)
+        self._monitor = threading.Thread(target=self._watch, name="cronkit-celery-monitor",
+                                         daemon=True)
+        self._monitor.start()
+
+    def running(self) -> set[int]:
+        with self._lock:
+            return set(self._owned)
+
+    def in_flight(self) -> set[int]:
+        """Every job sent and not ended, taken by a Celery worker or not."""
+        return super().running()
+
+    def submit(self, row: dict, done: Callable[[int], None]) -> None:
+        job_id = row["id"]
+        with self._lock:
+            self._inflight[job_id] = row
+            self._owned.add(job_id)
+            self._attempts[job_id] = row["attempts"]
+            self._callbacks[job_id] = done
+        try:
+            self.app.send_task(TASK_NAME, kwargs={
+                "job_id": job_id, "attempt": row["attempts"], "owner": self.kit.worker_id,
+                "heartbeat": self._heartbeat})
+        except Exception as exc:  # the broker is away: the job waits in the store instead
+            log.error("cannot send job %s to Celery (%s): requeued", job_id, exc)
+            self.kit.store.requeue_job(job_id, self.kit.clock.now() + timedelta(seconds=5),
+                                       f"broker unavailable: {type(exc).__name__}: {exc}")
+            self._ended(job_id)
+            return
+        self._submitted.set()
+
+    def _ended(self, job_id: int) -> None:
+        with self._lock:
+            self._inflight.pop(job_id, None)
+            self._owned.discard(job_id)
+            self._attempts.pop(job_id, None)
+            done = self._callbacks.pop(job_id, None)
+        if done is not None:
+            done(job_id)
+
+    def _check(self) -> None:
+        """One look at the store: which jobs in flight ended, which were taken."""
+        with self._lock:
+            attempts = dict(self._attempts)
+        if not attempts:
+            return
+        live = {r["id"]: r for r in self.kit.store.running_jobs() if r["id"] in attempts}
+        for job_id, attempt in attempts.items():
+            row = live.get(job_id)
+            if row is None or row["attempts"] != attempt:
+                self._ended(job_id)    # ended, or reaped and claimed again elsewhere
+            elif row["worker"] != self.kit.worker_id:
+                with self._lock:
+                    self._owned.discard(job_id)
+
+    def _watch(self) -> None:
+        last_beat = 0.0
+        while not self._closing.is_set():
+            if not self._attempts:
+                self._submitted.wait(1.0)
+                self._submitted.clear()
+                continue
+            self._closing.wait(self.check_interval)
+            try:
+                self._check()
+                owned = self.running()
+                now = self.kit.clock.now()
+                if owned and now.timestamp() - last_beat >= self._heartbeat:
+                    # Also while the worker loop is stopping: sent jobs stay ours till taken.
+                    self.kit.store.heartbeat(owned, now)
+                    last_beat = now.timestamp()
+            except Exception:
+                log.warning("cannot read the jobs in flight; trying again", exc_info=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop; with ``wait``, first wait (up to ``error_timeout``) until every job sent
+        was taken by a Celery worker or ended: the Celery workers run them on."""
+        if wait and self.kit is not None:
+            deadline = self.kit.clock.now() + timedelta(seconds=self.kit.error_timeout)
+            while self.running() and self.kit.clock.now() < deadline:
+                self._closing.wait(self.check_interval)
+        self._closing.set()
+        self._submitted.set()
+        if self._monitor is not None:
+            self._monitor.join()
+
+
+app = make_app()
