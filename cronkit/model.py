@@ -6,6 +6,7 @@ The model knows no store: a crontab attached to a site saves through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid as uuidlib
 from collections import OrderedDict
@@ -363,8 +364,13 @@ class Cron:
 
     @property
     def signature(self) -> str:
-        """What a pending job depends on: a change of it replaces the job."""
-        return f"{self.name}|{self.periodicity}|{self.tz.key}"
+        """What a pending job depends on: a change of it replaces the job. The job row
+        carries the environ (payload) and user too, so an edit of them replaces it."""
+        base = f"{self.name}|{self.periodicity}|{self.tz.key}"
+        if not self.environ and self.user is None:
+            return base
+        extra = json.dumps([self.environ, self.user], sort_keys=True)
+        return f"{base}|{hashlib.sha1(extra.encode()).hexdigest()[:16]}"
 
     def log(self, status: str = LogStatus.OK, messages: Any = None, date: Any = None) -> Log:
         """Record a run, most recent first, capped at logs_limit; return the Log."""

@@ -147,10 +147,28 @@ def test_rule1_edited_cron_job_is_replaced(site):
     assert len(jobs) == 1 and jobs[0].id != old.id and jobs[0].run_after == at(1, 10)
 
 
-def test_rule1_editing_environ_only_keeps_the_job(site):
+def test_rule1_editing_environ_replaces_the_job_and_its_payload(site):
     cron = add(site, environ={"a": 1})
     old = pending(site, cron)[0]
     cron.environ = {"a": 2}
+    site.crontab.save()
+    jobs = pending(site, cron)
+    assert [(j.payload, j.run_after) for j in jobs] == [({"a": 2}, old.run_after)]
+    assert jobs[0].id != old.id
+
+
+def test_rule1_editing_user_replaces_the_job(site):
+    cron = add(site)
+    cron.user = "admin"
+    site.crontab.save()
+    assert [j.user for j in pending(site, cron)] == ["admin"]
+
+
+def test_rule1_editing_logs_limit_keeps_the_job(site):
+    cron = add(site)
+    old = pending(site, cron)[0]
+    cron.logs_limit = 10
+    cron.misfire = "skip"
     site.crontab.save()
     assert [j.id for j in pending(site, cron)] == [old.id]
 
