@@ -355,3 +355,10 @@ def test_an_unknown_runner_on_another_site_gives_notrun(kit, clock):
     kit.run_pending()
     assert cron.last.status == LogStatus.NOTRUN
     assert "siteonly" in cron.last.messages[0]
+
+
+def test_crontab_registry_manager_saves_one_cron(site, kit, cron):
+    cron.environ = {"only": "this"}
+    site.registry.getAdapter(site, ICrontabRegistryManager).save_cron(cron)
+    assert kit.store.load_crontab(site.name)["crons"][0]["environ"] == {"only": "this"}
+    assert not site.crontab.dirty

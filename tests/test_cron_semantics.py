@@ -494,3 +494,14 @@ def test_rule2_a_forced_run_beside_a_due_firing_never_runs_at_the_same_time(site
     claimed = kit.store.claim(clock.now(), 10, "worker")
     assert len(claimed) == 1
     assert kit.store.claim(clock.now(), 10, "other") == []
+
+
+class WhoAmI(cronkit.Runner):
+    def run(self):
+        return [self.cron.user, self.job.user]
+
+
+def test_rule2_the_crons_user_is_handed_to_the_runner(site, kit, clock):
+    cronkit.register_runner(WhoAmI, name="whoami")
+    cron, _ = run_once(site, kit, clock, name="whoami", user="admin")
+    assert cron.last.messages == ["admin", "admin"]
