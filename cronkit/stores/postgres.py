@@ -90,7 +90,15 @@ class PostgresStore(SQLStore):
         self.retry_for = float(retry_for)
         self._local = threading.local()
         self._init_listener_state()
-        super().__init__(url)
+        try:
+            super().__init__(url)
+        except StoreError as exc:
+            if str(exc).startswith("cannot open store"):
+                raise
+            raise StoreError(f"cannot open store {url!r}: {exc}") from None
+
+    def _migrate(self) -> None:
+        self._retry("opening the store", lambda attempt: SQLStore._migrate(self))
 
     # -- engine and transactions ----------------------------------------------------
 

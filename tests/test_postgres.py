@@ -1,0 +1,354 @@
+"""PostgreSQL: the store for many workers on many hosts (DESIGN "Cron semantics" 4, 6).
+
+Wake-ups by LISTEN/NOTIFY, connection loss survived, and exactly-once under
+contention with real ``cronkit worker`` processes on a real server. The store
+contract itself is in ``tests/contracts``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import cronkit
+from cronkit.stores import open_store
+from cronkit.stores.postgres import PostgresStore, engine_url
+from cronkit.stores.sql import SQLStore
+from tests.contracts import runners
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2008, 1, 1, 1, 3, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(pg_db):
+    store = open_store(pg_db)
+    yield store
+    store.close()
+
+
+def job_row(**fields):
+    data = {"site": "plone", "type": "count", "name": "count", "status": "pending",
+            "payload": {}, "run_after": NOW, "created_at": NOW}
+    data.update(fields)
+    return data
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+def test_postgresql_urls_open_a_postgres_store(pg_db):
+    plain = "postgresql://" + pg_db.split("://", 1)[1]
+    for url in (pg_db, plain):
+        store = open_store(url)
+        try:
+            assert isinstance(store, PostgresStore)
+            assert store.engine.dialect.driver == "psycopg"
+        finally:
+            store.close()
+
+
+def test_engine_url_means_psycopg_3():
+    assert engine_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert engine_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert engine_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(cronkit.StoreError):
+        engine_url("sqlite:///x.db")
+
+
+def test_a_store_that_cannot_connect_says_so():
+    with pytest.raises(cronkit.StoreError, match="cannot open store"):
+        PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere", retry_for=0)
+
+
+# -- LISTEN / NOTIFY --------------------------------------------------------------------
+
+
+class Wakes:
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __call__(self):
+        self.event.set()
+
+    def wait(self, timeout=5.0) -> bool:
+        got = self.event.wait(timeout)
+        self.event.clear()
+        return got
+
+
+@pytest.fixture
+def listening(store):
+    wakes = Wakes()
+    assert store.start_listener(wakes)
+    wakes.wait(1)   # the wake-up every (re)connection gives
+    yield wakes
+    store.stop_listener(wakes)
+
+
+def test_a_submitted_job_wakes_listeners_at_once(pg_db, listening):
+    kit = cronkit.Cronkit(store=pg_db)
+    try:
+        start = time.monotonic()
+        kit.site("plone").submit("count", payload={"n": 1})
+        assert listening.wait()
+        assert time.monotonic() - start < 1.0   # sooner than the poll
+    finally:
+        kit.close()
+
+
+def test_a_crontab_save_wakes_listeners(pg_db, listening):
+    kit = cronkit.Cronkit(store=pg_db)
+    try:
+        crontab = kit.site("plone").crontab
+        crontab.add_cron(cronkit.Cron(name="tick", periodicity="@hourly", uid="c1"))
+        crontab.save()
+        assert listening.wait()
+    finally:
+        kit.close()
+
+
+def test_a_requeue_wakes_listeners(store, listening):
+    [job_id] = store.add_jobs([job_row()])
+    store.claim(NOW, 1, "w:1", 1)
+    listening.wait(0.5)
+    assert store.requeue_job(job_id, NOW, "retry")
+    assert listening.wait()
+
+
+def test_reads_and_other_writes_do_not_wake_anyone(store, listening):
+    [job_id] = store.add_jobs([job_row()])
+    listening.wait()
+    store.get_job(job_id)
+    store.update_job(job_id, progress=5)
+    store.claim(NOW, 1, "w:1", 1)
+    store.finish_job(job_id, "success", NOW)
+    assert not listening.wait(0.5)
+
+
+def test_the_notification_leaves_with_the_commit(store, listening):
+    """A notification sent inside a rolled-back transaction is never delivered."""
+    with pytest.raises(cronkit.DuplicateFiring):
+        with store._notifying():
+            store.add_jobs([job_row(cron_uid="c1", fire_at=NOW)] * 2)
+    assert not listening.wait(0.5)
+
+
+def test_wait_for_notify_sleeps_until_a_notification(store):
+    assert store.wait_for_notify(0.2) in (True, False)   # starts listening
+    assert store.wait_for_notify(0.2) is False
+    threading.Timer(0.2, lambda: store.add_jobs([job_row()])).start()
+    start = time.monotonic()
+    assert store.wait_for_notify(5) is True
+    assert time.monotonic() - start < 2
+
+
+def test_a_worker_woken_by_the_listener_runs_a_job_without_waiting_for_the_poll(pg_db):
+    kit = cronkit.Cronkit(store=pg_db)
+    site = kit.site("plone")
+    site.register_runner(runners.Noop, name="noop")
+    worker = kit.worker(concurrency=1, poll_interval=30).start()
+    assert kit.store.start_listener(kit.wake)
+    try:
+        time.sleep(0.3)   # the worker is asleep for 30 s now
+        job = site.submit("noop")
+        deadline = time.monotonic() + 5
+        while site.jobs.get(job.id).status != cronkit.Status.SUCCESS:
+            assert time.monotonic() < deadline, "the worker was not woken"
+            time.sleep(0.02)
+    finally:
+        kit.store.stop_listener(kit.wake)
+        worker.stop()
+        kit.close()
+
+
+# -- connection loss --------------------------------------------------------------------
+
+
+def test_calls_wait_through_a_server_restart(store, postgres_server):
+    [job_id] = store.add_jobs([job_row()])
+    postgres_server.stop()
+    threading.Timer(1.0, postgres_server.start).start()
+    start = time.monotonic()
+    assert store.get_job(job_id)["id"] == job_id   # retried until the server is back
+    assert time.monotonic() - start >= 0.9
+    assert store.claim(NOW, 5, "w:1", 1)[0]["id"] == job_id
+
+
+def test_a_call_gives_up_after_retry_for(pg_db, postgres_server):
+    store = PostgresStore(pg_db, retry_for=1.0)
+    try:
+        postgres_server.stop()
+        start = time.monotonic()
+        with pytest.raises(cronkit.StoreError, match="gave up"):
+            store.next_due()
+        assert time.monotonic() - start < 5
+    finally:
+        postgres_server.start()
+        store.close()
+
+
+def test_the_listener_reconnects_after_a_restart(store, listening, postgres_server):
+    postgres_server.restart()
+    assert listening.wait(15)          # the reconnection itself wakes (notifications lost)
+    store.add_jobs([job_row()])
+    assert listening.wait(5)
+
+
+def test_a_claim_whose_answer_was_lost_is_recovered_not_repeated(store, monkeypatch):
+    """The commit went through but the connection died before the answer: the retry
+    finds the rows this claim took instead of claiming more."""
+    store.add_jobs([job_row(name=f"j{i}") for i in range(4)])
+    real = SQLStore.claim
+    calls = []
+
+    def lose_the_answer(self, now, limit, worker, pid=None):
+        calls.append(limit)
+        real(self, now, limit, worker, pid)
+        if len(calls) == 1:
+            from cronkit.stores.postgres import _ConnectionLost
+            raise _ConnectionLost("server closed the connection unexpectedly")
+        return []
+
+    monkeypatch.setattr(SQLStore, "claim", lose_the_answer)
+    got = store.claim(NOW, 2, "w:1", 1)
+    assert [r["name"] for r in got] == ["j0", "j1"] and calls == [2]
+    assert store.count_jobs(status="pending") == 2
+
+
+# -- many worker processes ------------------------------------------------------------
+
+
+def start_workers(url, n, *args, concurrency=4):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CRONKIT_STORE=url)
+    return [subprocess.Popen([sys.executable, "-m", "cronkit", "--store", url, "worker",
+                              "--import", "tests.contracts.runners",
+                              "--concurrency", str(concurrency), "--poll", "0.2",
+                              "--log-level", "warning", *args],
+                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+            for _ in range(n)]
+
+
+def stop_workers(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    errors = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        errors.append(err)
+    return errors
+
+
+def ran(engine) -> dict[str, int]:
+    with engine.begin() as conn:
+        return dict(conn.execute(sa.text("SELECT key, n FROM cronkit_ran")).all())
+
+
+def wait_until_drained(site, timeout):
+    deadline = time.monotonic() + timeout
+    while site.jobs.count(status=["pending", "running"]):
+        assert time.monotonic() < deadline, (
+            f"{site.jobs.count(status='pending')} pending, "
+            f"{site.jobs.count(status='running')} running after {timeout} s")
+        time.sleep(0.2)
+
+
+def prepare(url):
+    kit = cronkit.Cronkit(store=url)
+    with kit.store.engine.begin() as conn:
+        conn.execute(sa.text(runners.RAN_TABLE))
+    return kit
+
+
+def submit_jobs(site, numbers):
+    for n in numbers:
+        site.submit("count", payload={"n": n})
+
+
+def check_jobs_ran_once(site, counts, total):
+    jobs = site.jobs.list(type="count")
+    assert len(jobs) == total
+    assert {j.status for j in jobs} == {cronkit.Status.SUCCESS}
+    assert {k: v for k, v in counts.items() if k.startswith("job:")} == \
+        {f"job:{n}": 1 for n in range(total)}
+
+
+def check_firings_ran_once(site, counts, crons, seconds):
+    """Every firing of every cron ran once; their times are consecutive seconds."""
+    for uid in crons:
+        jobs = site.jobs.list(cron=uid)
+        ran_times = sorted(j.fire_at for j in jobs if j.status == cronkit.Status.SUCCESS)
+        assert all(j.status in (cronkit.Status.SUCCESS, cronkit.Status.CANCELED) for j in jobs)
+        keys = {k: v for k, v in counts.items() if k.startswith(f"{uid}@")}
+        assert keys == {f"{uid}@{t.isoformat()}": 1 for t in ran_times}, uid
+        every = sorted(j.fire_at for j in jobs)
+        assert every == [every[0] + timedelta(seconds=i) for i in range(len(every))], \
+            f"{uid}: a firing was missed"
+        assert len(ran_times) >= seconds - 3, f"{uid} ran {len(ran_times)} times in {seconds} s"
+
+
+def test_four_workers_run_every_firing_and_every_job_exactly_once(pg_db):
+    """4 ``cronkit worker`` processes, 50 crons firing every second for 20 s and
+    5,000 submitted jobs: each ran once, none was missed."""
+    kit = prepare(pg_db)
+    site = kit.site("plone")
+    procs = start_workers(pg_db, 4, concurrency=6)
+    try:
+        crontab = site.crontab
+        uids = [f"c{i:02d}" for i in range(50)]
+        for uid in uids:
+            crontab.add_cron(cronkit.Cron(name="tick", periodicity="* * * * * *", uid=uid,
+                                          misfire="all"))
+        crontab.save()
+        started = time.monotonic()
+        submit_jobs(site, range(5000))
+        time.sleep(max(0.0, 20 - (time.monotonic() - started)))
+        crontab = site.crontab
+        crontab.activated = False
+        crontab.save()
+        wait_until_drained(site, 30)
+        counts = ran(kit.store.engine)
+    finally:
+        errors = stop_workers(procs)
+    assert all(p.returncode == 0 for p in procs), errors
+    check_jobs_ran_once(site, counts, 5000)
+    check_firings_ran_once(site, counts, uids, 20)
+    assert site.jobs.count(status="running") == 0
+    kit.close()
+
+
+def test_workers_reconnect_after_a_server_restart_and_every_job_ends_once(pg_db, postgres_server):
+    kit = prepare(pg_db)
+    site = kit.site("plone")
+    total = 3000
+    submit_jobs(site, range(total))
+    procs = start_workers(pg_db, 4, concurrency=4)
+    try:
+        deadline = time.monotonic() + 30
+        while site.jobs.count(status="success") < total // 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        postgres_server.restart()
+        assert site.jobs.count(status="success") < total, "restart too late to prove anything"
+        wait_until_drained(site, 45)
+        counts = ran(kit.store.engine)
+    finally:
+        errors = stop_workers(procs)
+    assert all(p.returncode == 0 for p in procs), errors
+    check_jobs_ran_once(site, counts, total)
+    kit.close()
