@@ -1,0 +1,357 @@
+"""The REST API under /api/v1: crontabs, crons, logs, jobs and job types.
+
+Bodies are JSON objects (``Content-Type: application/json``), nothing else. Errors are
+``{"error": message, "field": field-or-null}`` with 400 (unreadable request), 401 (no or
+wrong token), 403 (cross-site), 404 (no such site, cron, log or job), 409 (conflicts with
+the current state), 415 (not JSON) or 422 (a value cronkit refuses); an InvalidParameters
+error adds ``"errors": {field: message}``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..exceptions import (CronkitError, InvalidCron, InvalidCrontab, InvalidParameters,
+                          NoSuchCron, NoSuchJob, ReadOnlyCrontab, UnknownRunner)
+from ..jobs import Status
+from ..model import Cron
+from .common import (MAX_DB_INT, MAX_DELAY, MAX_PRIORITY, WebError, cancel_job, check_cron_fields,
+                     cron_json, crontab_json, get_cron, get_job, get_site, job_json, log_json,
+                     parse_json, retry_job, save_crontab, site_names, types_json)
+from .openapi import openapi_document
+from .security import json_error
+
+MAX_LIMIT = 500
+SUBMIT_FIELDS = ("type", "payload", "name", "priority", "delay", "unique")
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The JSON error for a cronkit error."""
+    if isinstance(exc, WebError):
+        return json_error(exc.status, exc.message, exc.field)
+    if isinstance(exc, InvalidParameters):
+        field = next(iter(exc.errors), None)
+        return JSONResponse({"error": str(exc), "field": field, "errors": exc.errors}, 422)
+    if isinstance(exc, InvalidCron):
+        return json_error(422, str(exc), exc.field)
+    if isinstance(exc, UnknownRunner):
+        return json_error(422, str(exc), "type")
+    if isinstance(exc, (NoSuchCron, NoSuchJob)):
+        return json_error(404, str(exc))
+    if isinstance(exc, ReadOnlyCrontab):
+        return json_error(409, str(exc))
+    if isinstance(exc, InvalidCrontab):
+        return json_error(422, str(exc), "activated")
+    return json_error(400, str(exc))
+
+
+def endpoint(fn: Callable) -> Callable:
+    """Run ``fn(request, kit)``; turn cronkit errors into JSON errors."""
+
+    @functools.wraps(fn)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request, request.app.state.kit)
+        except CronkitError as exc:
+            return error_response(exc)
+
+    return wrapped
+
+
+async def body_object(request: Request, allowed: tuple[str, ...] | None = None) -> dict:
+    """The request body: a JSON object, with only ``allowed`` keys."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise WebError(415, "the body must be JSON (Content-Type: application/json)", "body")
+    data = parse_json(await request.body())
+    if not isinstance(data, dict):
+        raise WebError(400, "the body must be a JSON object", "body")
+    if allowed is not None:
+        for key in data:
+            if key not in allowed:
+                raise WebError(422, f"unknown field {key!r}", key)
+    return data
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise WebError(400, f"{name} must be an integer, got {text!r}", name) from None
+    if not low <= value <= high:
+        raise WebError(400, f"{name} must be from {low} to {high}, got {value}", name)
+    return value
+
+
+def query_status(request: Request) -> str | None:
+    text = request.query_params.get("status")
+    if text in (None, ""):
+        return None
+    try:
+        return Status(text).value
+    except ValueError:
+        raise WebError(400, f"unknown status {text!r}: expected one of "
+                       f"{', '.join(s.value for s in Status)}", "status") from None
+
+
+def _site(request: Request, kit: Any):
+    return get_site(kit, request.path_params["site"])
+
+
+def _cron(request: Request, kit: Any):
+    site = _site(request, kit)
+    return site, get_cron(site, request.path_params["uid"])
+
+
+# -- sites and crontabs ---------------------------------------------------------
+
+
+@endpoint
+async def openapi(request: Request, kit: Any) -> Response:
+    return JSONResponse(openapi_document())
+
+
+@endpoint
+async def list_sites(request: Request, kit: Any) -> Response:
+    out = []
+    for name in site_names(kit):
+        crontab = kit.site(name).crontab
+        out.append({"name": name, "activated": crontab.activated, "crons": len(crontab.crons)})
+    return JSONResponse(out)
+
+
+@endpoint
+async def get_crontab(request: Request, kit: Any) -> Response:
+    return JSONResponse(crontab_json(_site(request, kit)))
+
+
+@endpoint
+async def patch_crontab(request: Request, kit: Any) -> Response:
+    site = _site(request, kit)
+    data = await body_object(request, ("activated",))
+    if not isinstance(data.get("activated"), bool):
+        raise WebError(422, "activated must be true or false", "activated")
+    if site.crontab.read_only:
+        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
+    site.crontab.activated = data["activated"]
+    save_crontab(site)
+    return JSONResponse(crontab_json(site))
+
+
+# -- crons --------------------------------------------------------------------
+
+
+@endpoint
+async def list_crons(request: Request, kit: Any) -> Response:
+    return JSONResponse(crontab_json(_site(request, kit))["crons"])
+
+
+@endpoint
+async def create_cron(request: Request, kit: Any) -> Response:
+    site = _site(request, kit)
+    data = await body_object(request)
+    clean, errors = check_cron_fields(data)
+    if errors:
+        field = next(iter(errors))
+        return JSONResponse({"error": errors[field], "field": field, "errors": errors}, 422)
+    if "uid" in clean and clean["uid"] in site.crontab.crons:
+        raise WebError(409, f"a cron with uid {clean['uid']!r} exists already", "uid")
+    if site.crontab.read_only:
+        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
+    cron = site.crontab.add_cron(Cron(**clean))
+    save_crontab(site)
+    return JSONResponse(cron_json(cron, logs=True), 201)
+
+
+@endpoint
+async def read_cron(request: Request, kit: Any) -> Response:
+    return JSONResponse(cron_json(_cron(request, kit)[1], logs=True))
+
+
+@endpoint
+async def patch_cron(request: Request, kit: Any) -> Response:
+    site, cron = _cron(request, kit)
+    data = await body_object(request)
+    clean, errors = check_cron_fields(data, base=cron)
+    if errors:
+        field = next(iter(errors))
+        return JSONResponse({"error": errors[field], "field": field, "errors": errors}, 422)
+    return JSONResponse(cron_json(_apply(site, cron, clean), logs=True))
+
+
+def _apply(site: Any, cron: Cron, values: dict) -> Cron:
+    if site.crontab.read_only:
+        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
+    for field, value in values.items():
+        setattr(cron, field, value)
+    save_crontab(site)
+    return cron
+
+
+@endpoint
+async def delete_cron(request: Request, kit: Any) -> Response:
+    site, cron = _cron(request, kit)
+    if site.crontab.read_only:
+        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
+    del site.crontab.crons[cron.uid]
+    save_crontab(site)
+    return Response(status_code=204)
+
+
+@endpoint
+async def enable_cron(request: Request, kit: Any) -> Response:
+    site, cron = _cron(request, kit)
+    return JSONResponse(cron_json(_apply(site, cron, {"activated": True}), logs=True))
+
+
+@endpoint
+async def disable_cron(request: Request, kit: Any) -> Response:
+    site, cron = _cron(request, kit)
+    return JSONResponse(cron_json(_apply(site, cron, {"activated": False}), logs=True))
+
+
+@endpoint
+async def run_cron(request: Request, kit: Any) -> Response:
+    site, cron = _cron(request, kit)
+    queued = site.cron_manager(cron).register(force=True)
+    pending = site.jobs.list(cron=cron, status=Status.PENDING.value, limit=1)
+    return JSONResponse({"queued": bool(queued), "job": job_json(pending[0]) if pending else None},
+                        202)
+
+
+# -- logs ---------------------------------------------------------------------
+
+
+@endpoint
+async def list_logs(request: Request, kit: Any) -> Response:
+    cron = _cron(request, kit)[1]
+    return JSONResponse([log_json(entry, i) for i, entry in enumerate(cron.logs)])
+
+
+@endpoint
+async def delete_log(request: Request, kit: Any) -> Response:
+    site, cron = _cron(request, kit)
+    delete_log_at(site, cron, request.path_params["index"])
+    return Response(status_code=204)
+
+
+def delete_log_at(site: Any, cron: Cron, index: int) -> None:
+    if not 0 <= index < len(cron.logs):
+        raise WebError(404, f"cron {cron.uid!r} has no log number {index}", "index")
+    if site.crontab.read_only:
+        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
+    del cron.logs[index]
+    save_crontab(site)
+
+
+# -- jobs ---------------------------------------------------------------------
+
+
+@endpoint
+async def list_jobs(request: Request, kit: Any) -> Response:
+    site = _site(request, kit)
+    status = query_status(request)
+    type_ = request.query_params.get("type") or None
+    limit = query_int(request, "limit", 50, 1, MAX_LIMIT)
+    offset = query_int(request, "offset", 0, 0, MAX_DB_INT)
+    jobs = site.jobs.list(status=status, type=type_, limit=limit, offset=offset)
+    total = site.jobs.count(status=status, type=type_)
+    return JSONResponse({"total": total, "limit": limit, "offset": offset,
+                         "jobs": [job_json(j) for j in jobs]})
+
+
+def submit_options(data: dict) -> dict:
+    """Check the optional submit fields the queue manager takes as they are."""
+    options: dict = {}
+    name = data.get("name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise WebError(422, "name must be a string", "name")
+        options["name"] = name
+    priority = data.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
+        raise WebError(422, f"priority must be an integer from {-MAX_PRIORITY} to "
+                       f"{MAX_PRIORITY}", "priority")
+    options["priority"] = priority
+    delay = data.get("delay", 0)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_DELAY:
+        raise WebError(422, f"delay must be seconds from 0 to {MAX_DELAY}", "delay")
+    options["delay"] = delay
+    unique = data.get("unique", False)
+    if not isinstance(unique, bool):
+        raise WebError(422, "unique must be true or false", "unique")
+    options["unique"] = unique
+    return options
+
+
+@endpoint
+async def submit_job(request: Request, kit: Any) -> Response:
+    site = _site(request, kit)
+    data = await body_object(request, SUBMIT_FIELDS)
+    type_ = data.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise WebError(422, "type (the job type's name) is required", "type")
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict):
+        raise WebError(422, "payload must be a JSON object", "payload")
+    job = site.submit(type_, payload, **submit_options(data))
+    return JSONResponse(job_json(job, history=True), 201)
+
+
+@endpoint
+async def read_job(request: Request, kit: Any) -> Response:
+    job = get_job(_site(request, kit), request.path_params["job_id"])
+    return JSONResponse(job_json(job, history=True))
+
+
+@endpoint
+async def cancel(request: Request, kit: Any) -> Response:
+    site = _site(request, kit)
+    return JSONResponse(job_json(cancel_job(site, request.path_params["job_id"]), history=True))
+
+
+@endpoint
+async def retry(request: Request, kit: Any) -> Response:
+    site = _site(request, kit)
+    return JSONResponse(job_json(retry_job(site, request.path_params["job_id"]), history=True), 201)
+
+
+@endpoint
+async def list_types(request: Request, kit: Any) -> Response:
+    return JSONResponse(types_json(_site(request, kit)))
+
+
+S = "/sites/{site}"
+C = S + "/crons/{uid}"
+J = S + "/jobs/{job_id:int}"
+
+routes = [
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/sites", list_sites, methods=["GET"]),
+    Route(S + "/crontab", get_crontab, methods=["GET"]),
+    Route(S + "/crontab", patch_crontab, methods=["PATCH"]),
+    Route(S + "/crons", list_crons, methods=["GET"]),
+    Route(S + "/crons", create_cron, methods=["POST"]),
+    Route(C, read_cron, methods=["GET"]),
+    Route(C, patch_cron, methods=["PATCH"]),
+    Route(C, delete_cron, methods=["DELETE"]),
+    Route(C + "/enable", enable_cron, methods=["POST"]),
+    Route(C + "/disable", disable_cron, methods=["POST"]),
+    Route(C + "/run", run_cron, methods=["POST"]),
+    Route(C + "/logs", list_logs, methods=["GET"]),
+    Route(C + "/logs/{index:int}", delete_log, methods=["DELETE"]),
+    Route(S + "/jobs", list_jobs, methods=["GET"]),
+    Route(S + "/jobs", submit_job, methods=["POST"]),
+    Route(J, read_job, methods=["GET"]),
+    Route(J + "/cancel", cancel, methods=["POST"]),
+    Route(J + "/retry", retry, methods=["POST"]),
+    Route(S + "/types", list_types, methods=["GET"]),
+]

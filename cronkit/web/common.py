@@ -1,0 +1,250 @@
+"""What the pages and the REST API share: site lookup, JSON views of crons, logs and
+jobs, strict JSON reading, and cron field validation that names every field at fault."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from ..exceptions import CronkitError, InvalidCron
+from ..interfaces import ICrontabRegistryManager
+from ..jobs import FINISHED, Job, Status
+from ..model import Cron, Log
+from ..runner import available_jobs, job_types
+from .. import schedule
+
+# Fields a person or a client may set on a cron (uid is chosen at creation only).
+CRON_EDITABLE = ("name", "periodicity", "timezone", "activated", "environ", "logs_limit",
+                 "user", "misfire", "misfire_grace")
+MAX_DB_INT = 2 ** 63 - 1
+MAX_PRIORITY = 2 ** 31 - 1
+MAX_DELAY = 10 * 365 * 86400
+
+
+class WebError(CronkitError):
+    """An error shown to a client: HTTP status, message and the field at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+# -- sites --------------------------------------------------------------------
+
+
+def site_names(kit: Any) -> list[str]:
+    """Sites that exist: in the store, or already made in this kit."""
+    return sorted({row["name"] for row in kit.store.sites()} | set(kit._sites))
+
+
+def get_site(kit: Any, name: str):
+    """The site ``name``, or WebError 404: a URL never creates a site."""
+    if name not in kit._sites and name not in {row["name"] for row in kit.store.sites()}:
+        raise WebError(404, f"no site named {name!r}", "site")
+    return kit.site(name)
+
+
+def get_cron(site: Any, uid: str) -> Cron:
+    cron = site.crontab.crons.get(uid)
+    if cron is None:
+        raise WebError(404, f"no cron with uid {uid!r} in site {site.name!r}", "uid")
+    return cron
+
+
+def get_job(site: Any, job_id: int) -> Job:
+    if not 0 < job_id <= MAX_DB_INT:
+        raise WebError(404, f"no job with id {job_id!r} in site {site.name!r}", "id")
+    try:
+        return site.jobs.get(job_id)
+    except LookupError:
+        raise WebError(404, f"no job with id {job_id!r} in site {site.name!r}", "id") from None
+
+
+def discard_changes(site: Any) -> None:
+    """Make the live crontab show the store again after a save that failed."""
+    site.registry.getAdapter(site, ICrontabRegistryManager).refresh(site.crontab)
+
+
+def save_crontab(site: Any) -> None:
+    """Save the live crontab; on failure drop the unsaved edits and say why (409)."""
+    try:
+        site.crontab.save()
+    except CronkitError as exc:
+        discard_changes(site)
+        raise WebError(409, str(exc)) from None
+
+
+# -- crons --------------------------------------------------------------------
+
+
+def describe(expr: str) -> str:
+    """The periodicity in words; the expression itself if it cannot be described."""
+    try:
+        return schedule.parse(expr).describe()
+    except Exception:  # describing is a courtesy: never let it break a page
+        return expr
+
+
+def next_run(cron: Cron) -> datetime | None:
+    try:
+        return cron.next
+    except (CronkitError, ValueError):
+        return None
+
+
+def check_cron_fields(values: dict, base: Cron | None = None) -> tuple[dict, dict]:
+    """Validate ``values`` field by field on a scratch cron (never the live one).
+
+    Return (clean values, {field: message}). A new cron (no ``base``) needs a name and
+    a periodicity."""
+    scratch = Cron.load(base.definition()) if base is not None else Cron("x", "* * * * *")
+    clean: dict = {}
+    errors: dict = {}
+    if base is None:
+        for field in ("name", "periodicity"):
+            if values.get(field) in (None, ""):
+                errors[field] = f"{field} is required"
+    for field, value in values.items():
+        if field in errors:
+            continue
+        if field not in CRON_EDITABLE and not (field == "uid" and base is None):
+            errors[field] = f"unknown cron field {field!r}"
+            continue
+        try:
+            setattr(scratch, field, value)
+        except InvalidCron as exc:
+            errors[exc.field or field] = str(exc)
+            continue
+        clean[field] = getattr(scratch, field)
+    return clean, errors
+
+
+def log_json(log: Log, index: int) -> dict:
+    return {"index": index, "date": log.date.isoformat(), "status": log.status.value,
+            "messages": list(log.messages)}
+
+
+def cron_json(cron: Cron, logs: bool = False) -> dict:
+    nxt = next_run(cron)
+    last = cron.last
+    data = {"uid": cron.uid, "name": cron.name, "periodicity": cron.periodicity,
+            "description": describe(cron.periodicity), "timezone": cron.timezone,
+            "effective_timezone": cron.tz.key, "activated": cron.activated,
+            "environ": cron.environ, "logs_limit": cron.logs_limit, "user": cron.user,
+            "misfire": cron.misfire, "misfire_grace": cron.misfire_grace,
+            "next": nxt.isoformat() if nxt else None,
+            "last": log_json(last, 0) if last is not None else None}
+    if logs:
+        data["logs"] = [log_json(entry, i) for i, entry in enumerate(cron.logs)]
+    return data
+
+
+def crontab_json(site: Any) -> dict:
+    crontab = site.crontab
+    return {"site": site.name, "activated": crontab.activated, "read_only": crontab.read_only,
+            "crons": [cron_json(c) for c in crontab.crons.values()]}
+
+
+# -- jobs ---------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_json(job: Job, history: bool = False) -> dict:
+    data = {"id": job.id, "site": job.site_name, "type": job.type, "name": job.name,
+            "status": job.status.value, "priority": job.priority, "payload": job.payload,
+            "progress": job.progress or 0, "status_text": job.status_text or "",
+            "message": job.message, "pid": job.pid, "worker": job.worker,
+            "cron_uid": job.cron_uid, "user": job.user, "attempts": job.attempts or 0,
+            "run_after": _iso(job.run_after), "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at)}
+    if history:
+        data["history"] = [{"date": _iso(h["date"]), "status": h["status"], "comment": h["comment"]}
+                           for h in job.history]
+    return data
+
+
+def live_json(job: Job) -> dict:
+    """What a progress bar needs, polled by the pages."""
+    return {"id": job.id, "site": job.site_name, "status": job.status.value,
+            "progress": job.progress or 0, "status_text": job.status_text or "",
+            "message": job.message or "", "finished": job.status in FINISHED}
+
+
+def cancel_job(site: Any, job_id: int) -> Job:
+    job = get_job(site, job_id)
+    if job.status in FINISHED:
+        raise WebError(409, f"job {job.id} is already {job.status.value}: nothing to cancel", "id")
+    return site.jobs.cancel(job.id)
+
+
+def retry_job(site: Any, job_id: int) -> Job:
+    job = get_job(site, job_id)
+    if job.status not in (Status.FAILED, Status.CANCELED):
+        raise WebError(409, f"job {job.id} is {job.status.value}: only a failed or canceled job "
+                       "can be retried", "id")
+    if job.cron_uid is not None:
+        raise WebError(409, f"job {job.id} is a cron firing: run its cron instead", "id")
+    try:
+        return site.jobs.retry(job.id)
+    except LookupError as exc:  # its runner is gone
+        raise WebError(409, str(exc), "type") from None
+
+
+def types_json(site: Any) -> list[dict]:
+    helps = available_jobs(site)
+    out = []
+    for name, factory in job_types(site).items():
+        params = getattr(factory, "parameters", None) or {}
+        out.append({"name": name, "help": helps.get(name, ""),
+                    "parameters": {k: p.describe() for k, p in params.items()}})
+    return out
+
+
+# -- strict JSON --------------------------------------------------------------
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse what SQLite cannot store: lone surrogates, integers over 64 bits."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_DB_INT:
+            raise ValueError(f"integer out of range: {value}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
+def parse_json(body: bytes) -> Any:
+    """Read a request body as JSON (and only JSON); WebError 400 if it is not."""
+    try:
+        data = json.loads(body.decode("utf-8"), parse_float=_finite,
+                          parse_constant=_refuse_constant)
+        _check_text(data)
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        raise WebError(400, f"invalid JSON body: {exc}", "body") from None
+    return data

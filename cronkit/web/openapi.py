@@ -1,0 +1,276 @@
+"""The OpenAPI 3.0 document of /api/v1, written out by hand next to the routes it describes
+(api.py); tests/test_web_schemathesis.py checks the two agree."""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+from .. import __version__
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+NULLABLE_STR = {"type": "string", "nullable": True}
+NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["error", "field"],
+        "properties": {"error": {"type": "string"}, "field": NULLABLE_STR,
+                       "errors": {"type": "object", "additionalProperties": {"type": "string"}}},
+    },
+    "Site": {
+        "type": "object", "required": ["name", "activated", "crons"],
+        "properties": {"name": {"type": "string"}, "activated": {"type": "boolean"},
+                       "crons": {"type": "integer"}},
+    },
+    "Log": {
+        "type": "object", "required": ["index", "date", "status", "messages"],
+        "properties": {"index": {"type": "integer"},
+                       "date": {"type": "string", "format": "date-time"},
+                       "status": {"type": "string", "enum": ["OK", "WARN", "FAILURE", "NOTRUN"]},
+                       "messages": {"type": "array", "items": {"type": "string"}}},
+    },
+    "Cron": {
+        "type": "object",
+        "required": ["uid", "name", "periodicity", "description", "timezone",
+                     "effective_timezone", "activated", "environ", "logs_limit", "user",
+                     "misfire", "misfire_grace", "next", "last"],
+        "properties": {
+            "uid": {"type": "string"}, "name": {"type": "string"},
+            "periodicity": {"type": "string"}, "description": {"type": "string"},
+            "timezone": NULLABLE_STR, "effective_timezone": {"type": "string"},
+            "activated": {"type": "boolean"}, "environ": {"type": "object"},
+            "logs_limit": {"type": "integer", "minimum": 1, "maximum": 25},
+            "user": NULLABLE_STR,
+            "misfire": {"type": "string", "enum": ["once", "all", "skip"]},
+            "misfire_grace": {"type": "number", "nullable": True},
+            "next": NULLABLE_TIME,
+            "last": {"allOf": [_ref("Log")], "nullable": True},
+            "logs": {"type": "array", "items": _ref("Log")},
+        },
+    },
+    "CronInput": {
+        "type": "object",
+        "description": "A new cron needs name and periodicity; an edit sends only what changes.",
+        "properties": {
+            "uid": {"type": "string", "description": "only when creating"},
+            "name": {"type": "string", "description": "the runner's name"},
+            "periodicity": {"type": "string", "example": "*/5 * * * *"},
+            "timezone": NULLABLE_STR, "activated": {"type": "boolean"},
+            "environ": {"type": "object"},
+            "logs_limit": {"type": "integer", "minimum": 1, "maximum": 25},
+            "user": NULLABLE_STR,
+            "misfire": {"type": "string", "enum": ["once", "all", "skip"]},
+            "misfire_grace": {"type": "number", "minimum": 0, "nullable": True},
+        },
+        "additionalProperties": False,
+    },
+    "Crontab": {
+        "type": "object", "required": ["site", "activated", "read_only", "crons"],
+        "properties": {"site": {"type": "string"}, "activated": {"type": "boolean"},
+                       "read_only": {"type": "boolean"},
+                       "crons": {"type": "array", "items": _ref("Cron")}},
+    },
+    "CrontabPatch": {
+        "type": "object", "required": ["activated"],
+        "properties": {"activated": {"type": "boolean"}}, "additionalProperties": False,
+    },
+    "HistoryEntry": {
+        "type": "object", "required": ["date", "status", "comment"],
+        "properties": {"date": {"type": "string", "format": "date-time"},
+                       "status": {"type": "string"}, "comment": {"type": "string"}},
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "site", "type", "name", "status", "priority", "payload", "progress",
+                     "status_text", "message", "pid", "worker", "cron_uid", "user", "attempts",
+                     "run_after", "created_at", "started_at", "finished_at"],
+        "properties": {
+            "id": {"type": "integer"}, "site": {"type": "string"}, "type": {"type": "string"},
+            "name": {"type": "string"},
+            "status": {"type": "string",
+                       "enum": ["pending", "running", "success", "failed", "canceled"]},
+            "priority": {"type": "integer"}, "payload": {},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "status_text": {"type": "string"}, "message": NULLABLE_STR,
+            "pid": {"type": "integer", "nullable": True}, "worker": NULLABLE_STR,
+            "cron_uid": NULLABLE_STR, "user": NULLABLE_STR, "attempts": {"type": "integer"},
+            "run_after": NULLABLE_TIME, "created_at": NULLABLE_TIME,
+            "started_at": NULLABLE_TIME, "finished_at": NULLABLE_TIME,
+            "history": {"type": "array", "items": _ref("HistoryEntry")},
+        },
+    },
+    "JobPage": {
+        "type": "object", "required": ["total", "limit", "offset", "jobs"],
+        "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
+                       "offset": {"type": "integer"},
+                       "jobs": {"type": "array", "items": _ref("Job")}},
+    },
+    "JobInput": {
+        "type": "object", "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "description": "a job type's name"},
+            "payload": {"type": "object",
+                        "description": "checked against the type's parameter format"},
+            "name": {"type": "string"},
+            "priority": {"type": "integer", "minimum": -2147483647, "maximum": 2147483647},
+            "delay": {"type": "number", "minimum": 0, "maximum": 315360000},
+            "unique": {"type": "boolean"},
+        },
+        "additionalProperties": False,
+    },
+    "Param": {
+        "type": "object", "required": ["type", "required", "choices", "help", "default"],
+        "properties": {"type": {"type": "string", "enum": ["bool", "int", "select", "string"]},
+                       "required": {"type": "boolean"},
+                       "choices": {"type": "array", "items": {}, "nullable": True},
+                       "help": {"type": "string"}, "default": {}},
+    },
+    "JobType": {
+        "type": "object", "required": ["name", "help", "parameters"],
+        "properties": {"name": {"type": "string"}, "help": {"type": "string"},
+                       "parameters": {"type": "object", "additionalProperties": _ref("Param")}},
+    },
+    "RunResult": {
+        "type": "object", "required": ["queued", "job"],
+        "properties": {"queued": {"type": "boolean"},
+                       "job": {"allOf": [_ref("Job")], "nullable": True}},
+    },
+}
+
+SITE = {"name": "site", "in": "path", "required": True, "schema": {"type": "string"}}
+UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True,
+          "schema": {"type": "integer", "minimum": 0}}
+INDEX = {"name": "index", "in": "path", "required": True,
+         "schema": {"type": "integer", "minimum": 0}}
+
+AUTH = {"401": _error("no or wrong token"), "403": _error("cross-site request")}
+SITE_ERRORS = {**AUTH, "404": _error("no such site, cron, log or job")}
+BODY_ERRORS = {"400": _error("the body is not a JSON object"),
+               "415": _error("the body is not application/json"),
+               "422": _error("a value is refused; field names it")}
+
+
+def _body(schema: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _op(op_id: str, summary: str, responses: dict, params: list | None = None,
+        body: str | None = None, tag: str = "crons") -> dict:
+    op = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = _body(body)
+    return op
+
+
+CRON_OK = {"200": _json(_ref("Cron"), "the cron, with its logs"), **SITE_ERRORS}
+JOB_OK = {"200": _json(_ref("Job"), "the job, with its history"), **SITE_ERRORS}
+
+PATHS = {
+    "/sites": {"get": _op("listSites", "Sites", {
+        "200": _json({"type": "array", "items": _ref("Site")}, "every site"), **AUTH}, tag="sites")},
+    "/sites/{site}/crontab": {
+        "get": _op("getCrontab", "A site's crontab", {
+            "200": _json(_ref("Crontab"), "the crontab"), **SITE_ERRORS}, [SITE], tag="sites"),
+        "patch": _op("patchCrontab", "Switch a site's crontab on or off", {
+            "200": _json(_ref("Crontab"), "the crontab"), **SITE_ERRORS, **BODY_ERRORS,
+            "409": _error("read-only crontab")}, [SITE], "CrontabPatch", tag="sites"),
+    },
+    "/sites/{site}/crons": {
+        "get": _op("listCrons", "A site's crons", {
+            "200": _json({"type": "array", "items": _ref("Cron")}, "the crons"),
+            **SITE_ERRORS}, [SITE]),
+        "post": _op("createCron", "Add a cron", {
+            "201": _json(_ref("Cron"), "the new cron"), **SITE_ERRORS, **BODY_ERRORS,
+            "409": _error("uid taken or read-only crontab")}, [SITE], "CronInput"),
+    },
+    "/sites/{site}/crons/{uid}": {
+        "get": _op("getCron", "A cron with its logs", CRON_OK, [SITE, UID]),
+        "patch": _op("patchCron", "Edit a cron", {**CRON_OK, **BODY_ERRORS,
+                                                 "409": _error("read-only crontab")},
+                     [SITE, UID], "CronInput"),
+        "delete": _op("deleteCron", "Delete a cron", {
+            "204": {"description": "deleted"}, **SITE_ERRORS,
+            "409": _error("read-only crontab")}, [SITE, UID]),
+    },
+    "/sites/{site}/crons/{uid}/enable": {"post": _op(
+        "enableCron", "Activate a cron", {**CRON_OK, "409": _error("read-only crontab")},
+        [SITE, UID])},
+    "/sites/{site}/crons/{uid}/disable": {"post": _op(
+        "disableCron", "Deactivate a cron", {**CRON_OK, "409": _error("read-only crontab")},
+        [SITE, UID])},
+    "/sites/{site}/crons/{uid}/run": {"post": _op(
+        "runCron", "Run a cron now (a firing of its own)", {
+            "202": _json(_ref("RunResult"), "queued"), **SITE_ERRORS}, [SITE, UID])},
+    "/sites/{site}/crons/{uid}/logs": {"get": _op(
+        "listLogs", "A cron's logs, most recent first", {
+            "200": _json({"type": "array", "items": _ref("Log")}, "the logs"), **SITE_ERRORS},
+        [SITE, UID], tag="logs")},
+    "/sites/{site}/crons/{uid}/logs/{index}": {"delete": _op(
+        "deleteLog", "Delete one log (0 = most recent)", {
+            "204": {"description": "deleted"}, **SITE_ERRORS,
+            "409": _error("read-only crontab")}, [SITE, UID, INDEX], tag="logs")},
+    "/sites/{site}/jobs": {
+        "get": _op("listJobs", "Jobs, newest first", {
+            "200": _json(_ref("JobPage"), "a page of jobs"), **SITE_ERRORS,
+            "400": _error("bad query parameter")}, [
+            SITE,
+            {"name": "status", "in": "query", "schema": {
+                "type": "string", "enum": ["pending", "running", "success", "failed", "canceled"]}},
+            {"name": "type", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                        "maximum": 500, "default": 50}},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0,
+                                                         "default": 0}}], tag="jobs"),
+        "post": _op("submitJob", "Submit a job", {
+            "201": _json(_ref("Job"), "the new PENDING job (or the pending one it merged into)"),
+            **SITE_ERRORS, **BODY_ERRORS}, [SITE], "JobInput", tag="jobs"),
+    },
+    "/sites/{site}/jobs/{job_id}": {"get": _op(
+        "getJob", "A job with its history", JOB_OK, [SITE, JOB_ID], tag="jobs")},
+    "/sites/{site}/jobs/{job_id}/cancel": {"post": _op(
+        "cancelJob", "Cancel a pending or running job", {
+            **JOB_OK, "409": _error("already finished")}, [SITE, JOB_ID], tag="jobs")},
+    "/sites/{site}/jobs/{job_id}/retry": {"post": _op(
+        "retryJob", "Submit a failed or canceled job again", {
+            "201": _json(_ref("Job"), "the new job"), **SITE_ERRORS,
+            "409": _error("not failed or canceled")}, [SITE, JOB_ID], tag="jobs")},
+    "/sites/{site}/types": {"get": _op(
+        "listTypes", "Job types with their help and parameter format", {
+            "200": _json({"type": "array", "items": _ref("JobType")}, "the job types"),
+            **SITE_ERRORS}, [SITE], tag="jobs")},
+}
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "cronkit", "version": __version__,
+                 "description": "Crontabs, crons, logs, jobs and job types of every site."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}, {}],
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def openapi_document() -> dict:
+    """A fresh copy of the OpenAPI document."""
+    return copy.deepcopy(_document())

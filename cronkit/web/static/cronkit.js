@@ -1,0 +1,57 @@
+/* cronkit dashboard: live progress bars (polls /live at most once a second) and
+   confirmation of dangerous forms. Text goes in with textContent, never as HTML. */
+(function () {
+  "use strict";
+  var FINISHED = { success: 1, failed: 1, canceled: 1 };
+
+  function liveNodes() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-job]"));
+  }
+
+  function apply(job) {
+    var ref = job.site + ":" + job.id;
+    liveNodes().forEach(function (node) {
+      if (node.getAttribute("data-job") !== ref) return;
+      node.setAttribute("data-status", job.status);
+      node.querySelector("progress").value = job.progress;
+      node.querySelector(".pct").textContent = job.progress + "%";
+      var status = node.querySelector(".jstatus");
+      status.textContent = job.status.toUpperCase();
+      status.className = "jstatus status s-" + job.status;
+      node.querySelector(".jtext").textContent = job.status_text;
+    });
+    document.querySelectorAll("[data-job-actions]").forEach(function (box) {
+      if (box.getAttribute("data-job-actions") !== ref) return;
+      box.querySelectorAll("[data-when]").forEach(function (el) {
+        var when = el.getAttribute("data-when");
+        el.hidden = when === "active" ? !!FINISHED[job.status]
+                                      : !(job.status === "failed" || job.status === "canceled");
+      });
+    });
+    var full = document.querySelector(".jtext-full");
+    if (full && document.querySelectorAll("[data-job]").length === 1) full.textContent = job.status_text;
+    var message = document.querySelector(".jmessage");
+    if (message && document.querySelectorAll("[data-job]").length === 1) message.textContent = job.message;
+  }
+
+  function poll() {
+    var refs = liveNodes().filter(function (n) {
+      return !FINISHED[n.getAttribute("data-status")];
+    }).map(function (n) { return n.getAttribute("data-job"); });
+    if (!refs.length) return;
+    var query = refs.filter(function (r, i) { return refs.indexOf(r) === i; })
+      .map(function (r) { return "j=" + encodeURIComponent(r); }).join("&");
+    fetch("/live?" + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (jobs) { jobs.forEach(apply); })
+      .catch(function () {})
+      .then(function () { setTimeout(poll, 1000); });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { setTimeout(poll, 1000); });
+})();
