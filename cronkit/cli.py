@@ -56,7 +56,8 @@ def _dt(value: datetime | None) -> str:
 def _table_lines(rows: list[list[Any]], headers: list[str]) -> list[str]:
     cells = [headers] + [["-" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells]
 
 
 def _table(rows: list[list[Any]], headers: list[str], out: TextIO, indent: str = "") -> None:
@@ -92,7 +93,8 @@ class _ProgressView:
         self.last = state
         lines = (job.status_text or "").strip().splitlines()
         text = _one_line(lines[-1]) if lines else ""
-        line = f"job {job.id} {_bar(job.progress)} {job.status.value}" + (f"  {text}" if text else "")
+        line = f"job {job.id} {_bar(job.progress)} {job.status.value}"
+        line += f"  {text}" if text else ""
         if self.tty:
             pad = max(0, self.width - len(line))
             self.stream.write("\r" + line + " " * pad)
@@ -107,8 +109,7 @@ class _ProgressView:
             self.stream.flush()
 
 
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+_sleep = time.sleep   # between two polls of `jobs watch` (a UI: real time)
 
 
 class _Follower:
@@ -231,13 +232,14 @@ def cmd_crons_list(ctx: Context) -> int:
     rows = []
     for cron in crontab.crons.values():
         last = cron.last
-        rows.append([cron.uid, cron.name, cron.periodicity + (f" ({cron.timezone})" if cron.timezone else ""),
+        zone = f" ({cron.timezone})" if cron.timezone else ""
+        rows.append([cron.uid, cron.name, cron.periodicity + zone,
                      "ON" if cron.activated else "OFF", _dt(cron.next) if cron.next else "-",
                      f"{last.status.value} {_dt(last.date)}" if last else "-"])
     if not ctx.args.logs:
         _table(rows, ["UID", "NAME", "PERIODICITY", "ACTIVATED", "NEXT", "LAST"], ctx.out)
         return 0
-    for cron, row in zip(crontab.crons.values(), rows):
+    for cron, row in zip(crontab.crons.values(), rows, strict=True):
         ctx.print(f"{row[0]}  {row[1]}  {row[2]}  {row[3]}  next: {row[4]}")
         if not cron.logs:
             ctx.print("    no logs")
@@ -248,7 +250,8 @@ def cmd_crons_list(ctx: Context) -> int:
     return 0
 
 
-_CRON_OPTIONS = ("environ", "timezone", "logs_limit", "user", "misfire", "misfire_grace", "activated")
+_CRON_OPTIONS = ("environ", "timezone", "logs_limit", "user", "misfire", "misfire_grace",
+                 "activated")
 
 
 def _cron_changes(args: argparse.Namespace) -> dict:
@@ -385,27 +388,29 @@ def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return token or None, password or None
 
 
-def _web_module():
-    """cronkit.web, or None with the reason when the dashboard is not installed."""
+def _web_serve() -> tuple[Callable | None, str | None]:
+    """``cronkit.web.serve``, or None and the reason when the dashboard is not installed."""
     try:
-        return importlib.import_module("cronkit.web"), None
+        web = importlib.import_module("cronkit.web")
     except ImportError as exc:
         return None, str(exc)
+    serve = getattr(web, "serve", None)
+    return (serve, None) if callable(serve) else (None, "cronkit.web has no serve()")
 
 
-def _serve(ctx: Context, web: Any) -> None:
+def _serve(ctx: Context, serve: Callable) -> None:
     args = ctx.args
     token, password = _credentials(args)
     ctx.note(f"dashboard on http://{args.host}:{args.port}/ (REST API under /api/v1)")
-    web.serve(ctx.kit, host=args.host, port=args.port, token=token, password=password)
+    serve(ctx.kit, host=args.host, port=args.port, token=token, password=password)
 
 
 def cmd_web(ctx: Context) -> int:
-    web, why = _web_module()
-    if web is None:
+    serve, why = _web_serve()
+    if serve is None:
         raise UsageError(f"the dashboard is not available ({why}): "
                          "pip install 'cronkit[web]'")
-    _serve(ctx, web)
+    _serve(ctx, serve)
     return 0
 
 
@@ -414,16 +419,16 @@ def cmd_run(ctx: Context) -> int:
     _logging(args.log_level)
     if args.profile:
         _load_zcml(ctx, args.profile)
-    web, why = (None, None) if args.no_web else _web_module()
+    serve, why = (None, None) if args.no_web else _web_serve()
     worker = _worker(ctx)
-    if web is None:
+    if serve is None:
         ctx.note("cronkit: running the worker only (--no-web)" if why is None else
                  f"cronkit: the dashboard is not available ({why}); running the worker only")
         worker.run_forever()
         return 0
     worker.start()
     try:
-        _serve(ctx, web)
+        _serve(ctx, serve)
     finally:
         ctx.note("cronkit: stopping the worker (running jobs end first)")
         worker.stop()
