@@ -63,7 +63,7 @@ SCHEMAS = {
     },
     "CronInput": {
         "type": "object",
-        "description": "A new cron needs name and periodicity; an edit sends only what changes.",
+        "description": "What an edit changes (only the fields sent).",
         "properties": {
             "uid": {"type": "string", "description": "only when creating"},
             "name": {"type": "string", "description": "the runner's name"},
@@ -76,6 +76,10 @@ SCHEMAS = {
             "misfire_grace": {"type": "number", "minimum": 0, "nullable": True},
         },
         "additionalProperties": False,
+    },
+    "CronCreate": {
+        "allOf": [_ref("CronInput")], "required": ["name", "periodicity"],
+        "description": "A new cron: name and periodicity are required.",
     },
     "Crontab": {
         "type": "object", "required": ["site", "activated", "read_only", "crons"],
@@ -197,7 +201,7 @@ PATHS = {
             **SITE_ERRORS}, [SITE]),
         "post": _op("createCron", "Add a cron", {
             "201": _json(_ref("Cron"), "the new cron"), **SITE_ERRORS, **BODY_ERRORS,
-            "409": _error("uid taken or read-only crontab")}, [SITE], "CronInput"),
+            "409": _error("uid taken or read-only crontab")}, [SITE], "CronCreate"),
     },
     "/sites/{site}/crons/{uid}": {
         "get": _op("getCron", "A cron with its logs", CRON_OK, [SITE, UID]),
