@@ -1,0 +1,236 @@
+"""The celery executor: Celery workers run the jobs, the store stays the truth.
+
+Real Redis and PostgreSQL servers (``tests/servers.py``), real ``celery`` worker
+processes and real dispatching ``cronkit worker --executor celery`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+
+import cronkit
+from cronkit.executors import celery as ck_celery
+from cronkit.executors import make_executor
+from tests.contracts import runners
+from tests.test_postgres import (ROOT, check_firings_ran_once, check_jobs_ran_once, prepare,
+                                 ran, run_crons_for, stop_workers, submit_jobs,
+                                 wait_until_drained)
+
+
+@pytest.fixture
+def broker(redis_url):
+    redis.Redis.from_url(redis_url).flushall()
+    return redis_url
+
+
+@pytest.fixture
+def kit(pg_db):
+    kit = prepare(pg_db)
+    yield kit
+    kit.close()
+
+
+@pytest.fixture
+def site(kit):
+    site = kit.site("plone")
+    for name, factory in (("count", runners.Count), ("tick", runners.Tick),
+                          ("slow", runners.Slow), ("noop", runners.Noop)):
+        site.register_runner(factory, name=name)
+    return site
+
+
+def claim(kit, owner="dispatcher:1"):
+    [row] = kit.store.claim(kit.clock.now(), 1, owner, 1)
+    return row
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+def test_the_app_speaks_json_only_and_reads_its_broker_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CRONKIT_BROKER", "redis://127.0.0.1:1/3")
+    monkeypatch.setenv("CRONKIT_IMPORTS", "tests.contracts.runners, json")
+    app = ck_celery.make_app()
+    assert app.conf.broker_url == "redis://127.0.0.1:1/3"
+    assert app.conf.accept_content == ["json"] and app.conf.task_serializer == "json"
+    assert app.conf.result_accept_content == ["json"]
+    assert tuple(app.conf.imports) == ("tests.contracts.runners", "json")
+    assert ck_celery.TASK_NAME in app.tasks
+    assert ck_celery.app.conf.task_serializer == "json"
+
+
+def test_celery_is_an_executor_by_name():
+    executor = make_executor("celery", 3)
+    assert isinstance(executor, ck_celery.CeleryExecutor) and executor.capacity == 3
+
+
+# -- the task, without a broker ---------------------------------------------------------
+
+
+def test_the_task_adopts_the_job_and_runs_it_here(kit, site):
+    job = site.submit("count", payload={"n": 1})
+    row = claim(kit)
+    assert ck_celery.execute_adopted(kit, row["id"], row["attempts"], "dispatcher:1") == "success"
+    job = site.jobs.get(job.id)
+    assert job.status == cronkit.Status.SUCCESS
+    assert job.worker == kit.worker_id and job.pid == os.getpid()
+    assert ran(kit.store.engine) == {"job:1": 1}
+
+
+def test_a_message_delivered_twice_runs_the_job_once(kit, site):
+    site.submit("count", payload={"n": 1})
+    row = claim(kit)
+    args = (row["id"], row["attempts"], "dispatcher:1")
+    assert ck_celery.execute_adopted(kit, *args) == "success"
+    assert ck_celery.execute_adopted(kit, *args) == "skipped"
+    assert ran(kit.store.engine) == {"job:1": 1}
+
+
+def test_a_message_for_an_earlier_attempt_runs_nothing(kit, site):
+    job = site.submit("count", payload={"n": 1})
+    row = claim(kit)
+    kit.store.requeue_job(job.id, kit.clock.now(), "dispatcher lost")
+    again = claim(kit, "dispatcher:2")
+    assert ck_celery.execute_adopted(kit, row["id"], row["attempts"], "dispatcher:1") == "skipped"
+    assert site.jobs.get(job.id).status == cronkit.Status.RUNNING
+    assert ck_celery.execute_adopted(kit, job.id, again["attempts"], "dispatcher:2") == "success"
+    assert ran(kit.store.engine) == {"job:1": 1}
+
+
+def test_a_job_canceled_before_a_celery_worker_took_it_never_runs(kit, site):
+    job = site.submit("count", payload={"n": 1})
+    row = claim(kit)
+    site.jobs.cancel(job.id)
+    assert ck_celery.execute_adopted(kit, row["id"], row["attempts"], "dispatcher:1") == "canceled"
+    job = site.jobs.get(job.id)
+    assert job.status == cronkit.Status.CANCELED and "before a Celery worker" in job.message
+    assert ran(kit.store.engine) == {}
+
+
+def test_a_canceled_firing_that_never_ran_leaves_its_cron_scheduled(kit, site):
+    crontab = site.crontab
+    crontab.add_cron(cronkit.Cron(name="tick", periodicity="* * * * * *", uid="c1"))
+    crontab.save()
+    time.sleep(1.1)
+    row = claim(kit)
+    site.jobs.cancel(row["id"])
+    assert ck_celery.execute_adopted(kit, row["id"], row["attempts"], "dispatcher:1") == "canceled"
+    assert site.jobs.is_job_pending(crontab.by_uid("c1"))
+
+
+def test_the_task_heartbeats_while_the_job_runs(kit, site):
+    job = site.submit("slow", payload={"seconds": 0.6})
+    row = claim(kit)
+    first = site.jobs.get(job.id).heartbeat
+    assert ck_celery.execute_adopted(kit, row["id"], row["attempts"], "dispatcher:1",
+                                     heartbeat=0.1) == "success"
+    assert site.jobs.get(job.id).heartbeat > first + timedelta(seconds=0.3)
+
+
+# -- real Celery workers ----------------------------------------------------------------
+
+
+def celery_env(url, broker):
+    return dict(os.environ, PYTHONPATH=str(ROOT), CRONKIT_STORE=url, CRONKIT_BROKER=broker,
+                CRONKIT_IMPORTS="tests.contracts.runners")
+
+
+def start_celery(url, broker, name, pool="prefork", concurrency=4):
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "cronkit.executors.celery", "worker",
+         "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "warning",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        env=celery_env(url, broker), cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+
+
+def start_dispatchers(url, broker, n, concurrency=32):
+    return [subprocess.Popen(
+        [sys.executable, "-m", "cronkit", "--store", url, "worker", "--executor", "celery",
+         "--concurrency", str(concurrency), "--poll", "0.2", "--log-level", "warning"],
+        env=celery_env(url, broker), cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True) for _ in range(n)]
+
+
+def start_dispatcher_with(url, broker, error_timeout):
+    """A dispatcher whose kit has a short error_timeout (the CLI has no option for it)."""
+    code = ("import cronkit, tests.contracts.runners; "
+            f"kit = cronkit.Cronkit(error_timeout={error_timeout}); "
+            "kit.worker(concurrency=4, executor='celery', poll_interval=0.2).run_forever()")
+    return subprocess.Popen([sys.executable, "-c", code], env=celery_env(url, broker), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_two_celery_workers_and_two_dispatchers_run_everything_exactly_once(pg_db, broker, kit):
+    """50 crons firing every second for 20 s and 5,000 submitted jobs, dispatched by two
+    ``cronkit worker --executor celery`` and run by two Celery workers: each ran once."""
+    site = kit.site("plone")
+    procs = [start_celery(pg_db, broker, "w1"), start_celery(pg_db, broker, "w2")]
+    procs += start_dispatchers(pg_db, broker, 2)
+    try:
+        uids = [f"c{i:02d}" for i in range(50)]
+        end = run_crons_for(site, uids, 20, lambda: submit_jobs(site, range(5000)))
+        wait_until_drained(site, 30)
+        counts = ran(kit.store.engine)
+    finally:
+        errors = stop_workers(procs)
+    assert all(p.returncode == 0 for p in procs), errors
+    check_jobs_ran_once(site, counts, 5000)
+    check_firings_ran_once(site, counts, uids, end, 20)
+    workers = {j.worker for j in site.jobs.list(type="count")}
+    assert len(workers) >= 2   # host:pid of the Celery processes, not of the dispatchers
+
+
+def test_a_job_canceled_while_waiting_in_the_broker_never_runs(pg_db, broker, kit):
+    site = kit.site("plone")
+    dispatcher = start_dispatchers(pg_db, broker, 1)
+    celery = None
+    try:
+        job = site.submit("slow", payload={"seconds": 0.1})
+        wait_for(lambda: site.jobs.get(job.id).status == cronkit.Status.RUNNING, 15,
+                 "the dispatcher to claim the job")
+        site.jobs.cancel(job.id)
+        celery = start_celery(pg_db, broker, "late", pool="solo", concurrency=1)
+        wait_for(lambda: site.jobs.get(job.id).status == cronkit.Status.CANCELED, 30,
+                 "the Celery worker to end the job")
+    finally:
+        stop_workers(dispatcher + ([celery] if celery else []))
+    assert "before a Celery worker started it" in site.jobs.get(job.id).message
+    assert ran(kit.store.engine) == {}
+
+
+def test_a_celery_worker_killed_mid_job_leaves_it_failed_worker_lost(pg_db, broker, kit):
+    error_timeout = 2
+    site = kit.site("plone")
+    dispatcher = start_dispatcher_with(pg_db, broker, error_timeout)
+    celery = start_celery(pg_db, broker, "doomed", pool="solo", concurrency=1)
+    try:
+        job = site.submit("slow", payload={"seconds": 60})
+        wait_for(lambda: ran(kit.store.engine), 30, "the job to start on the Celery worker")
+        running = site.jobs.get(job.id)
+        assert running.status == cronkit.Status.RUNNING and running.pid == celery.pid
+        celery.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: site.jobs.get(job.id).status != cronkit.Status.RUNNING,
+                 error_timeout + 3, "the reaper")
+        assert time.monotonic() - killed <= error_timeout + 3
+    finally:
+        stop_workers([dispatcher, celery])
+    job = site.jobs.get(job.id)
+    assert job.status == cronkit.Status.FAILED and job.message == "worker lost"
+    assert ran(kit.store.engine) == {f"slow:{job.id}": 1}
