@@ -1,0 +1,519 @@
+"""The REST API under /api/v1: every endpoint, bad input, auth and errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import cronkit
+from cronkit.web import create_app, is_loopback, make_server
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+API = "/api/v1/sites/plone"
+
+
+class Echo(cronkit.Runner):
+    """Echo the count.
+
+    Second line of help."""
+
+    parameters = {"count": cronkit.Param("int", required=True, help="how many"),
+                  "mode": cronkit.Param("select", choices=["fast", "slow"], default="fast")}
+
+    def run(self):
+        return f"count={self.job.payload['count']}"
+
+
+class Anything(cronkit.Runner):
+    def run(self):
+        raise RuntimeError("broken")
+
+
+@pytest.fixture
+def site(kit):
+    site = kit.site("plone")
+    site.register_runner(Echo, name="echo")
+    site.register_runner(Anything, name="anything")
+    site.crontab  # the site exists in the store from now on
+    site.crontab.save()
+    return site
+
+
+@pytest.fixture
+def client(kit, site):
+    return TestClient(create_app(kit))
+
+
+@pytest.fixture
+def cron(site):
+    cron = cronkit.Cron(name="echo", periodicity="*/5 * * * *", uid="c1", environ={"count": 1})
+    site.crontab.add_cron(cron)
+    site.crontab.save()
+    return cron
+
+
+def error_of(response, status, field=...):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    if field is not ...:
+        assert body["field"] == field
+    return body
+
+
+# -- sites and crontab ------------------------------------------------------------
+
+
+def test_sites_lists_every_site_with_its_switch(client, cron):
+    assert client.get("/api/v1/sites").json() == [{"name": "plone", "activated": True, "crons": 1}]
+
+
+def test_crontab_shows_its_crons_with_next_run_and_words(client, cron):
+    data = client.get(f"{API}/crontab").json()
+    assert data["site"] == "plone" and data["activated"] is True and data["read_only"] is False
+    (row,) = data["crons"]
+    assert row["uid"] == "c1" and row["description"] == "every 5 minutes"
+    assert row["next"] == "2008-01-01T01:05:00+00:00"
+    assert row["last"] is None and row["effective_timezone"] == "UTC"
+
+
+def test_patch_crontab_switches_it_off_and_removes_pending_jobs(client, site, cron):
+    assert site.jobs.is_job_pending(cron)
+    response = client.patch(f"{API}/crontab", json={"activated": False})
+    assert response.status_code == 200 and response.json()["activated"] is False
+    assert site.crontab.activated is False
+    assert not site.jobs.is_job_pending(cron)
+    assert response.json()["crons"][0]["next"] is None
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"activated": "maybe"}, 422, "activated"),
+    ({}, 422, "activated"),
+    ({"activated": True, "other": 1}, 422, "other"),
+    ([True], 400, "body"),
+])
+def test_patch_crontab_refuses_bad_bodies(client, body, status, field):
+    error_of(client.patch(f"{API}/crontab", json=body), status, field)
+
+
+def test_read_only_crontab_gives_409_and_changes_nothing(client, site, cron):
+    site.crontab.read_only = True
+    error_of(client.patch(f"{API}/crontab", json={"activated": False}), 409)
+    error_of(client.patch(f"{API}/crons/c1", json={"logs_limit": 3}), 409)
+    error_of(client.delete(f"{API}/crons/c1"), 409)
+    error_of(client.post(f"{API}/crons", json={"name": "echo", "periodicity": "@daily"}), 409)
+    assert site.crontab.activated is True and cron.logs_limit == 5
+
+
+def test_failed_save_discards_the_unsaved_edit(client, site, cron, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise cronkit.StoreError("disk full")
+
+    monkeypatch.setattr(site.kit.store, "save_crontab", refuse)
+    body = error_of(client.patch(f"{API}/crons/c1", json={"logs_limit": 3}), 409)
+    assert "disk full" in body["error"]
+    monkeypatch.undo()
+    assert not site.crontab.dirty and site.crontab.crons["c1"].logs_limit == 5
+
+
+# -- crons --------------------------------------------------------------------
+
+
+def test_create_cron_returns_201_and_queues_its_job(client, site):
+    response = client.post(f"{API}/crons", json={
+        "name": "echo", "periodicity": "0 12 * * *", "timezone": "Europe/Paris",
+        "environ": {"count": 2}, "logs_limit": 3, "user": "admin", "misfire": "skip",
+        "misfire_grace": 30})
+    assert response.status_code == 201, response.text
+    data = response.json()
+    assert data["timezone"] == "Europe/Paris" and data["logs"] == []
+    assert data["next"] == "2008-01-01T12:00:00+01:00"
+    cron = site.crontab.by_uid(data["uid"])
+    assert site.jobs.is_job_pending(cron)
+    assert client.get(f"{API}/crons").json()[0]["uid"] == cron.uid
+
+
+def test_create_cron_with_its_own_uid_then_the_same_uid_conflicts(client):
+    body = {"uid": "mine", "name": "echo", "periodicity": "@hourly"}
+    assert client.post(f"{API}/crons", json=body).json()["uid"] == "mine"
+    error_of(client.post(f"{API}/crons", json=body), 409, "uid")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "echo", "periodicity": "61 * * * *"}, "periodicity"),
+    ({"name": "echo", "periodicity": "@hourly", "environ": [1]}, "environ"),
+    ({"name": "echo", "periodicity": "@hourly", "logs_limit": 26}, "logs_limit"),
+    ({"name": "echo", "periodicity": "@hourly", "timezone": "Mars/Base"}, "timezone"),
+    ({"name": "echo", "periodicity": "@hourly", "misfire": "never"}, "misfire"),
+    ({"name": "echo", "periodicity": "@hourly", "colour": "red"}, "colour"),
+    ({"periodicity": "@hourly"}, "name"),
+    ({"name": "echo"}, "periodicity"),
+])
+def test_create_cron_names_the_field_at_fault(client, site, body, field):
+    data = error_of(client.post(f"{API}/crons", json=body), 422, field)
+    assert field in data["errors"]
+    assert not site.crontab.crons and not site.crontab.dirty
+
+
+def test_get_cron_shows_its_logs(client, site, cron):
+    cron.log("FAILURE", ["boom <b>"])
+    cron.save()
+    data = client.get(f"{API}/crons/c1").json()
+    assert data["last"]["status"] == "FAILURE"
+    assert data["logs"] == [{"index": 0, "date": "2008-01-01T01:03:00+00:00",
+                             "status": "FAILURE", "messages": ["boom <b>"]}]
+
+
+def test_patch_cron_changes_only_what_is_sent(client, site, cron):
+    response = client.patch(f"{API}/crons/c1", json={"periodicity": "@daily", "user": None})
+    assert response.status_code == 200
+    assert cron.periodicity == "@daily" and cron.environ == {"count": 1}
+    assert response.json()["next"] == "2008-01-02T00:00:00+00:00"
+    assert site.jobs.list(cron=cron, status="pending")[0].run_after.day == 2
+
+
+def test_patch_cron_refuses_a_uid_and_bad_values(client, cron):
+    error_of(client.patch(f"{API}/crons/c1", json={"uid": "other"}), 422, "uid")
+    error_of(client.patch(f"{API}/crons/c1", json={"logs_limit": 0}), 422, "logs_limit")
+    assert cron.logs_limit == 5
+
+
+def test_delete_cron_removes_it_and_its_pending_job(client, site, cron):
+    assert client.delete(f"{API}/crons/c1").status_code == 204
+    assert "c1" not in site.crontab.crons
+    assert not site.jobs.is_job_pending("c1")
+    error_of(client.get(f"{API}/crons/c1"), 404, "uid")
+
+
+def test_disable_and_enable_cron(client, site, cron):
+    assert client.post(f"{API}/crons/c1/disable").json()["activated"] is False
+    assert not site.jobs.is_job_pending(cron)
+    assert client.post(f"{API}/crons/c1/enable").json()["activated"] is True
+    assert site.jobs.is_job_pending(cron)
+
+
+def test_run_cron_queues_a_firing_due_now(client, site, kit, cron):
+    response = client.post(f"{API}/crons/c1/run")
+    assert response.status_code == 202
+    data = response.json()
+    assert data["queued"] is True and data["job"]["run_after"] == "2008-01-01T01:03:00+00:00"
+    kit.run_pending()
+    assert client.get(f"{API}/crons/c1/logs").json()[0]["status"] == "WARN"
+
+
+def test_logs_list_and_delete_one(client, site, cron):
+    cron.log("OK", ["first"])
+    cron.log("FAILURE", ["second"])
+    cron.save()
+    logs = client.get(f"{API}/crons/c1/logs").json()
+    assert [entry["messages"] for entry in logs] == [["second"], ["first"]]
+    assert client.delete(f"{API}/crons/c1/logs/0").status_code == 204
+    assert [entry["messages"] for entry in client.get(f"{API}/crons/c1/logs").json()] == [["first"]]
+    assert [entry.messages for entry in site.crontab.by_uid("c1").logs] == [["first"]]
+    error_of(client.delete(f"{API}/crons/c1/logs/5"), 404, "index")
+
+
+# -- jobs ---------------------------------------------------------------------
+
+
+def test_submit_job_returns_201_pending_with_defaults(client, site):
+    response = client.post(f"{API}/jobs", json={"type": "echo", "payload": {"count": 3},
+                                                "name": "Echo 3", "priority": 5})
+    assert response.status_code == 201, response.text
+    data = response.json()
+    assert data["status"] == "pending" and data["payload"] == {"count": 3, "mode": "fast"}
+    assert data["name"] == "Echo 3" and data["priority"] == 5 and data["history"] == []
+    assert site.jobs.get(data["id"]).status == cronkit.Status.PENDING
+
+
+def test_submit_unique_job_merges_identical_requests(client):
+    body = {"type": "echo", "payload": {"count": 1}, "unique": True, "delay": 60}
+    first, second = (client.post(f"{API}/jobs", json=body).json() for _ in range(2))
+    assert first["id"] == second["id"]
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"type": "echo", "payload": {"count": "x"}}, 422, "count"),
+    ({"type": "echo", "payload": {}}, 422, "count"),
+    ({"type": "echo", "payload": {"count": 1, "extra": 2}}, 422, "extra"),
+    ({"type": "echo", "payload": {"count": 1, "mode": "medium"}}, 422, "mode"),
+    ({"type": "nope", "payload": {}}, 422, "type"),
+    ({"payload": {}}, 422, "type"),
+    ({"type": "echo", "payload": [1]}, 422, "payload"),
+    ({"type": "echo", "payload": {"count": 1}, "priority": "high"}, 422, "priority"),
+    ({"type": "echo", "payload": {"count": 1}, "priority": 2 ** 40}, 422, "priority"),
+    ({"type": "echo", "payload": {"count": 1}, "delay": -1}, 422, "delay"),
+    ({"type": "echo", "payload": {"count": 1}, "unique": "yes"}, 422, "unique"),
+    ({"type": "echo", "payload": {"count": 1}, "name": 3}, 422, "name"),
+    ({"type": "echo", "when": "now"}, 422, "when"),
+])
+def test_submit_job_names_the_field_at_fault(client, site, body, status, field):
+    error_of(client.post(f"{API}/jobs", json=body), status, field)
+    assert site.jobs.count() == 0
+
+
+def test_invalid_parameters_list_every_field(client):
+    data = error_of(client.post(f"{API}/jobs", json={"type": "echo", "payload": {"x": 1}}), 422)
+    assert data["errors"] == {"x": "unknown parameter", "count": "required"}
+
+
+@pytest.mark.parametrize("body, ctype, status", [
+    (b"{not json", "application/json", 400),
+    (b'{"type": "echo", "payload": {"count": NaN}}', "application/json", 400),
+    (b'{"type": "echo", "payload": {"count": 1e999}}', "application/json", 400),
+    (b'{"type": "echo", "payload": {"count": 99999999999999999999999}}', "application/json", 400),
+    (b'{"type": "echo", "name": "\\ud800"}', "application/json", 400),
+    (b"\xff\xfe", "application/json", 400),
+    (b'"text"', "application/json", 400),
+    (b"type=echo", "application/x-www-form-urlencoded", 415),
+    (b'{"type": "echo"}', "text/plain", 415),
+])
+def test_bodies_are_json_objects_only(client, body, ctype, status):
+    error_of(client.post(f"{API}/jobs", content=body, headers={"Content-Type": ctype}), status,
+             "body")
+
+
+def test_list_jobs_newest_first_filtered_and_paged(client, site):
+    for i in range(5):
+        site.submit("echo", {"count": i})
+    site.submit("anything", {})
+    site.jobs.cancel(1)
+    data = client.get(f"{API}/jobs", params={"limit": 2, "offset": 1}).json()
+    assert data["total"] == 6 and data["limit"] == 2 and data["offset"] == 1
+    assert [j["id"] for j in data["jobs"]] == [5, 4]
+    data = client.get(f"{API}/jobs", params={"status": "canceled"}).json()
+    assert [j["id"] for j in data["jobs"]] == [1]
+    data = client.get(f"{API}/jobs", params={"type": "anything"}).json()
+    assert [j["type"] for j in data["jobs"]] == ["anything"]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"status": "sleeping"}, "status"), ({"limit": "x"}, "limit"), ({"limit": 0}, "limit"),
+    ({"limit": 501}, "limit"), ({"offset": -1}, "offset"),
+])
+def test_list_jobs_refuses_bad_query(client, params, field):
+    error_of(client.get(f"{API}/jobs", params=params), 400, field)
+
+
+def test_get_job_has_history_message_and_timestamps(client, site, kit):
+    job = site.submit("anything", {})
+    kit.run_pending()
+    site.jobs.get(job.id).note("a note")
+    data = client.get(f"{API}/jobs/{job.id}").json()
+    assert data["status"] == "failed" and "RuntimeError: broken" in data["message"]
+    assert data["started_at"] == data["finished_at"] == "2008-01-01T01:03:00+00:00"
+    assert data["worker"] and data["pid"]
+    assert data["history"][-1]["comment"] == "a note"
+
+
+def test_cancel_pending_job_then_cancel_again_conflicts(client, site):
+    job = site.submit("echo", {"count": 1})
+    assert client.post(f"{API}/jobs/{job.id}/cancel").json()["status"] == "canceled"
+    error_of(client.post(f"{API}/jobs/{job.id}/cancel"), 409, "id")
+
+
+def test_retry_a_failed_job_submits_it_again(client, site, kit):
+    job = site.submit("anything", {"a": 1}, priority=3)
+    kit.run_pending()
+    response = client.post(f"{API}/jobs/{job.id}/retry")
+    assert response.status_code == 201
+    again = response.json()
+    assert again["id"] != job.id and again["status"] == "pending"
+    assert again["payload"] == {"a": 1} and again["priority"] == 3
+
+
+def test_retry_refuses_pending_jobs_and_cron_firings(client, site, cron):
+    pending = site.submit("echo", {"count": 1})
+    error_of(client.post(f"{API}/jobs/{pending.id}/retry"), 409, "id")
+    firing = site.jobs.list(cron=cron)[0]
+    site.jobs.cancel(firing.id)
+    error_of(client.post(f"{API}/jobs/{firing.id}/retry"), 409, "id")
+
+
+def test_retry_of_a_job_whose_runner_is_gone_conflicts(client, site):
+    job = site.submit("echo", {"count": 1})
+    site.jobs.cancel(job.id)
+    site.unregister_runner("echo")
+    error_of(client.post(f"{API}/jobs/{job.id}/retry"), 409, "type")
+
+
+@pytest.mark.parametrize("job_id", ["999", str(2 ** 70)])
+def test_unknown_job_is_404(client, job_id):
+    error_of(client.get(f"{API}/jobs/{job_id}"), 404, "id")
+    error_of(client.post(f"{API}/jobs/{job_id}/cancel"), 404, "id")
+
+
+def test_a_job_of_another_site_is_404(client, kit, site):
+    other = kit.site("other")
+    other.register_runner(Echo, name="echo")
+    job = other.submit("echo", {"count": 1})
+    error_of(client.get(f"{API}/jobs/{job.id}"), 404, "id")
+
+
+def test_types_list_help_and_parameter_format(client):
+    types = {t["name"]: t for t in client.get(f"{API}/types").json()}
+    assert types["echo"]["help"].startswith("Echo the count.")
+    assert types["echo"]["parameters"]["count"] == {
+        "type": "int", "required": True, "choices": None, "help": "how many", "default": None}
+    assert types["anything"]["parameters"] == {} and types["anything"]["help"] == ""
+
+
+# -- errors, routing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/crontab"), ("patch", "/crontab"), ("get", "/crons"), ("post", "/crons"),
+    ("get", "/crons/c1"), ("patch", "/crons/c1"), ("delete", "/crons/c1"),
+    ("post", "/crons/c1/enable"), ("post", "/crons/c1/disable"), ("post", "/crons/c1/run"),
+    ("get", "/crons/c1/logs"), ("delete", "/crons/c1/logs/0"), ("get", "/jobs"),
+    ("post", "/jobs"), ("get", "/jobs/1"), ("post", "/jobs/1/cancel"),
+    ("post", "/jobs/1/retry"), ("get", "/types"),
+])
+def test_unknown_site_is_404_everywhere_and_is_not_created(client, kit, method, path):
+    kwargs = {"json": {}} if method in ("post", "patch") else {}
+    error_of(getattr(client, method)("/api/v1/sites/nope" + path, **kwargs), 404, "site")
+    assert "nope" not in kit._sites
+    assert "nope" not in {row["name"] for row in kit.store.sites()}
+
+
+def test_unknown_cron_is_404(client):
+    error_of(client.get(f"{API}/crons/none"), 404, "uid")
+
+
+def test_unknown_route_and_wrong_method_answer_json(client):
+    error_of(client.get("/api/v1/nothing"), 404)
+    error_of(client.put(f"{API}/crontab", json={}), 405)
+
+
+def test_openapi_document_lists_every_route(client):
+    doc = client.get("/api/v1/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    from cronkit.web.api import routes
+    documented = {(p, m) for p, item in doc["paths"].items() for m in item}
+    served = {(r.path.replace(":int", ""), m.lower()) for r in routes for m in r.methods
+              if m != "HEAD" and r.path != "/openapi.json"}
+    assert served == documented
+
+
+def test_error_response_maps_every_cronkit_error():
+    from cronkit.web.api import error_response
+    assert error_response(cronkit.NoSuchJob("x")).status_code == 404
+    assert error_response(cronkit.InvalidCrontab("x")).status_code == 422
+    assert error_response(cronkit.CronkitError("x")).status_code == 400
+
+
+# -- auth -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(kit, site, cron):
+    return TestClient(create_app(kit, auth_token="s3cret", password="pw", secret_key="k"))
+
+
+def test_no_token_is_401(guarded):
+    response = guarded.get(f"{API}/crontab")
+    error_of(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("header", ["Bearer wrong", "Basic s3cret", "s3cret", "Bearer "])
+def test_wrong_token_is_401(guarded, header):
+    error_of(guarded.get(f"{API}/crontab", headers={"Authorization": header}), 401)
+
+
+def test_right_token_opens_the_api(guarded):
+    headers = {"Authorization": "Bearer s3cret"}
+    assert guarded.get(f"{API}/crontab", headers=headers).status_code == 200
+    error_of(guarded.get("/api/v1/sites/nope/crontab", headers=headers), 404, "site")
+    response = guarded.post(f"{API}/crons/c1/disable", headers={**headers, "Origin": "http://evil"})
+    assert response.status_code == 200
+
+
+def test_openapi_document_is_public(guarded):
+    assert guarded.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_login_session_opens_the_api_for_same_origin_requests(guarded):
+    login(guarded, "pw")
+    assert guarded.get(f"{API}/crontab").status_code == 200
+    assert guarded.post(f"{API}/crons/c1/disable",
+                        headers={"Origin": "http://testserver"}).status_code == 200
+    error_of(guarded.post(f"{API}/crons/c1/enable", headers={"Origin": "http://evil.example"}),
+             403)
+    error_of(guarded.post(f"{API}/crons/c1/enable", headers={"Sec-Fetch-Site": "cross-site"}), 403)
+
+
+def test_open_server_refuses_cross_site_writes(client, cron):
+    error_of(client.post(f"{API}/crons/c1/disable", headers={"Origin": "http://evil.example"}),
+             403)
+    assert cron.activated is True
+
+
+def login(client, password):
+    import re
+    page = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/login", data={"password": password, "csrf_token": token, "next": "/"},
+                       follow_redirects=False)
+
+
+# -- server -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host, expected", [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("::1", True),
+    ("[::1]", True), ("0.0.0.0", False), ("192.168.1.2", False), ("example.org", False),
+    ("::", False)])
+def test_is_loopback(host, expected):
+    assert is_loopback(host) is expected
+
+
+def test_server_refuses_to_start_off_loopback_without_auth(kit):
+    with pytest.raises(cronkit.CronkitError, match="without authentication"):
+        make_server(kit, host="0.0.0.0", port=0)
+    with pytest.raises(cronkit.CronkitError, match="without authentication"):
+        cronkit.web.serve(kit, host="192.168.1.2", port=0)
+
+
+def test_server_off_loopback_with_auth_is_built(kit):
+    server = make_server(kit, host="0.0.0.0", port=0, token="t")
+    assert server.config.host == "0.0.0.0" and server.config.log_level == "warning"
+
+
+def test_empty_token_is_refused(kit):
+    with pytest.raises(cronkit.CronkitError, match="token"):
+        create_app(kit, auth_token="")
+
+
+def test_open_server_checks_the_host_header(kit, site):
+    app = make_server(kit, port=0).config.app
+    client = TestClient(app, base_url="http://127.0.0.1")
+    assert client.get("/api/v1/sites").status_code == 200
+    assert TestClient(app, base_url="http://attacker.example").get("/api/v1/sites").status_code == 400
+
+
+def test_live_server_in_a_thread_answers_and_stops(kit, site):
+    import threading
+    import time
+
+    import httpx
+    from tests.servers import free_port
+
+    port = free_port()
+    server = make_server(kit, port=port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/v1/sites")
+        assert response.status_code == 200 and response.json()[0]["name"] == "plone"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert not thread.is_alive()
