@@ -1,0 +1,469 @@
+"""The dashboard's pages through Starlette's TestClient: crontabs, crons, logs, jobs,
+job types, forms with inline errors, CSRF, login, escaping."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+
+import cronkit
+from cronkit.web import create_app
+from cronkit.web.security import safe_next
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+XSS = "<script>alert(1)</script>"
+
+
+class Export(cronkit.Runner):
+    """Export products.
+
+    To a <b>CSV</b> file."""
+
+    parameters = {
+        "limit": cronkit.Param("int", required=True, help="max rows"),
+        "dry": cronkit.Param("bool", help="change nothing"),
+        "format": cronkit.Param("select", choices=["csv", "json"], default="csv"),
+        "label": cronkit.Param("string"),
+    }
+
+    def run(self):
+        self.job.update(progress=50, text=XSS)
+
+
+class Free(cronkit.Runner):
+    """Takes any payload."""
+
+    def run(self):
+        raise RuntimeError("free failed")
+
+
+@pytest.fixture
+def site(kit):
+    site = kit.site("plone")
+    site.register_runner(Export, name="export")
+    site.register_runner(Free, name="free")
+    site.crontab.save()
+    return site
+
+
+@pytest.fixture
+def client(kit, site):
+    return TestClient(create_app(kit))
+
+
+@pytest.fixture
+def cron(site):
+    cron = cronkit.Cron(name="export", periodicity="*/5 * * * *", uid="c1",
+                        environ={"limit": 1, "note": XSS})
+    site.crontab.add_cron(cron)
+    site.crontab.save()
+    return cron
+
+
+def csrf(client, url="/"):
+    return re.search(r'name="csrf-token" content="([^"]+)"', client.get(url).text).group(1)
+
+
+def post(client, url, data=None, **kwargs):
+    data = dict(data or {})
+    data.setdefault("csrf_token", csrf(client))
+    return client.post(url, data=data, follow_redirects=False, **kwargs)
+
+
+def errors_in(html):
+    return dict(re.findall(r'<p class="error" id="err-([a-z_]+)">([^<]*)</p>', html))
+
+
+# -- dashboard, sites, crontab --------------------------------------------------
+
+
+def test_dashboard_lists_sites_and_recent_jobs(client, site, cron):
+    site.submit("free", {"a": 1}, name=XSS)
+    html = client.get("/").text
+    assert 'href="/sites/plone"' in html and ">ON<" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and XSS not in html
+
+
+def test_dashboard_without_sites_or_jobs(kit):
+    html = TestClient(create_app(kit)).get("/").text
+    assert "No site yet" in html and "No job yet" in html
+
+
+def test_pages_carry_security_headers(client):
+    response = client.get("/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_static_assets_are_served_by_cronkit(client):
+    assert client.get("/static/cronkit.css").status_code == 200
+    assert "fetch(" in client.get("/static/cronkit.js").text
+
+
+def test_site_page_shows_crons_with_words_next_and_last(client, site, cron):
+    cron.log("FAILURE", ["boom"])
+    cron.save()
+    html = client.get("/sites/plone").text
+    assert "every 5 minutes" in html and "<code>*/5 * * * *</code>" in html
+    assert "2008-01-01 01:05:00 UTC" in html
+    assert "FAILURE" in html and "2008-01-01 01:03:00 UTC" in html
+
+
+def test_site_page_without_crons(client):
+    assert "No cron yet" in client.get("/sites/plone").text
+
+
+def test_unknown_site_is_a_404_page_and_not_created(client, kit):
+    response = client.get("/sites/nope")
+    assert response.status_code == 404 and "no site named" in response.text
+    assert "nope" not in kit._sites
+
+
+def test_unknown_page_is_a_404_page(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404 and "<h1>Error 404</h1>" in response.text
+
+
+def test_crontab_switch(client, site, cron):
+    assert post(client, "/sites/plone/crontab", {"activated": "off"}).status_code == 303
+    assert site.crontab.activated is False and not site.jobs.is_job_pending(cron)
+    assert "Crontab is <strong class=\"off\">OFF" in client.get("/sites/plone").text
+    post(client, "/sites/plone/crontab", {"activated": "on"})
+    assert site.crontab.activated is True and site.jobs.is_job_pending(cron)
+
+
+# -- crons --------------------------------------------------------------------
+
+
+def test_add_cron_through_the_form(client, site):
+    html = client.get("/sites/plone/crons/new").text
+    assert '<option value="export">' in html
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "export", "periodicity": "0 3 * * *", "timezone": "Europe/Paris",
+        "activated": "on", "environ": '{"limit": 5}', "logs_limit": "7", "user": "bob",
+        "misfire": "all", "misfire_grace": "60"})
+    assert response.status_code == 303
+    (cron,) = site.crontab.crons.values()
+    assert response.headers["location"] == f"/sites/plone/crons/{cron.uid}"
+    assert (cron.periodicity, cron.timezone, cron.environ, cron.logs_limit, cron.user,
+            cron.misfire, cron.misfire_grace) == ("0 3 * * *", "Europe/Paris", {"limit": 5}, 7,
+                                                  "bob", "all", 60)
+    assert site.jobs.is_job_pending(cron)
+    assert "cron export added" in client.get(response.headers["location"]).text
+
+
+def test_add_cron_with_empty_optional_fields_takes_the_defaults(client, site):
+    post(client, "/sites/plone/crons/new", {"name": "export", "periodicity": "@hourly"})
+    (cron,) = site.crontab.crons.values()
+    assert (cron.activated, cron.environ, cron.logs_limit, cron.timezone, cron.misfire) == \
+        (False, {}, 5, None, "once")
+
+
+def test_invalid_cron_is_shown_inline_with_the_input_kept(client, site):
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "export", "periodicity": "99 * * * *", "environ": '["not", "an object"]',
+        "logs_limit": "26", "timezone": "Mars/Olympus", "activated": "on"})
+    assert response.status_code == 422
+    errors = errors_in(response.text)
+    assert set(errors) == {"periodicity", "environ", "logs_limit", "timezone"}
+    assert "from 1 to 25" in errors["logs_limit"]
+    assert 'value="99 * * * *"' in response.text and 'value="26"' in response.text
+    assert "[&#34;not&#34;, &#34;an object&#34;]</textarea>" in response.text
+    assert 'value="Mars/Olympus"' in response.text
+    assert not site.crontab.crons and not site.crontab.dirty
+
+
+def test_missing_name_and_periodicity_are_required(client):
+    errors = errors_in(post(client, "/sites/plone/crons/new", {}).text)
+    assert errors == {"name": "name is required", "periodicity": "periodicity is required"}
+
+
+def test_edit_cron(client, site, cron):
+    html = client.get("/sites/plone/crons/c1/edit").text
+    assert 'value="*/5 * * * *"' in html and "&lt;script&gt;" in html
+    response = post(client, "/sites/plone/crons/c1/edit", {
+        "name": "export", "periodicity": "@daily", "environ": "{}", "logs_limit": "5",
+        "misfire": "once", "activated": "on"})
+    assert response.status_code == 303
+    assert cron.periodicity == "@daily" and cron.environ == {}
+
+
+def test_edit_cron_errors_leave_the_cron_alone(client, site, cron):
+    response = post(client, "/sites/plone/crons/c1/edit", {
+        "name": "export", "periodicity": "@daily", "environ": "{oops", "activated": "on"})
+    assert response.status_code == 422 and "environ" in errors_in(response.text)
+    assert ">{oops</textarea>" in response.text
+    assert cron.periodicity == "*/5 * * * *" and not site.crontab.dirty
+
+
+def test_cron_page_shows_details_logs_and_firings(client, cron):
+    cron.log("FAILURE", [XSS])
+    cron.save()
+    html = client.get("/sites/plone/crons/c1").text
+    assert "FAILURE" in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert XSS not in html
+    assert "2008-01-01 01:05:00 UTC" in html
+    assert 'action="/sites/plone/crons/c1/logs/0/delete"' in html
+
+
+def test_cron_page_of_unknown_cron_is_404(client):
+    assert client.get("/sites/plone/crons/none").status_code == 404
+
+
+def test_cron_actions(client, site, kit, cron):
+    post(client, "/sites/plone/crons/c1/disable")
+    assert cron.activated is False and not site.jobs.is_job_pending(cron)
+    post(client, "/sites/plone/crons/c1/enable")
+    assert cron.activated is True
+    post(client, "/sites/plone/crons/c1/run")
+    kit.run_pending()
+    assert cron.last.status == cronkit.LogStatus.OK
+    assert post(client, "/sites/plone/crons/c1/explode").status_code == 404
+    response = post(client, "/sites/plone/crons/c1/delete")
+    assert response.headers["location"] == "/sites/plone" and "c1" not in site.crontab.crons
+
+
+def test_delete_a_log(client, site, cron):
+    cron.log("OK", ["old"])
+    cron.log("FAILURE", ["new"])
+    cron.save()
+    post(client, "/sites/plone/crons/c1/logs/0/delete")
+    assert [entry.messages for entry in site.crontab.by_uid("c1").logs] == [["old"]]
+    assert post(client, "/sites/plone/crons/c1/logs/9/delete").status_code == 404
+
+
+def test_read_only_crontab_shows_a_conflict(client, site, cron):
+    site.crontab.read_only = True
+    response = post(client, "/sites/plone/crons/c1/disable")
+    assert response.status_code == 409 and "read-only" in response.text
+    assert cron.activated is True and not site.crontab.dirty
+
+
+@pytest.mark.parametrize("url", [
+    "/sites/plone/crontab", "/sites/plone/crons/new", "/sites/plone/crons/c1/edit",
+    "/sites/plone/crons/c1/run", "/sites/plone/crons/c1/delete",
+    "/sites/plone/crons/c1/logs/0/delete", "/sites/plone/jobs/1/cancel",
+    "/sites/plone/types/export", "/logout", "/login"])
+def test_posts_without_csrf_token_are_403(client, site, cron, url):
+    site.submit("free", {})
+    client.get("/")  # a session exists, with its token
+    for data in ({}, {"csrf_token": "forged"}):
+        response = client.post(url, data=data, follow_redirects=False)
+        assert response.status_code == 403, url
+    assert "c1" in site.crontab.crons and site.jobs.get(1).status == cronkit.Status.PENDING
+
+
+# -- jobs ---------------------------------------------------------------------
+
+
+def test_jobs_list_newest_first_with_live_progress_bars(client, site):
+    for i in range(3):
+        site.submit("export", {"limit": i}, name=f"export {i}")
+    html = client.get("/jobs").text
+    assert html.index("export 2") < html.index("export 1") < html.index("export 0")
+    assert 'data-job="plone:3"' in html and '<progress max="100" value="0"' in html
+    assert "Jobs 1–3 of 3" in html
+
+
+def test_jobs_filters(client, site, kit):
+    other = kit.site("other")
+    other.register_runner(Free, name="free")
+    site.submit("export", {"limit": 1}, name="mine")
+    other.submit("free", {}, name="theirs")
+    site.jobs.cancel(1)
+    assert "theirs" not in client.get("/jobs?site=plone").text
+    html = client.get("/jobs?status=canceled").text
+    assert "mine" in html and "theirs" not in html
+    html = client.get("/jobs?type=free").text
+    assert "theirs" in html and "mine" not in html
+    assert "No job matches" in client.get("/jobs?site=plone&status=running").text
+    assert client.get("/jobs?status=sleeping").status_code == 400
+    assert client.get("/jobs?site=nope").status_code == 404
+
+
+def test_jobs_are_paginated(client, site):
+    for i in range(30):
+        site.submit("free", {"i": i})
+    html = client.get("/jobs?site=plone").text
+    assert "page 1 of 2" in html and 'href="/jobs?site=plone&amp;page=2"' in html
+    html = client.get("/jobs?site=plone&page=2").text
+    assert "Jobs 26–30 of 30" in html and 'rel="prev"' in html
+    assert "page 1 of 2" in client.get("/jobs?site=plone&page=oops").text
+    html = client.get("/jobs?page=2").text
+    assert 'href="/jobs?page=1"' in html
+
+
+def test_job_detail_shows_message_pid_worker_history(client, site, kit):
+    job = site.submit("free", {"x": XSS})
+    kit.run_pending()
+    site.jobs.get(job.id).note("checked " + XSS)
+    html = client.get(f"/sites/plone/jobs/{job.id}").text
+    assert "RuntimeError: free failed" in html
+    fresh = site.jobs.get(job.id)
+    assert f"<dd>{fresh.pid}</dd>" in html and fresh.worker in html
+    assert "checked &lt;script&gt;" in html and XSS not in html
+    assert "Started</dt><dd>2008-01-01 01:03:00 UTC" in html
+    assert client.get("/sites/plone/jobs/999").status_code == 404
+
+
+def test_job_status_text_is_escaped(client, site, kit):
+    job = site.submit("export", {"limit": 1})
+    kit.run_pending()
+    html = client.get(f"/sites/plone/jobs/{job.id}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and XSS not in html
+
+
+def test_cancel_and_retry_from_the_pages(client, site):
+    job = site.submit("free", {})
+    response = post(client, f"/sites/plone/jobs/{job.id}/cancel", {"next": "/jobs?site=plone"})
+    assert response.headers["location"] == "/jobs?site=plone"
+    assert site.jobs.get(job.id).status == cronkit.Status.CANCELED
+    response = post(client, f"/sites/plone/jobs/{job.id}/retry")
+    assert response.headers["location"] == "/sites/plone/jobs/2"
+    assert site.jobs.get(2).status == cronkit.Status.PENDING
+    assert post(client, f"/sites/plone/jobs/{job.id}/cancel").status_code == 409
+    assert post(client, f"/sites/plone/jobs/{job.id}/explode").status_code == 404
+
+
+def test_cancel_a_running_job_asks_it_to_stop(client, site, kit):
+    job = site.submit("free", {})
+    kit.store.claim(kit.clock.now(), 1, "w", 1)
+    post(client, f"/sites/plone/jobs/{job.id}/cancel")
+    assert site.jobs.get(job.id).canceled
+    assert "cancel asked" in client.get(f"/sites/plone/jobs/{job.id}").text
+
+
+def test_cancel_ignores_an_offsite_next(client, site):
+    job = site.submit("free", {})
+    response = post(client, f"/sites/plone/jobs/{job.id}/cancel", {"next": "https://evil.example/"})
+    assert response.headers["location"] == f"/sites/plone/jobs/{job.id}"
+
+
+def test_live_endpoint_reports_progress(client, site, kit):
+    job = site.submit("export", {"limit": 1})
+    kit.run_pending()
+    data = client.get("/live", params=[("j", f"plone:{job.id}"), ("j", "nope:1"),
+                                       ("j", "plone:x"), ("j", "plone:999")]).json()
+    assert data == [{"id": job.id, "site": "plone", "status": "success", "progress": 100,
+                     "status_text": XSS, "message": "", "finished": True}]
+
+
+# -- job types ------------------------------------------------------------------
+
+
+def test_types_page_lists_runners_with_help_and_parameters(client):
+    html = client.get("/sites/plone/types").text
+    assert "Export products." in html and "To a &lt;b&gt;CSV&lt;/b&gt; file." in html
+    assert "<code>limit</code> (int, required)" in html and "any JSON object" in html
+
+
+def test_types_page_of_a_site_without_runners(kit):
+    kit.site("bare").crontab.save()
+    assert "No runner is registered" in TestClient(create_app(kit)).get("/sites/bare/types").text
+
+
+def test_generated_form_follows_the_parameter_format(client):
+    html = client.get("/sites/plone/types/export").text
+    assert '<input id="p-limit" name="limit" type="number" value="" required>' in html
+    assert '<input id="p-dry" name="dry" type="checkbox">' in html
+    assert '<select id="p-format" name="format">' in html
+    assert '<option value="csv" selected>csv</option>' in html
+    assert '<input id="p-label" name="label" type="text" value="">' in html
+    assert html.count('class="req"') == 1
+    assert "max rows" in html
+
+
+def test_submit_from_the_generated_form(client, site):
+    response = post(client, "/sites/plone/types/export", {
+        "limit": "10", "dry": "on", "format": "json", "label": "a b", "job_name": "Nightly",
+        "priority": "7"})
+    assert response.status_code == 303 and response.headers["location"] == "/sites/plone/jobs/1"
+    job = site.jobs.get(1)
+    assert job.payload == {"limit": 10, "dry": True, "format": "json", "label": "a b"}
+    assert (job.name, job.priority) == ("Nightly", 7)
+
+
+def test_submit_errors_are_shown_per_field_with_input_kept(client, site):
+    response = post(client, "/sites/plone/types/export", {
+        "limit": "ten", "format": "xml", "priority": "high", "label": XSS})
+    assert response.status_code == 422
+    errors = errors_in(response.text)
+    assert set(errors) == {"priority"}
+    response = post(client, "/sites/plone/types/export", {"limit": "ten", "format": "xml"})
+    errors = errors_in(response.text)
+    assert set(errors) == {"limit", "format"} and "expected an integer" in errors["limit"]
+    assert 'value="ten"' in response.text
+    response = post(client, "/sites/plone/types/export", {})
+    assert errors_in(response.text) == {"limit": "required"}
+    assert site.jobs.count() == 0
+
+
+def test_submit_a_type_without_parameters_takes_a_json_payload(client, site):
+    assert 'name="payload"' in client.get("/sites/plone/types/free").text
+    response = post(client, "/sites/plone/types/free", {"payload": '{"any": [1, 2]}'})
+    assert response.status_code == 303 and site.jobs.get(1).payload == {"any": [1, 2]}
+    response = post(client, "/sites/plone/types/free", {"payload": "{bad"})
+    assert "payload" in errors_in(response.text)
+    response = post(client, "/sites/plone/types/free", {"payload": "[1]"})
+    assert errors_in(response.text)["payload"] == "expected a JSON object"
+
+
+def test_submit_page_of_unknown_type_is_404(client):
+    assert client.get("/sites/plone/types/nope").status_code == 404
+
+
+# -- login ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(kit, site, cron):
+    return TestClient(create_app(kit, password="pw", secret_key="key"))
+
+
+def login(client, password, target="/"):
+    token = csrf(client, "/login")
+    return client.post("/login", data={"password": password, "csrf_token": token,
+                                       "next": target}, follow_redirects=False)
+
+
+def test_pages_redirect_to_login(guarded):
+    response = guarded.get("/sites/plone?x=1", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fsites%2Fplone%3Fx%3D1"
+    assert 'value="/sites/plone?x=1"' in guarded.get(response.headers["location"]).text
+
+
+def test_wrong_password_is_refused(guarded):
+    response = login(guarded, "nope")
+    assert response.status_code == 401 and "wrong password" in response.text
+    assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+def test_login_then_logout(guarded):
+    response = login(guarded, "pw", "/sites/plone")
+    assert response.status_code == 303 and response.headers["location"] == "/sites/plone"
+    html = guarded.get("/sites/plone").text
+    assert "every 5 minutes" in html and "Log out" in html
+    assert post(guarded, "/logout").headers["location"] == "/login"
+    assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+def test_login_with_the_token_when_no_password_is_set(kit, site):
+    client = TestClient(create_app(kit, auth_token="tok"))
+    assert login(client, "tok").status_code == 303
+    assert client.get("/", follow_redirects=False).status_code == 200
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/jobs?site=a", "/jobs?site=a"), ("//evil.example/", "/"), ("https://evil.example", "/"),
+    ("/\\evil", "/"), (None, "/"), ("jobs", "/")])
+def test_safe_next(target, expected):
+    assert safe_next(target) == expected
