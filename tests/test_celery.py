@@ -20,9 +20,17 @@ import cronkit
 from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
 from tests.contracts import runners
-from tests.test_postgres import (ROOT, check_firings_ran_once, check_jobs_ran_once, prepare,
-                                 ran, run_crons_for, stop_workers, submit_jobs,
-                                 wait_until_drained)
+from tests.test_postgres import (
+    ROOT,
+    check_firings_ran_once,
+    check_jobs_ran_once,
+    prepare,
+    ran,
+    run_crons_for,
+    stop_workers,
+    submit_jobs,
+    wait_until_drained,
+)
 
 
 @pytest.fixture

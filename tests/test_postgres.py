@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from cronkit.stores.sql import SQLStore
 from tests.contracts import runners
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2008, 1, 1, 1, 3, tzinfo=timezone.utc)
+NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -297,7 +297,7 @@ def run_crons_for(site, uids, seconds, during=None):
         crontab.add_cron(cronkit.Cron(name="tick", periodicity="* * * * * *", uid=uid,
                                       misfire="all"))
     crontab.save()
-    end = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    end = datetime.now(UTC) + timedelta(seconds=seconds)
     if during is not None:
         during()
     deadline = time.monotonic() + seconds + 40

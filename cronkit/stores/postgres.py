@@ -23,9 +23,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -128,7 +129,8 @@ class PostgresStore(SQLStore):
                     if getattr(self._local, "notify", False):
                         conn.execute(_NOTIFY)  # delivered at COMMIT, never before
         except IntegrityError as exc:
-            raise DuplicateFiring(f"duplicate cron firing refused by the store: {exc.orig}") from None
+            raise DuplicateFiring(
+                f"duplicate cron firing refused by the store: {exc.orig}") from None
         except DBAPIError as exc:
             if _transient(exc):
                 raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None

@@ -7,14 +7,14 @@ Each test runs on memory://, a SQLite file and a real PostgreSQL database (see
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import cronkit
 from cronkit.stores.sql import SCHEMA_VERSION
 
-NOW = datetime(2008, 1, 1, 1, 3, tzinfo=timezone.utc)
+NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 
 def row(site="plone", type="export", **fields):
@@ -146,7 +146,8 @@ def test_a_claimed_job_is_running_with_its_worker_pid_attempt_and_heartbeat(stor
 
 def test_next_due_is_the_earliest_pending_run_after(store):
     assert store.next_due() is None
-    store.add_jobs([row(run_after=NOW + timedelta(hours=1)), row(run_after=NOW + timedelta(minutes=1))])
+    store.add_jobs([row(run_after=NOW + timedelta(hours=1)),
+                    row(run_after=NOW + timedelta(minutes=1))])
     assert store.next_due() == NOW + timedelta(minutes=1)
 
 
@@ -212,8 +213,8 @@ def test_a_duplicate_firing_is_refused_even_after_the_first_ran(store):
 
 def test_ignore_duplicates_skips_the_firing_already_queued(store):
     [first] = store.add_jobs([firing("c1", NOW)])
-    ids = store.add_jobs([firing("c1", NOW), firing("c2", NOW), firing("c1", NOW + timedelta(minutes=1))],
-                         ignore_duplicates=True)
+    ids = store.add_jobs([firing("c1", NOW), firing("c2", NOW),
+                          firing("c1", NOW + timedelta(minutes=1))], ignore_duplicates=True)
     assert first not in ids and len(ids) == 2
     assert store.count_jobs(cron_uid="c1") == 2
 
@@ -419,7 +420,8 @@ def test_logs_are_newest_first_and_trimmed_to_the_cron_limit(store):
 
 
 def test_a_save_deletes_only_the_logs_it_names(store):
-    _, ids = store.save_crontab("plone", None, [cron("a")], [], [("a", entry(1)), ("a", entry(2))], [])
+    _, ids = store.save_crontab("plone", None, [cron("a")], [],
+                                [("a", entry(1)), ("a", entry(2))], [])
     store.add_log("plone", "a", entry(3), 5)
     store.save_crontab("plone", None, [cron("a")], [], [], [ids[0]])
     [a] = store.load_crontab("plone")["crons"]
