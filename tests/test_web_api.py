@@ -38,8 +38,7 @@ def site(kit):
     site = kit.site("plone")
     site.register_runner(Echo, name="echo")
     site.register_runner(Anything, name="anything")
-    site.crontab  # the site exists in the store from now on
-    site.crontab.save()
+    site.crontab.save()  # the site exists in the store from now on
     return site
 
 
@@ -493,7 +492,8 @@ def test_open_server_checks_the_host_header(kit, site):
     app = make_server(kit, port=0).config.app
     client = TestClient(app, base_url="http://127.0.0.1")
     assert client.get("/api/v1/sites").status_code == 200
-    assert TestClient(app, base_url="http://attacker.example").get("/api/v1/sites").status_code == 400
+    rebound = TestClient(app, base_url="http://attacker.example")
+    assert rebound.get("/api/v1/sites").status_code == 400
 
 
 def test_live_server_in_a_thread_answers_and_stops(kit, site):
@@ -501,6 +501,7 @@ def test_live_server_in_a_thread_answers_and_stops(kit, site):
     import time
 
     import httpx
+
     from tests.servers import free_port
 
     port = free_port()

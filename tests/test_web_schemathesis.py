@@ -8,13 +8,16 @@ the crontab and the job queue.
 from __future__ import annotations
 
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 import cronkit
-import schemathesis
-from schemathesis.checks import (content_type_conformance, not_a_server_error,
-                                 response_schema_conformance, status_code_conformance)
-
 from cronkit.web import create_app
 from cronkit.web.openapi import openapi_document
 

@@ -10,19 +10,45 @@ error adds ``"errors": {field: message}``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..exceptions import (CronkitError, InvalidCron, InvalidCrontab, InvalidParameters,
-                          NoSuchCron, NoSuchJob, ReadOnlyCrontab, UnknownRunner)
+from ..exceptions import (
+    CronkitError,
+    InvalidCron,
+    InvalidCrontab,
+    InvalidParameters,
+    NoSuchCron,
+    NoSuchJob,
+    ReadOnlyCrontab,
+    UnknownRunner,
+)
 from ..jobs import Status
 from ..model import Cron
-from .common import (MAX_DB_INT, MAX_DELAY, MAX_PRIORITY, WebError, cancel_job, check_cron_fields,
-                     cron_json, crontab_json, get_cron, get_job, get_site, job_json, log_json,
-                     parse_json, retry_job, save_crontab, site_names, types_json)
+from .common import (
+    MAX_DB_INT,
+    MAX_DELAY,
+    MAX_PRIORITY,
+    WebError,
+    cancel_job,
+    check_cron_fields,
+    cron_json,
+    crontab_json,
+    get_cron,
+    get_job,
+    get_site,
+    job_json,
+    log_json,
+    parse_json,
+    retry_job,
+    save_crontab,
+    site_names,
+    types_json,
+)
 from .openapi import openapi_document
 from .security import json_error
 
@@ -282,7 +308,8 @@ def submit_options(data: dict) -> dict:
                        f"{MAX_PRIORITY}", "priority")
     options["priority"] = priority
     delay = data.get("delay", 0)
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_DELAY:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) \
+            or not 0 <= delay <= MAX_DELAY:
         raise WebError(422, f"delay must be seconds from 0 to {MAX_DELAY}", "delay")
     options["delay"] = delay
     unique = data.get("unique", False)

@@ -8,12 +8,12 @@ import math
 from datetime import datetime
 from typing import Any
 
+from .. import schedule
 from ..exceptions import CronkitError, InvalidCron
 from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
 from ..runner import available_jobs, job_types
-from .. import schedule
 
 # Fields a person or a client may set on a cron (uid is chosen at creation only).
 CRON_EDITABLE = ("name", "periodicity", "timezone", "activated", "environ", "logs_limit",

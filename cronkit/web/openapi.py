@@ -187,7 +187,8 @@ JOB_OK = {"200": _json(_ref("Job"), "the job, with its history"), **SITE_ERRORS}
 
 PATHS = {
     "/sites": {"get": _op("listSites", "Sites", {
-        "200": _json({"type": "array", "items": _ref("Site")}, "every site"), **AUTH}, tag="sites")},
+        "200": _json({"type": "array", "items": _ref("Site")}, "every site"), **AUTH},
+        tag="sites")},
     "/sites/{site}/crontab": {
         "get": _op("getCrontab", "A site's crontab", {
             "200": _json(_ref("Crontab"), "the crontab"), **SITE_ERRORS}, [SITE], tag="sites"),

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 from starlette.requests import Request
@@ -20,9 +21,23 @@ from ..exceptions import CronkitError, InvalidParameters, UnknownRunner
 from ..jobs import Job, Param, Status
 from ..model import MISFIRE_POLICIES, Cron
 from ..runner import available_jobs, job_types
-from .common import (CRON_EDITABLE, MAX_PRIORITY, WebError, cancel_job, check_cron_fields,
-                     describe, get_cron, get_job, get_site, live_json, next_run, parse_json,
-                     retry_job, save_crontab, site_names)
+from .common import (
+    CRON_EDITABLE,
+    MAX_PRIORITY,
+    WebError,
+    cancel_job,
+    check_cron_fields,
+    describe,
+    get_cron,
+    get_job,
+    get_site,
+    live_json,
+    next_run,
+    parse_json,
+    retry_job,
+    save_crontab,
+    site_names,
+)
 from .security import check_password, csrf_ok, csrf_token, safe_next
 
 PAGE_SIZE = 25
@@ -121,10 +136,11 @@ async def logout(request: Request, kit: Any) -> Response:
 @page
 async def dashboard(request: Request, kit: Any) -> Response:
     sites = []
+    active = [Status.PENDING.value, Status.RUNNING.value]
     for name in site_names(kit):
         site = kit.site(name)
         sites.append({"name": name, "crontab": site.crontab,
-                      "active": site.jobs.count(status=[Status.PENDING.value, Status.RUNNING.value]),
+                      "active": site.jobs.count(status=active),
                       "failed": site.jobs.count(status=Status.FAILED.value)})
     recent = [Job(kit.site(r["site"]), r) for r in kit.store.list_jobs(limit=10)]
     return render(request, "dashboard.html", sites=sites, jobs=recent)

@@ -136,5 +136,5 @@ def json_error(status: int, message: str, field: str | None = None) -> JSONRespo
     return JSONResponse({"error": message, "field": field}, status)
 
 
-__all__ = ["AuthMiddleware", "HardeningMiddleware", "check_password", "csrf_ok", "csrf_token", "json_error",
-           "safe_next", "same_origin"]
+__all__ = ["AuthMiddleware", "HardeningMiddleware", "check_password", "csrf_ok", "csrf_token",
+           "json_error", "safe_next", "same_origin"]
