@@ -518,3 +518,30 @@ def test_live_server_in_a_thread_answers_and_stops(kit, site):
         server.should_exit = True
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_error_response_maps_cron_errors():
+    from cronkit.web.api import error_response
+    response = error_response(cronkit.InvalidCron("bad", "periodicity"))
+    assert response.status_code == 422 and b'"periodicity"' in response.body
+    assert error_response(cronkit.ReadOnlyCrontab("ro")).status_code == 409
+
+
+def test_deleting_a_log_of_a_read_only_crontab_conflicts(client, site, cron):
+    cron.log("OK", ["kept"])
+    cron.save()
+    site.crontab.read_only = True
+    error_of(client.delete(f"{API}/crons/c1/logs/0"), 409)
+    assert [entry.messages for entry in cron.logs] == [["kept"]]
+
+
+def test_describe_and_next_never_break_a_view():
+    from cronkit.web.common import describe, next_run
+
+    class Broken:
+        @property
+        def next(self):
+            raise cronkit.InvalidCron("no next", "periodicity")
+
+    assert describe("not a cron") == "not a cron"
+    assert next_run(Broken()) is None

@@ -467,3 +467,17 @@ def test_login_with_the_token_when_no_password_is_set(kit, site):
     ("/\\evil", "/"), (None, "/"), ("jobs", "/")])
 def test_safe_next(target, expected):
     assert safe_next(target) == expected
+
+
+def test_a_cronkit_error_becomes_an_error_page(client, site, cron, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise cronkit.CronkitError("the queue is closed")
+
+    monkeypatch.setattr(type(site.cron_manager(cron)), "register", refuse)
+    response = post(client, "/sites/plone/crons/c1/run")
+    assert response.status_code == 409 and "the queue is closed" in response.text
+
+
+def test_priority_out_of_range_is_refused(client, site):
+    response = post(client, "/sites/plone/types/free", {"payload": "{}", "priority": "9" * 12})
+    assert "priority" in errors_in(response.text) and site.jobs.count() == 0
