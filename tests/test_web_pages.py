@@ -481,3 +481,11 @@ def test_a_cronkit_error_becomes_an_error_page(client, site, cron, monkeypatch):
 def test_priority_out_of_range_is_refused(client, site):
     response = post(client, "/sites/plone/types/free", {"payload": "{}", "priority": "9" * 12})
     assert "priority" in errors_in(response.text) and site.jobs.count() == 0
+
+
+def test_a_refused_number_is_kept_in_a_text_input(client):
+    html = post(client, "/sites/plone/types/export", {"limit": "ten"}).text
+    assert '<input id="p-limit" name="limit" type="text" value="ten" required>' in html
+    html = post(client, "/sites/plone/crons/new", {"name": "export", "periodicity": "@daily",
+                                                   "logs_limit": "lots"}).text
+    assert '<input id="logs_limit" name="logs_limit" type="text" value="lots">' in html
