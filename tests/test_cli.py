@@ -625,7 +625,7 @@ def test_types_lists_runners_with_help_and_parameters(run):
             name = line
         blocks[name] = blocks.get(name, "") + line + "\n"
     blocks = {name: block.rstrip("\n") for name, block in blocks.items()}
-    assert set(blocks) == {"boom", "export", "hello", "silent", "warn"}
+    assert {"boom", "export", "hello", "silent", "warn"} <= set(blocks)
     assert blocks["hello"].splitlines()[1:] == [
         "    Say hello.", "", "    Prints and reports progress.", "    parameters: any JSON object"]
     assert blocks["silent"].splitlines()[1] == "    (no help)"
@@ -636,7 +636,8 @@ def test_types_lists_runners_with_help_and_parameters(run):
     assert table[3].split() == ["dry", "bool", "no", "-", "-", "-"]
 
 
-def test_types_without_runners_says_how_to_get_them(run):
+def test_types_without_runners_says_how_to_get_them(run, monkeypatch):
+    monkeypatch.setattr(sys.modules["cronkit.runner"], "job_types", lambda site: {})
     assert run("types", imports=False) == (0, "", "no job types for site 'default': import the "
                                                    "modules that register runners with --import "
                                                    "MODULE\n")
