@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -32,6 +33,10 @@ LIST_LIMIT = 50
 
 class UsageError(Exception):
     """A mistake on the command line: reported as one line, exit code 2."""
+
+
+class Terminated(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM reached a command that serves (``web``, ``run``): stop cleanly, exit 0."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -398,11 +403,29 @@ def _web_serve() -> tuple[Callable | None, str | None]:
     return (serve, None) if callable(serve) else (None, "cronkit.web has no serve()")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def _serve(ctx: Context, serve: Callable) -> None:
+    """Serve the dashboard until it stops. uvicorn shuts down on SIGTERM and then raises
+    the signal again: it reaches ``_terminate`` here, and ends the command cleanly
+    (the worker of ``cronkit run`` is stopped first) instead of killing the process."""
     args = ctx.args
     token, password = _credentials(args)
     ctx.note(f"dashboard on http://{args.host}:{args.port}/ (REST API under /api/v1)")
-    serve(ctx.kit, host=args.host, port=args.port, token=token, password=password)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        serve(ctx.kit, host=args.host, port=args.port, token=token, password=password)
+    except SystemExit as exc:   # uvicorn exits when it cannot start (it said why above)
+        if exc.code in (0, None):
+            raise Terminated from None
+        raise UsageError(f"the dashboard could not start on http://{args.host}:{args.port}/"
+                         f" (exit status {exc.code})") from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_web(ctx: Context) -> int:
@@ -921,6 +944,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=err)
         return 130
+    except Terminated:
+        return 0
     except BrokenPipeError:  # `cronkit jobs list | head`: the reader left, stop quietly
         _silence(out)
         return 1

@@ -834,6 +834,39 @@ def test_run_without_the_dashboard_runs_the_worker_in_the_foreground(
     assert code == 0 and "running the worker only (--no-web)" in err
 
 
+def test_sigterm_while_serving_ends_the_command_cleanly(run, fake_web, monkeypatch):
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def serve(kit, **options):     # uvicorn raises the signal again once it has shut down
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(sys.modules["cronkit.web"], "serve", serve)
+    assert run("web")[0] == 0
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.mark.parametrize("status, code", [(0, 0), (None, 0), (3, 2)])
+def test_a_dashboard_that_exits_is_reported(run, fake_web, monkeypatch, status, code):
+    def serve(kit, **options):
+        sys.exit(status)
+
+    monkeypatch.setattr(sys.modules["cronkit.web"], "serve", serve)
+    result, _, err = run("web", "--port", "8099")
+    assert result == code
+    if code:
+        assert err.splitlines()[-1] == ("cronkit: error: the dashboard could not start on "
+                                        "http://127.0.0.1:8099/ (exit status 3)")
+
+
+def test_serving_from_another_thread_leaves_signals_alone(run, fake_web):
+    import threading
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run("web")[0]))
+    thread.start()
+    thread.join()
+    assert results == [0] and len(fake_web) == 1
+
+
 def test_run_with_a_missing_profile_is_one_line(run):
     code, _, err = run("run", "--profile", "nope.zcml")
     assert code == 2 and "no such profile file: nope.zcml" in one_error(err)
@@ -864,6 +897,39 @@ def test_python_m_cronkit_is_cronkit(db_url, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "site 'default': crontab ON, 0 cron(s)\n"
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cronkit_run_serves_the_dashboard_and_stops_on_sigterm(db_url, tmp_path):
+    pytest.importorskip("uvicorn")
+    port = _free_port()
+    proc = subprocess.Popen([_console_script(), "--store", db_url, "run", "--port", str(port),
+                             "--poll", "0.2"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        import urllib.request
+        deadline, status = time.monotonic() + 30, None
+        while status is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200, proc.stderr.read() if proc.poll() is not None else "no answer"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert f"dashboard on http://127.0.0.1:{port}/" in err
+    assert "stopping the worker" in err and "stopped" in err and "Traceback" not in err
 
 
 WORKER_RUNNERS = '''
