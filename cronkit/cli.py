@@ -129,7 +129,10 @@ class _Follower:
 
     def _loop(self) -> None:
         while not self._stop.wait(WATCH_INTERVAL):
-            self.view.show(self.site.jobs.get(self.job_id))
+            try:
+                self.view.show(self.site.jobs.get(self.job_id))
+            except CronkitError:   # the job is gone: nothing more to draw
+                return
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -138,7 +141,10 @@ class _Follower:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.view.show(self.site.jobs.get(self.job_id))
+        try:
+            self.view.show(self.site.jobs.get(self.job_id))
+        except CronkitError:
+            pass
         self.view.end()
 
 

@@ -577,6 +577,20 @@ def test_the_progress_bar_redraws_in_place_on_a_terminal():
         "\rjob 7 [##############################] 100% success" + " " * 14 + "\n")
 
 
+def test_the_progress_of_a_job_that_vanished_stops_quietly(monkeypatch):
+    monkeypatch.setattr(cli, "WATCH_INTERVAL", 0.001)
+
+    def gone(job_id):
+        raise cronkit.NoSuchJob(f"no job with id {job_id!r}")
+
+    site = types.SimpleNamespace(jobs=types.SimpleNamespace(get=gone))
+    stream = io.StringIO()
+    with cli._Follower(site, 42, stream) as follower:
+        follower._thread.join(5)
+        assert not follower._thread.is_alive()
+    assert stream.getvalue() == ""
+
+
 def test_jobs_cancel(run, kit):
     pending = submit(run, "hello", "--delay", "60")
     assert run("jobs", "cancel", str(pending)) == (0, f"job {pending} canceled\n", "")
