@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TextIO
 
-from .exceptions import CronkitError, NoSuchCron
+from .exceptions import CronkitError, NoSuchCron, UnknownRunner
 from .jobs import FINISHED, Job, Status
 
 PROG = "cronkit"
@@ -644,6 +644,12 @@ def cmd_types(ctx: Context) -> int:
     site = ctx.site
     helps = available_jobs(site)
     types = job_types(site)
+    if ctx.args.names:
+        unknown = [n for n in ctx.args.names if n not in types]
+        if unknown:
+            raise UnknownRunner(f"no runner named {', '.join(map(repr, unknown))} for site "
+                                f"{ctx.site_name!r}")
+        types = {n: types[n] for n in ctx.args.names}
     if not types:
         ctx.note(f"no job types for site {ctx.site_name!r}: import the modules that register "
                  "runners with --import MODULE")
@@ -904,7 +910,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--debug", action="store_true",
                            help="change nothing in the store; print the output instead")
 
-    command(commands, "types", "the job types and their parameters", "g1", cmd_types)
+    p = command(commands, "types", "the job types and their parameters", "g1", cmd_types)
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these types")
 
     profile = group("profile", "load or export profiles (ZCML, crons.xml)")
     p = command(profile, "load", "load a .zcml profile or import a crons .xml file", "g2",

@@ -650,6 +650,15 @@ def test_types_lists_runners_with_help_and_parameters(run):
     assert table[3].split() == ["dry", "bool", "no", "-", "-", "-"]
 
 
+def test_types_of_some_names_only(run):
+    code, out, _ = run("types", "warn", "boom")
+    assert code == 0
+    assert out.splitlines() == ["warn", "    (no help)", "    parameters: any JSON object", "",
+                                "boom", "    (no help)", "    parameters: any JSON object"]
+    code, _, err = run("types", "warn", "nope", "nada")
+    assert code == 2 and "no runner named 'nope', 'nada'" in one_error(err)
+
+
 def test_types_without_runners_says_how_to_get_them(run, monkeypatch):
     monkeypatch.setattr(sys.modules["cronkit.runner"], "job_types", lambda site: {})
     assert run("types", imports=False) == (0, "", "no job types for site 'default': import the "
