@@ -1,0 +1,1 @@
+"""The peers' task modules, configured from the environment by the harness."""
