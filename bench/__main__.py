@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -132,7 +132,8 @@ def run_queue_workload(workload: str, sizes: dict, runs: int, redis_url: str | N
             if "label" in result:
                 entry["label"] = result.pop("label")
             entry["runs"].append(result)
-            log(f"  {workload:<10} run {r + 1}/{runs}  {name:<22} {describe(name, result, workload)}")
+            log(f"  {workload:<10} run {r + 1}/{runs}  {name:<22} "
+                f"{describe(name, result, workload)}")
 
 
 def run_crontab(sizes: dict, runs: int, data: dict) -> None:
@@ -143,7 +144,8 @@ def run_crontab(sizes: dict, runs: int, data: dict) -> None:
                 key = f"{name}@{n}"
                 entry = section["results"].setdefault(key, {"system": name, "n": n, "runs": []})
                 if ("crontab", name, n) in SKIP:
-                    entry["skipped"] = "APScheduler on SQLite commits each add_job: ~10x its 10,000 time"
+                    entry["skipped"] = ("APScheduler on SQLite commits each add_job: "
+                                        "~10x its 10,000 time")
                     if r == 0:
                         log(f"  crontab    {n:>7,}  {name:<22} skipped ({entry['skipped']})")
                     continue
@@ -260,12 +262,14 @@ def targets(data: dict) -> list[dict]:
     if "crontab" in w:
         sizes = w["crontab"]["sizes"]
         if 10_000 in sizes:
-            ratio_target("issue 5", "10,000 crons added + saved + synced: cronkit / APScheduler-SQLite ≤ 0.1",
+            ratio_target("issue 5",
+                         "10,000 crons added + saved + synced: cronkit / APScheduler-SQLite ≤ 0.1",
                          c("cronkit", 10_000, "build_save_s"),
                          c("apscheduler-sqlite", 10_000, "build_save_s"), 0.1, False)
-            for metric, text, goal in (("save_s", "10,000 crons save + sync into an empty store < 1 s", 1),
-                                       ("resave_s", "10,000 crons re-saved unchanged < 0.3 s", 0.3),
-                                       ("restore_s", "10,000 crons restored after restart < 1 s", 1)):
+            figures = (("save_s", "10,000 crons save + sync into an empty store < 1 s", 1),
+                       ("resave_s", "10,000 crons re-saved unchanged < 0.3 s", 0.3),
+                       ("restore_s", "10,000 crons restored after restart < 1 s", 1))
+            for metric, text, goal in figures:
                 s = c("cronkit", 10_000, metric)
                 add("issue 2", text, s and s["median"], goal,
                     None if s is None else s["median"] < goal, "s")
@@ -317,8 +321,8 @@ def markdown(data: dict) -> str:
             elif workload == "overhead":
                 lines.append(f"| {label} | {cell(s.get('ms_per_job'), 3)} | {rtext} |")
             else:
-                lines.append(f"| {label} | {cell(s.get('p50_ms'), 1)} | {cell(s.get('p99_ms'), 1)} | "
-                             f"{cell(s.get('max_ms'), 1)} | {rtext} |")
+                lines.append(f"| {label} | {cell(s.get('p50_ms'), 1)} | "
+                             f"{cell(s.get('p99_ms'), 1)} | {cell(s.get('max_ms'), 1)} | {rtext} |")
         lines.append("")
     if "crontab" in w:
         lines += ["**Crontab scale: N crons added (`add_cron`) and saved (`save()`, which syncs "
@@ -328,15 +332,16 @@ def markdown(data: dict) -> str:
                   "peak RSS MB | cronkit / peer (add + save) |",
                   "|---|---|---|---|---|---|---|---|"]
         results = w["crontab"]["results"]
-        for key, entry in results.items():
+        for entry in results.values():
             s = entry.get("summary", {})
             if entry.get("skipped") and not entry["runs"]:
                 lines.append(f"| {entry['system']} | {entry['n']:,} | skipped | | | | | |")
                 continue
             ref = results.get(f"cronkit@{entry['n']}", {}).get("summary", {}).get("build_save_s")
             r = None if entry["system"] == "cronkit" else ratio(ref, s.get("build_save_s"))
-            lines.append(f"| {entry['system']} | {entry['n']:,} | {cell(s.get('build_save_s'), 2)} | "
-                         f"{cell(s.get('save_s'), 2)} | {cell(s.get('resave_s'), 2)} | "
+            lines.append(f"| {entry['system']} | {entry['n']:,} | "
+                         f"{cell(s.get('build_save_s'), 2)} | {cell(s.get('save_s'), 2)} | "
+                         f"{cell(s.get('resave_s'), 2)} | "
                          f"{cell(s.get('restore_s'), 2)} | {cell(s.get('rss_mb'), 0)} | "
                          f"{'—' if r is None else f'{r:.3f}'} |")
         lines.append("")
@@ -384,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or sizes["runs"]
     chosen = args.only or list(WORKLOADS)
     v = versions()
-    data = {"meta": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    data = {"meta": {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
                      "python": platform.python_version(),
                      "cronkit": f"{v.get('cronkit')} ({v.get('cronkit_git')})",

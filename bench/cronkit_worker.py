@@ -3,9 +3,8 @@ not there: ``python -m bench.cronkit_worker STORE_URL CONCURRENCY``."""
 
 import sys
 
-import cronkit
-
 import bench.runners  # noqa: F401  (registers "noop")
+import cronkit
 
 if __name__ == "__main__":
     kit = cronkit.Cronkit(store=sys.argv[1])

@@ -92,7 +92,7 @@ def overhead(system, path: str, n: int) -> dict:
     wait_count(system, path, n, timeout=max(120, n / 10))
     wait_drained(system)
     starts = rec.starts(path)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     return {"ms_per_job": (starts[-1] - starts[0]) / (n - 1) * 1000,
             "median_gap_ms": percentile(gaps, 0.5) * 1000}
 
@@ -121,8 +121,8 @@ def periodicity(i: int) -> str:
 
 
 def crontab_cronkit_save(folder: str, n: int) -> dict:
-    import cronkit
     import bench.runners  # noqa: F401
+    import cronkit
     kit = cronkit.Cronkit(store=f"sqlite:///{folder}/cronkit.db")
     crontab = kit.site("bench").crontab
     t0 = time.perf_counter()
@@ -144,8 +144,8 @@ def crontab_cronkit_restore(folder: str, n: int) -> dict:
     db = f"{folder}/cronkit.db"
     with sqlite3.connect(db) as conn:   # the restart wiped the queue's cron jobs
         conn.execute("DELETE FROM cronkit_jobs WHERE status = 'pending' AND cron_uid IS NOT NULL")
-    import cronkit
     import bench.runners  # noqa: F401
+    import cronkit
     t0 = time.perf_counter()
     kit = cronkit.Cronkit(store=f"sqlite:///{db}")
     kit.restore()
@@ -181,7 +181,8 @@ def main() -> None:
     if workload == "crontab":
         folder, n = spec["dir"], spec["n"]
         if name == "cronkit":
-            out = (crontab_cronkit_save if spec["phase"] == "save" else crontab_cronkit_restore)(folder, n)
+            phase = crontab_cronkit_save if spec["phase"] == "save" else crontab_cronkit_restore
+            out = phase(folder, n)
         else:
             out = crontab_apscheduler(folder, n, name.rsplit("-", 1)[1])
         print("BENCH_RESULT " + json.dumps(out), flush=True)

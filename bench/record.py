@@ -26,7 +26,8 @@ def record() -> None:
     if _fd is None or _pid != os.getpid():
         with _lock:
             if _fd is None or _pid != os.getpid():
-                _fd = os.open(os.environ["BENCH_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                _fd = os.open(os.environ["BENCH_RECORD"], flags, 0o644)
                 _pid = os.getpid()
     os.write(_fd, b"%017.6f\n" % now)
 

@@ -1,7 +1,6 @@
 """The cronkit side of the benchmark: the ``noop`` runner (``--import bench.runners``)."""
 
 import cronkit
-
 from bench.record import record
 
 

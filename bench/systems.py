@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 def utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, timezone.utc)
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def cli_available() -> bool:
@@ -125,8 +125,8 @@ class Cronkit(System):
     label = "cronkit, SQLite (WAL), in-process worker"
 
     def setup(self) -> None:
-        import cronkit
         import bench.runners  # noqa: F401
+        import cronkit
         self.url = f"sqlite:///{self.tmp}/cronkit.db"
         self.kit = cronkit.Cronkit(store=self.url)
         self.site = self.kit.site("bench")
@@ -255,7 +255,8 @@ class Celery(System):
 
 class RQ(System):
     name = "rq-redis"
-    label = "RQ, Redis, `rq worker -w rq.worker.SimpleWorker` processes (no fork per job: in RQ's favour)"
+    label = ("RQ, Redis, `rq worker -w rq.worker.SimpleWorker` processes "
+             "(no fork per job: in RQ's favour)")
     scheduler = False
 
     def setup(self) -> None:
