@@ -61,7 +61,7 @@ class CrontabRegistryManager:
         if crontab.read_only:
             raise ReadOnlyCrontab(f"the crontab of site {self.site.name!r} is read-only: "
                                   "nothing was saved")
-        changed = [only] if only is not None else list(crontab._changed)
+        changed = [only] if only is not None else [u for u in crontab.crons if u in crontab._changed]
         upserts, new_logs, deleted_logs, fresh = [], [], [], []
         top = max((getattr(c, "_position", 0.0) for c in crontab.crons.values()), default=0.0)
         for uid in changed:
