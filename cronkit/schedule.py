@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 __all__ = ["CronSyntaxError", "Schedule", "next_after", "parse"]
 
-_UTC = timezone.utc
+_UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
@@ -43,10 +43,25 @@ _ALIASES = {
 _MONTH_NAMES = {
     name: i + 1
     for i, name in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+        (
+            "jan",
+            "feb",
+            "mar",
+            "apr",
+            "may",
+            "jun",
+            "jul",
+            "aug",
+            "sep",
+            "oct",
+            "nov",
+            "dec",
+        )
     )
 }
-_DOW_NAMES = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+_DOW_NAMES = {
+    name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+}
 
 # (label, low, high, names) in the order the fields are written.
 _MINUTE = ("minute", 0, 59, None)
@@ -121,7 +136,9 @@ def _parse_field(expr: str, text: str, spec: tuple) -> _Field:
     field = _Field()
     if text == "?":
         if label not in ("day-of-month", "day-of-week"):
-            raise CronSyntaxError(expr, f"'?' is only allowed in the day fields, not in {label}")
+            raise CronSyntaxError(
+                expr, f"'?' is only allowed in the day fields, not in {label}"
+            )
         text = "*"
     field.star = text.startswith("*")
 
@@ -155,7 +172,9 @@ def _parse_field(expr: str, text: str, spec: tuple) -> _Field:
             if m:
                 nth = int(m.group(2))
                 if not 1 <= nth <= 5:
-                    raise CronSyntaxError(expr, f"{label} {item!r}: occurrence {nth} out of range 1-5")
+                    raise CronSyntaxError(
+                        expr, f"{label} {item!r}: occurrence {nth} out of range 1-5"
+                    )
                 field.nth.add((value(m.group(1)) % 7, nth))
                 continue
             m = _LAST_DOW.fullmatch(item)
@@ -166,7 +185,9 @@ def _parse_field(expr: str, text: str, spec: tuple) -> _Field:
         step = 1
         if slash:
             if not _NUMBER.fullmatch(step_text):
-                raise CronSyntaxError(expr, f"{label} step {step_text!r} is not a number")
+                raise CronSyntaxError(
+                    expr, f"{label} step {step_text!r} is not a number"
+                )
             step = int(step_text)
             if step == 0:
                 raise CronSyntaxError(expr, f"{label} step 0 is not allowed")
@@ -183,7 +204,9 @@ def _parse_field(expr: str, text: str, spec: tuple) -> _Field:
     return field
 
 
-def _expand_range(label: str, low: int, high: int, first: int, last: int, step: int) -> list[int]:
+def _expand_range(
+    label: str, low: int, high: int, first: int, last: int, step: int
+) -> list[int]:
     if label == "day-of-week":
         # Sunday is 0 or 7. Fold to 0..6 before handling a wrap such as SAT-SUN (6-0).
         if first == 7 and last < 7:
@@ -226,22 +249,30 @@ class Schedule:
         lowered = text.lower()
         if lowered.startswith("@"):
             if lowered == "@reboot":
-                raise CronSyntaxError(expr, "@reboot has no schedule and is not supported")
+                raise CronSyntaxError(
+                    expr, "@reboot has no schedule and is not supported"
+                )
             if lowered not in _ALIASES:
                 raise CronSyntaxError(expr, f"unknown alias {text!r}")
             text = _ALIASES[lowered]
         fields = _FIELD_SPLIT.split(text) if text else []
         if len(fields) not in (5, 6):
             raise CronSyntaxError(
-                expr, f"expected 5 fields, or 6 with the seconds last, got {len(fields)}"
+                expr,
+                f"expected 5 fields, or 6 with the seconds last, got {len(fields)}",
             )
         self._fields = tuple(fields)
         self.has_seconds = len(fields) == 6
         # Rule 5: only the text decides, as cronie does (first character is '*').
-        self.fixed_time = not fields[0].startswith("*") and not fields[1].startswith("*")
+        self.fixed_time = not fields[0].startswith("*") and not fields[1].startswith(
+            "*"
+        )
 
         specs = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW, _SECOND_FIELD)
-        parsed = [_parse_field(expr, f, spec) for f, spec in zip(fields, specs)]
+        parsed = [
+            _parse_field(expr, f, spec)
+            for f, spec in zip(fields, specs[: len(fields)], strict=True)
+        ]
         minutes, hours, dom, months, dow = parsed[:5]
         seconds = parsed[5].values if self.has_seconds else {0}
         for label, f in (("minute", minutes), ("hour", hours), ("month", months)):
@@ -290,7 +321,9 @@ class Schedule:
         dom_days = {d for d in dom.values if d <= length}
         if dom.last:
             dom_days.add(length)
-        first_wd = (date(year, month, 1).weekday() + 1) % 7  # cron numbering, Sunday = 0
+        first_wd = (
+            date(year, month, 1).weekday() + 1
+        ) % 7  # cron numbering, Sunday = 0
         for wanted in dom.nearest:
             dom_days.add(_nearest_weekday(min(wanted, length), length, first_wd))
         if dom.last_weekday:
@@ -315,7 +348,12 @@ class Schedule:
         self, y: int, mo: int, d: int, h: int, mi: int, s: int, limit_year: int
     ) -> tuple[int, int, int, int, int, int] | None:
         """First matching wall-clock time >= the one given, or None past limit_year."""
-        months, hours, minutes, seconds = self._months, self._hours, self._minutes, self._seconds
+        months, hours, minutes, seconds = (
+            self._months,
+            self._hours,
+            self._minutes,
+            self._seconds,
+        )
         while True:
             if y > limit_year:
                 return None
@@ -370,7 +408,14 @@ class Schedule:
         a1 = (after - _EPOCH) // _SECOND + 1
         local = datetime.fromtimestamp(a1, tz)
         limit = min(local.year + _CYCLE_YEARS + 1, 9998)
-        start = (local.year, local.month, local.day, local.hour, local.minute, local.second)
+        start = (
+            local.year,
+            local.month,
+            local.day,
+            local.hour,
+            local.minute,
+            local.second,
+        )
         best: datetime | None = None
         off = local.utcoffset()
         other = local.replace(fold=1 - local.fold).utcoffset()
@@ -414,7 +459,9 @@ class Schedule:
                 return found if best is None or found < best else best
             # Spring-forward gap: find the instant the clocks jump.
             naive_s = (utc_wall - _EPOCH) // _SECOND
-            trans = _transition(tz, naive_s - int(off1 / _SECOND), naive_s - int(off0 / _SECOND), off1)
+            trans = _transition(
+                tz, naive_s - int(off1 / _SECOND), naive_s - int(off0 / _SECOND), off1
+            )
             if self.fixed_time:
                 found = _EPOCH + timedelta(seconds=trans)
                 return found if best is None or found < best else best
@@ -453,12 +500,16 @@ class Schedule:
             if minute.isdigit() and hour.isdigit():
                 return f"at {int(hour):02d}:{int(minute):02d} every day"
         labels = ("minute", "hour", "day-of-month", "month", "day-of-week", "second")
-        parts = [f"{label} {f}" for label, f in zip(labels, self._fields) if f not in ("*", "?")]
+        parts = [
+            f"{label} {f}"
+            for label, f in zip(labels[: len(self._fields)], self._fields, strict=True)
+            if f not in ("*", "?")
+        ]
         return "cron: " + (", ".join(parts) if parts else "every minute")
 
 
 def _nearest_weekday(day: int, length: int, first_wd: int) -> int:
-    """The weekday (Mon-Fri) nearest ``day``, not leaving the month (croniter's rule)."""
+    """The weekday nearest ``day``, staying in the month (croniter's rule)."""
     wd = (first_wd + day - 1) % 7
     if wd == 6:  # Saturday: the Friday before, or the Monday after on the 1st
         return day - 1 if day > 1 else day + 2
@@ -506,12 +557,14 @@ def parse(expr: str) -> Schedule:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _next_after_cached(expr: str, tz_key: object, tz: tzinfo, after: datetime) -> datetime:
+def _next_after_cached(
+    expr: str, tz_key: object, tz: tzinfo, after: datetime
+) -> datetime:
     return parse(expr).next_after(after, tz)
 
 
 def next_after(expr: str, tz: str | tzinfo, after: datetime) -> datetime:
-    """Return the first firing of ``expr`` in ``tz`` strictly after ``after`` (aware, UTC).
+    """Return the first firing of ``expr`` in ``tz`` strictly after ``after``, in UTC.
 
     Cached on (expr, time zone key, after). See :meth:`Schedule.next_after`.
     """
