@@ -84,6 +84,9 @@ class Worker:
         self._started = True
         self.executor.start(self.kit)
         self.kit._wakers.append(self.wake)
+        listen = getattr(self.kit.store, "start_listener", None)
+        if listen is not None:   # PostgreSQL: LISTEN/NOTIFY wakes idle workers at once
+            listen(self.kit.wake)
         self.kit.reap()
         self.kit.restore()   # ServerRestartEvent: cron jobs wiped from the queue come back
 
@@ -107,6 +110,9 @@ class Worker:
                     self._wake.wait(delay)
                 self._wake.clear()
         finally:
+            stop = getattr(self.kit.store, "stop_listener", None)
+            if stop is not None:
+                stop(self.kit.wake)
             self.kit._wakers.remove(self.wake)
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.kit.worker_id)

@@ -19,7 +19,7 @@ import redis
 import cronkit
 from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
-from tests.contracts import runners
+from tests.contracts import runner_classes as runners
 from tests.test_postgres import (
     ROOT,
     check_firings_ran_once,

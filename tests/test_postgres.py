@@ -23,7 +23,7 @@ import cronkit
 from cronkit.stores import open_store
 from cronkit.stores.postgres import PostgresStore, engine_url
 from cronkit.stores.sql import SQLStore
-from tests.contracts import runners
+from tests.contracts import runner_classes as runners
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)

@@ -11,8 +11,8 @@ DEFAULT_STORE = "sqlite:///cronkit.db"
 _BUILTIN = {
     "memory": "cronkit.stores.memory:MemoryStore",
     "sqlite": "cronkit.stores.sql:SQLStore",
-    "postgresql": "cronkit.stores.sql:SQLStore",
-    "postgres": "cronkit.stores.sql:SQLStore",
+    "postgresql": "cronkit.stores.postgres:PostgresStore",
+    "postgres": "cronkit.stores.postgres:PostgresStore",
 }
 
 

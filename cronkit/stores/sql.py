@@ -121,6 +121,7 @@ jobs = sa.Table(
     sa.Index("ux_cronkit_jobs_firing", "site", "cron_uid", "fire_at", unique=True),
     sa.Index("ix_cronkit_jobs_due", "status", "run_after"),
     sa.Index("ix_cronkit_jobs_site", "site", "status", "id"),
+    sa.Index("ix_cronkit_jobs_site_id", "site", "id"),
     sa.Index("ix_cronkit_jobs_unique", "unique_key"),
     sqlite_autoincrement=True,
 )

@@ -188,7 +188,6 @@ def test_two_claimers_never_get_the_same_job(store, open_another):
     assert errors == []
     everything = got[0] + got[1]
     assert len(everything) == len(set(everything)) == 300
-    assert got[0] and got[1]
     for job in store.list_jobs():
         assert job["status"] == "running" and job["attempts"] == 1
 
