@@ -56,12 +56,13 @@ class Worker:
         if self.cleanup_interval and self._due("cleanup", self.cleanup_interval, now):
             kit.cleanup()
         self.executor.expire(now)
-        free = self.executor.capacity - len(self.executor.running())
+        room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
+        free = room - len(self.executor.running())
         claimed = store.claim(now, free, kit.worker_id, os.getpid()) if free > 0 else []
         for row in claimed:
             self.executor.submit(row, self._finished)
         if claimed and len(claimed) == free:
-            return 0.0 if len(self.executor.running()) < self.executor.capacity else self.poll_interval
+            return 0.0 if len(self.executor.running()) < room else self.poll_interval
         nxt = store.next_due()
         if nxt is None:
             return self.poll_interval

@@ -105,7 +105,9 @@ class QueueManager:
                  "fire_at": fire_at, "signature": cron.signature, "user": cron.user,
                  "progress": 0, "status_text": "", "attempts": 0, "canceled": False}
                 for cron, run_after, fire_at in entries]
-        ids = self.store.add_jobs(rows, ignore_duplicates=True)
+        ids: list = []
+        for start in range(0, len(rows), 1000):   # bounded memory for huge crontabs
+            ids.extend(self.store.add_jobs(rows[start:start + 1000], ignore_duplicates=True))
         if ids:
             self.site.kit.wake()
         return ids

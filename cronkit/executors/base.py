@@ -17,6 +17,9 @@ log = logging.getLogger("cronkit.executors")
 
 @implementer(IExecutor)
 class BaseExecutor:
+    #: How many claimed jobs may wait for a free slot beyond ``capacity``.
+    prefetch = 0
+
     def __init__(self, concurrency: int = 6):
         self.capacity = concurrency
         self.kit: Any = None

@@ -14,6 +14,9 @@ class ThreadExecutor(BaseExecutor):
 
     def __init__(self, concurrency: int = 6):
         super().__init__(concurrency)
+        # Claimed jobs queue in the pool so a thread that ends a job starts the next at
+        # once, without waiting for the worker's next claim.
+        self.prefetch = concurrency
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cronkit-job")
 
     def submit(self, row: dict, done: Callable[[int], None]) -> None:
