@@ -32,6 +32,15 @@ from tests.test_postgres import (
     wait_until_drained,
 )
 
+@pytest.fixture(autouse=True)
+def _global_runners():
+    """The runners worker processes get from ``--import tests.contracts.runners``,
+    registered in this process too for the test (conftest unregisters them after)."""
+    for name, factory in (("count", runners.Count), ("tick", runners.Tick),
+                          ("slow", runners.Slow), ("noop", runners.Noop)):
+        cronkit.register_runner(factory, name=name)
+
+
 
 @pytest.fixture
 def broker(redis_url):

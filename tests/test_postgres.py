@@ -28,6 +28,15 @@ from tests.contracts import runner_classes as runners
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
+@pytest.fixture(autouse=True)
+def _global_runners():
+    """The runners worker processes get from ``--import tests.contracts.runners``,
+    registered in this process too for the test (conftest unregisters them after)."""
+    for name, factory in (("count", runners.Count), ("tick", runners.Tick),
+                          ("slow", runners.Slow), ("noop", runners.Noop)):
+        cronkit.register_runner(factory, name=name)
+
+
 
 @pytest.fixture
 def store(pg_db):

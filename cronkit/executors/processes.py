@@ -19,9 +19,28 @@ from ..jobs import Status
 from .base import BaseExecutor
 
 
-def _child(kit: Any, row: dict) -> None:
+def _forked_child(kit: Any, row: dict) -> None:
     faulthandler.disable()  # a crash is reported by the parent, from the exit status
     kit.store.after_fork()
+    try:
+        kit.execute(dict(row, pid=os.getpid()))
+    finally:
+        os._exit(0)
+
+
+def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: float) -> None:
+    """A fresh interpreter: nothing inherited from the worker's threads (locks held at
+    fork time cannot hang it). The runner is imported by its module path."""
+    faulthandler.disable()
+    from importlib import import_module
+
+    from ..kit import Cronkit
+    module, _, qualname = factory_ref.partition(":")
+    factory: Any = import_module(module)
+    for part in qualname.split("."):
+        factory = getattr(factory, part)
+    kit = Cronkit(store=store_url, error_timeout=error_timeout)
+    kit.site(row["site"]).register_runner(factory, name=row["type"])
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
@@ -44,6 +63,7 @@ class ProcessExecutor(BaseExecutor):
     def __init__(self, concurrency: int = 6):
         super().__init__(concurrency)
         self._ctx = multiprocessing.get_context("fork")
+        self._spawn = multiprocessing.get_context("spawn")
         self._procs: dict[int, Any] = {}
 
     def start(self, kit: Any) -> None:
@@ -54,12 +74,26 @@ class ProcessExecutor(BaseExecutor):
 
     def submit(self, row: dict, done: Callable[[int], None]) -> None:
         self._add(row)
-        proc = self._ctx.Process(target=_child, args=(self.kit, row), daemon=True)
+        proc = self._process(row)
         proc.start()
         self._procs[row["id"]] = proc
         self.kit.store.update_job(row["id"], pid=proc.pid)
         threading.Thread(target=self._watch, args=(row, proc, done), daemon=True,
                          name=f"cronkit-watch-{row['id']}").start()
+
+    def _process(self, row: dict) -> Any:
+        """A spawned interpreter when the runner can be imported by path and the kit
+        runs on the real clock; else a fork (a runner defined inside a function, tests
+        on a FakeClock)."""
+        from ..clock import SystemClock
+        from ..runner import runner_factory
+        factory = runner_factory(self.kit.site(row["site"]), row["type"])
+        qualname = getattr(factory, "__qualname__", "<locals>")
+        if isinstance(self.kit.clock, SystemClock) and "<locals>" not in qualname:
+            ref = f"{factory.__module__}:{qualname}"
+            return self._spawn.Process(target=_spawned_child, daemon=True, args=(
+                self.kit.store.url, row, ref, self.kit.error_timeout))
+        return self._ctx.Process(target=_forked_child, args=(self.kit, row), daemon=True)
 
     def _watch(self, row: dict, proc: Any, done: Callable[[int], None]) -> None:
         proc.join()
