@@ -32,13 +32,12 @@ from tests.test_postgres import (
     wait_until_drained,
 )
 
+
 @pytest.fixture(autouse=True)
 def _global_runners():
     """The runners worker processes get from ``--import tests.contracts.runners``,
     registered in this process too for the test (conftest unregisters them after)."""
-    for name, factory in (("count", runners.Count), ("tick", runners.Tick),
-                          ("slow", runners.Slow), ("noop", runners.Noop)):
-        cronkit.register_runner(factory, name=name)
+    runners.register_globally()
 
 
 
@@ -57,11 +56,7 @@ def kit(pg_db):
 
 @pytest.fixture
 def site(kit):
-    site = kit.site("plone")
-    for name, factory in (("count", runners.Count), ("tick", runners.Tick),
-                          ("slow", runners.Slow), ("noop", runners.Noop)):
-        site.register_runner(factory, name=name)
-    return site
+    return kit.site("plone")
 
 
 def claim(kit, owner="dispatcher:1"):

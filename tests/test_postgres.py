@@ -32,9 +32,7 @@ NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 def _global_runners():
     """The runners worker processes get from ``--import tests.contracts.runners``,
     registered in this process too for the test (conftest unregisters them after)."""
-    for name, factory in (("count", runners.Count), ("tick", runners.Tick),
-                          ("slow", runners.Slow), ("noop", runners.Noop)):
-        cronkit.register_runner(factory, name=name)
+    runners.register_globally()
 
 
 

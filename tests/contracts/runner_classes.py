@@ -68,3 +68,11 @@ class Noop(cronkit.Runner):
 
     def run(self):
         return None
+
+
+RUNNERS = {"count": Count, "tick": Tick, "slow": Slow, "noop": Noop}
+
+
+def register_globally() -> None:
+    for name, factory in RUNNERS.items():
+        cronkit.register_runner(factory, name=name)
