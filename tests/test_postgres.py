@@ -307,7 +307,7 @@ def run_crons_for(site, uids, seconds, during=None):
     end = datetime.now(UTC) + timedelta(seconds=seconds)
     if during is not None:
         during()
-    deadline = time.monotonic() + seconds + 40
+    deadline = time.monotonic() + seconds + 90   # generous: the machine may be loaded
     while True:
         pending = site.kit.store.pending_cron_jobs(site.name)
         if len(pending) == len(uids) and all(p["fire_at"] > end for p in pending.values()):
@@ -345,7 +345,7 @@ def test_four_workers_run_every_firing_and_every_job_exactly_once(pg_db):
     try:
         uids = [f"c{i:02d}" for i in range(50)]
         end = run_crons_for(site, uids, 20, lambda: submit_jobs(site, range(5000)))
-        wait_until_drained(site, 30)
+        wait_until_drained(site, 90)
         counts = ran(kit.store.engine)
     finally:
         errors = stop_workers(procs)
