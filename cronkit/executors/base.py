@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from zope.interface import implementer
@@ -34,6 +34,11 @@ class BaseExecutor:
             return set(self._inflight)
 
     def _add(self, row: dict) -> None:
+        # The deadline is computed once, not at every tick of the worker.
+        timeout = self._timeout_of(row)
+        started = row.get("started_at")
+        row = dict(row, _timeout=timeout,
+                   _deadline=started + timedelta(seconds=timeout) if timeout and started else None)
         with self._lock:
             self._inflight[row["id"]] = row
 
@@ -52,9 +57,8 @@ class BaseExecutor:
         """Fail the jobs that outlived their timeout; return their ids."""
         expired = []
         for job_id, row in list(self._inflight.items()):
-            timeout = self._timeout_of(row)
-            started = row.get("started_at")
-            if timeout and started and (now - started).total_seconds() > timeout:
+            deadline, timeout = row.get("_deadline"), row.get("_timeout")
+            if deadline is not None and now > deadline:
                 if self.kit.store.finish_job(job_id, Status.FAILED, now,
                                              f"timed out after {timeout:g} s"):
                     self._stop_job(job_id)
