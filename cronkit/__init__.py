@@ -2,12 +2,34 @@
 priority, progress, cancel, history and retention, on SQLite, PostgreSQL or Celery."""
 
 from .clock import FakeClock, SystemClock
-from .events import (CrontabSynchronisationEvent, FinishedCronJobEvent, JobFinishedEvent,
-                     JobProgressEvent, JobQueuedEvent, JobStartedEvent, ModifiedCrontabEvent,
-                     ServerRestartEvent, StartedCronJobEvent, notify, subscribe, unsubscribe)
-from .exceptions import (CronkitError, DuplicateFiring, InvalidCron, InvalidCrontab, InvalidLog,
-                         InvalidParameters, NoSuchCron, NoSuchJob, ProfileError, ReadOnlyCrontab,
-                         StoreError, UnknownRunner)
+from .events import (
+                     CrontabSynchronisationEvent,
+                     FinishedCronJobEvent,
+                     JobFinishedEvent,
+                     JobProgressEvent,
+                     JobQueuedEvent,
+                     JobStartedEvent,
+                     ModifiedCrontabEvent,
+                     ServerRestartEvent,
+                     StartedCronJobEvent,
+                     notify,
+                     subscribe,
+                     unsubscribe,
+)
+from .exceptions import (
+                     CronkitError,
+                     DuplicateFiring,
+                     InvalidCron,
+                     InvalidCrontab,
+                     InvalidLog,
+                     InvalidParameters,
+                     NoSuchCron,
+                     NoSuchJob,
+                     ProfileError,
+                     ReadOnlyCrontab,
+                     StoreError,
+                     UnknownRunner,
+)
 from .jobs import Job, Param, Status
 from .kit import Cronkit
 from .model import Cron, Crontab, Log, LogStatus
@@ -24,5 +46,5 @@ __all__ = [
     "NoSuchCron", "NoSuchJob", "Param", "ProfileError", "ReadOnlyCrontab", "Runner",
     "ServerRestartEvent", "Site", "StartedCronJobEvent", "Status", "StoreError",
     "SystemClock", "UnknownRunner", "available_jobs", "notify", "register_runner", "runner",
-    "subscribe", "unregister_runner",
+    "subscribe", "unregister_runner", "unsubscribe",
 ]

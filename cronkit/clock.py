@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from zope.interface import implementer
 
@@ -15,7 +15,7 @@ class SystemClock:
     """The real time, in UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def add_listener(self, fn) -> None:
         """Real time needs no wake-ups: the worker's own timeout does it."""
@@ -28,7 +28,7 @@ system_clock = SystemClock()
 def _aware(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         raise ValueError(f"FakeClock needs a timezone-aware datetime, got {dt!r}")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 @implementer(IClock)
@@ -39,7 +39,7 @@ class FakeClock:
     """
 
     def __init__(self, start: datetime | None = None):
-        self._now = _aware(start) if start is not None else datetime(2000, 1, 1, tzinfo=timezone.utc)
+        self._now = _aware(start) if start is not None else datetime(2000, 1, 1, tzinfo=UTC)
         self._lock = threading.Lock()
         self._listeners: list = []
 

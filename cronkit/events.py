@@ -8,9 +8,10 @@ class has its own blinker signal (``Event.signal``) in cronkit's namespace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from blinker import Namespace
 

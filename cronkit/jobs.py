@@ -144,10 +144,10 @@ _router_lock = threading.Lock()
 class capture_output:
     """Context manager: inside it, this thread's stdout goes to ``job``'s status_text."""
 
-    def __init__(self, job: "Job"):
+    def __init__(self, job: Job):
         self.job = job
 
-    def __enter__(self) -> "Job":
+    def __enter__(self) -> Job:
         with _router_lock:
             if not isinstance(sys.stdout, _StdoutRouter):
                 sys.stdout = _StdoutRouter(sys.stdout)
@@ -191,7 +191,7 @@ class Job:
         self.status = Status(row["status"])
         self.site_name = row["site"]
 
-    def refresh(self) -> "Job":
+    def refresh(self) -> Job:
         self._set(self._store.get_job(self.id))
         return self
 
@@ -292,5 +292,6 @@ def payload_size(payload_json: str) -> int:
 
 def aware(dt: Any, what: str) -> datetime:
     if not isinstance(dt, datetime) or dt.tzinfo is None:
-        raise InvalidParameters(f"{what} must be a timezone-aware datetime, got {dt!r}", {what: "expected an aware datetime"})
+        raise InvalidParameters(f"{what} must be a timezone-aware datetime, got {dt!r}",
+                                {what: "expected an aware datetime"})
     return dt

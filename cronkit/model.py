@@ -10,10 +10,11 @@ import hashlib
 import json
 import uuid as uuidlib
 from collections import OrderedDict
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from zope.interface import implementer
@@ -58,7 +59,7 @@ def _parse_date(value: Any, error: type[Exception]) -> datetime:
     else:
         raise error(f"invalid date {value!r}: expected a datetime or ISO 8601 text")
     # Naive datetimes (collective.cron dumps) are read as UTC.
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 @lru_cache(maxsize=1024)
@@ -103,7 +104,7 @@ class Log:
     dump = to_dict
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Log":
+    def from_dict(cls, data: dict) -> Log:
         if not isinstance(data, dict):
             raise InvalidLog(f"a log must be a JSON object, got {data!r}")
         unknown = set(data) - {"date", "status", "messages", "id"}
@@ -115,7 +116,7 @@ class Log:
                    data.get("id"))
 
     @classmethod
-    def load(cls, data: "Log | dict | str | bytes") -> "Log":
+    def load(cls, data: Log | dict | str | bytes) -> Log:
         if isinstance(data, Log):
             return data
         return cls.from_dict(_json_input(data, "log", InvalidLog))
@@ -134,7 +135,7 @@ class Log:
 class LogList(list):
     """A cron's logs, most recent first; every change marks the cron changed."""
 
-    def __init__(self, cron: "Cron", items: Iterable = ()):
+    def __init__(self, cron: Cron, items: Iterable = ()):
         super().__init__(Log.load(i) for i in items)
         self._cron = cron
 
@@ -278,7 +279,7 @@ class Cron:
                  uid: str | None = None, activated: Any = True, environ: Any = None,
                  timezone: str | None = None, logs_limit: int = 5, user: str | None = None,
                  misfire: str = "once", misfire_grace: float | None = None,
-                 logs: Iterable | None = None, crontab: "Crontab | None" = None):
+                 logs: Iterable | None = None, crontab: Crontab | None = None):
         object.__setattr__(self, "_crontab", None)
         object.__setattr__(self, "_log_ids", ())
         self.uid = uid if uid is not None else new_uid()
@@ -317,7 +318,7 @@ class Cron:
         self._touch()
 
     @property
-    def crontab(self) -> "Crontab | None":
+    def crontab(self) -> Crontab | None:
         return self._crontab
 
     def _touch(self) -> None:
@@ -399,7 +400,7 @@ class Cron:
     dump = to_dict
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Cron":
+    def from_dict(cls, data: dict) -> Cron:
         if not isinstance(data, dict):
             raise InvalidCron(f"a cron must be a JSON object, got {data!r}")
         unknown = set(data) - set(CRON_FIELDS) - {"logs"}
@@ -414,12 +415,12 @@ class Cron:
         return cls(logs=logs, **kwargs)
 
     @classmethod
-    def load(cls, data: "Cron | dict | str | bytes") -> "Cron":
+    def load(cls, data: Cron | dict | str | bytes) -> Cron:
         if isinstance(data, Cron):
             return data
         return cls.from_dict(_json_input(data, "cron", InvalidCron))
 
-    def similar(self, other: "Cron") -> bool:
+    def similar(self, other: Cron) -> bool:
         """Same definition (every field but logs and crontab)."""
         return isinstance(other, Cron) and self.definition() == other.definition()
 
@@ -448,11 +449,11 @@ class Cron:
 class CronMap(OrderedDict):
     """uid -> Cron, in order; deleting a cron records it for the next save."""
 
-    def __init__(self, crontab: "Crontab"):
+    def __init__(self, crontab: Crontab):
         super().__init__()
         self._crontab = crontab
 
-    def __setitem__(self, uid: str, cron: "Cron") -> None:
+    def __setitem__(self, uid: str, cron: Cron) -> None:
         if not isinstance(cron, Cron):
             raise InvalidCrontab(f"crontab entries must be Cron objects, got {cron!r}")
         if cron.uid != uid:
@@ -484,7 +485,7 @@ class CronMap(OrderedDict):
 class Crontab:
     """The ordered collection of a site's crons, with a global switch."""
 
-    def __init__(self, crons: Iterable["Cron"] | None = None, activated: Any = True,
+    def __init__(self, crons: Iterable[Cron] | None = None, activated: Any = True,
                  read_only: bool = False):
         self.site = None          # set by Site when this is a site's live crontab
         self._version = None      # store version this object reflects
@@ -513,7 +514,7 @@ class Crontab:
         """True while this crontab holds changes not saved yet."""
         return bool(self._changed or self._deleted or self._activated_changed)
 
-    def add_cron(self, cron: "Cron") -> "Cron":
+    def add_cron(self, cron: Cron) -> Cron:
         """Add ``cron``; a uid already used by another cron gets a new uid."""
         if not isinstance(cron, Cron):
             raise InvalidCrontab(f"add_cron takes a Cron, got {cron!r}")
@@ -529,7 +530,7 @@ class Crontab:
         self._changed.add(cron.uid)
         return cron
 
-    def by(self, **criteria: Any) -> list["Cron"]:
+    def by(self, **criteria: Any) -> list[Cron]:
         """Crons whose attributes equal every given criterion (None means any)."""
         wanted = {k: v for k, v in criteria.items() if v is not None}
         for key in wanted:
@@ -538,10 +539,10 @@ class Crontab:
         return [c for c in self.crons.values()
                 if all(getattr(c, k) == v for k, v in wanted.items())]
 
-    def by_name(self, name: str) -> list["Cron"]:
+    def by_name(self, name: str) -> list[Cron]:
         return self.by(name=name)
 
-    def by_uid(self, uid: str) -> "Cron":
+    def by_uid(self, uid: str) -> Cron:
         try:
             return self.crons[uid]
         except KeyError:
@@ -551,7 +552,7 @@ class Crontab:
         """Persist what changed and sync the queue (the site's registry manager)."""
         self._site().save_crontab(self)
 
-    def save_cron(self, cron: "Cron") -> None:
+    def save_cron(self, cron: Cron) -> None:
         self._site().save_crontab(self, only=cron.uid)
 
     def _site(self):
@@ -565,7 +566,7 @@ class Crontab:
     dump = to_dict
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Crontab":
+    def from_dict(cls, data: Any) -> Crontab:
         if isinstance(data, list):  # collective.cron dumps a bare list of crons
             data = {"crons": data}
         if not isinstance(data, dict):
@@ -583,16 +584,16 @@ class Crontab:
         return cls(loaded, data.get("activated", True), data.get("read_only", False))
 
     @classmethod
-    def load(cls, data: "Crontab | dict | list | str | bytes") -> "Crontab":
+    def load(cls, data: Crontab | dict | list | str | bytes) -> Crontab:
         if isinstance(data, Crontab):
             return data
         return cls.from_dict(_json_input(data, "crontab", InvalidCrontab))
 
-    def similar(self, other: "Crontab") -> bool:
+    def similar(self, other: Crontab) -> bool:
         """Same switch and the same crons, in order, by definition."""
         return (isinstance(other, Crontab) and self.activated == other.activated
                 and len(self.crons) == len(other.crons)
-                and all(a.similar(b) for a, b in zip(self.crons.values(), other.crons.values())))
+                and all(a.similar(b) for a, b in zip(self.crons.values(), other.crons.values(), strict=True)))
 
     def __repr__(self) -> str:
         state = "ON" if self.activated else "OFF"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import inspect
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from zope.component import adapter, getGlobalSiteManager
 from zope.interface import implementer
 
+from .events import JobFinishedEvent, JobStartedEvent, notify
 from .exceptions import CronkitError
 from .interfaces import IJob, IJobRunner, ISite
-from .events import JobFinishedEvent, JobStartedEvent, notify
 from .jobs import Job, Param, Status, capture_output
 
 
@@ -106,7 +107,8 @@ def available_jobs(site: Any) -> dict[str, str]:
 
 def job_types(site: Any) -> dict[str, Callable]:
     """name -> runner factory for the site."""
-    return {name: f for name, f in sorted(site.registry.adapters.lookupAll((ISite, IJob), IJobRunner)) if name}
+    found = site.registry.adapters.lookupAll((ISite, IJob), IJobRunner)
+    return {name: f for name, f in sorted(found) if name}
 
 
 # -- running one job ----------------------------------------------------------

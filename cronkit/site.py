@@ -8,8 +8,14 @@ from typing import Any
 from zope.interface import implementer
 from zope.interface.registry import Components
 
-from .interfaces import (ICronManager, ICrontabRegistryManager, IJob, IJobRunner,
-                         IQueueManager, ISite)
+from .interfaces import (
+    ICronManager,
+    ICrontabRegistryManager,
+    IJob,
+    IJobRunner,
+    IQueueManager,
+    ISite,
+)
 from .model import Crontab, Log, zone
 from .runner import register_runner
 

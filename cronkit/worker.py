@@ -118,7 +118,7 @@ class Worker:
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.kit.worker_id)
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         """Run the service in a background thread (for embedding and tests); errors of
         start-up (a bad executor, an unreachable store) are raised here."""
         self._prepare()

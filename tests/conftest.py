@@ -3,7 +3,7 @@ global runner registry."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from zope.component import getGlobalSiteManager
@@ -13,7 +13,7 @@ from cronkit.interfaces import IJobRunner
 
 pytest_plugins = ["tests.servers"]
 
-START = datetime(2008, 1, 1, 1, 3, tzinfo=timezone.utc)
+START = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 
 @pytest.fixture

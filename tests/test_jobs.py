@@ -332,7 +332,7 @@ def test_two_concurrent_jobs_keep_only_their_own_printed_lines(kit, site):
     worker = kit.worker(concurrency=2).start()
     try:
         for job in (a, b):
-            _wait_until(lambda: site.jobs.get(job.id).finished)
+            _wait_until(lambda job=job: site.jobs.get(job.id).finished)
     finally:
         worker.stop()
     assert a.refresh().status_text == "".join(f"A {i}\n" for i in range(20))
@@ -538,7 +538,8 @@ def test_a_lost_cron_job_is_failed_and_its_cron_rescheduled(kit, site, clock):
 def test_cleanup_keeps_successes_backlog_days_and_everything_all_backlog_days(kit, site, clock):
     _register(site, "ok", lambda self: None)
     _register(site, "bad", lambda self: 1 / 0)
-    old_ok, old_bad = site.submit("ok"), site.submit("bad")
+    site.submit("ok")
+    old_bad = site.submit("bad")
     kit.run_pending()
     clock.advance(days=31)
     recent_ok = site.submit("ok")

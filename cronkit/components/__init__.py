@@ -3,8 +3,7 @@ in its own module named after its interface, and the wiring of their events."""
 
 from __future__ import annotations
 
-from ..events import (CrontabSynchronisationEvent, ModifiedCrontabEvent, ServerRestartEvent,
-                      notify)
+from ..events import CrontabSynchronisationEvent, ModifiedCrontabEvent, ServerRestartEvent, notify
 from ..interfaces import ICrontabManager
 from .cron_manager import CronManager
 from .crontab_manager import CrontabManager

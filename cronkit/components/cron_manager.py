@@ -7,8 +7,13 @@ from datetime import datetime
 from zope.component import adapter
 from zope.interface import implementer
 
-from ..events import (FinishedCronJobEvent, JobFinishedEvent, JobStartedEvent,
-                      StartedCronJobEvent, notify)
+from ..events import (
+    FinishedCronJobEvent,
+    JobFinishedEvent,
+    JobStartedEvent,
+    StartedCronJobEvent,
+    notify,
+)
 from ..interfaces import ICron, ICronManager, IQueueManager, ISite
 from ..jobs import Job, Status
 from ..model import Crontab, Log, LogStatus

@@ -5,8 +5,7 @@ from __future__ import annotations
 from zope.component import adapter
 from zope.interface import implementer
 
-from ..interfaces import (ICrontab, ICrontabManager, ICrontabRegistryManager, IQueueManager,
-                          ISite)
+from ..interfaces import ICrontab, ICrontabManager, ICrontabRegistryManager, IQueueManager, ISite
 
 
 @implementer(ICrontabManager)

@@ -93,7 +93,7 @@ class CrontabRegistryManager:
         activated = crontab.activated if only is None and crontab._activated_changed else None
         version, ids = self.store.save_crontab(self.site.name, activated, upserts, deletes,
                                                new_logs, deleted_logs)
-        for entry, log_id in zip(fresh, ids):
+        for entry, log_id in zip(fresh, ids, strict=True):
             entry.id = log_id
         for uid in changed:
             cron = crontab.crons.get(uid)

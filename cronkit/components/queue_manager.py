@@ -155,7 +155,8 @@ class QueueManager:
                                     {"status": "expected pending or running"})
         now = self.clock.now()
         rows = self.store.list_jobs(site=self.site.name, status=[str(s) for s in statuses], type=type)
-        return sum(1 for r in rows if self.store.cancel_job(r["id"], now) in (Status.CANCELED, Status.RUNNING))
+        ended = (Status.CANCELED, Status.RUNNING)
+        return sum(1 for r in rows if self.store.cancel_job(r["id"], now) in ended)
 
     def run(self, job_id: int, debug: bool = False) -> Job:
         """Run one job now in this thread, whatever its state (a manual run). With

@@ -12,7 +12,8 @@ import multiprocessing
 import os
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..exceptions import CronkitError
 from ..jobs import Status

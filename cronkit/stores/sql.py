@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -24,7 +25,7 @@ from zope.interface import implementer
 from ..exceptions import CronkitError, DuplicateFiring, NoSuchJob, StoreError
 from ..interfaces import ICrontabStore, IJobStore
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCHEMA_VERSION = 1
 
 
@@ -318,7 +319,8 @@ class SQLStore:
 
     def schema_version(self) -> int:
         with self._tx(write=False) as conn:
-            return int(conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+            q = sa.select(meta.c.value).where(meta.c.key == "schema_version")
+            return int(conn.execute(q).scalar_one())
 
     def close(self) -> None:
         self.engine.dispose()
