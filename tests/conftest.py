@@ -38,6 +38,14 @@ def site(kit):
     return kit.site("plone")
 
 
+@pytest.fixture
+def contract_runners():
+    """The runners that worker processes get from ``--import tests.contracts.runners``,
+    registered globally in this process for one test (clean_global_runners removes them)."""
+    from tests.contracts.runner_classes import register_globally
+    register_globally()
+
+
 @pytest.fixture(autouse=True)
 def clean_global_runners():
     """Runners registered globally by a test are unregistered after it."""

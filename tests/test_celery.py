@@ -19,7 +19,6 @@ import redis
 import cronkit
 from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
-from tests.contracts import runner_classes as runners
 from tests.test_postgres import (
     ROOT,
     check_firings_ran_once,
@@ -32,13 +31,7 @@ from tests.test_postgres import (
     wait_until_drained,
 )
 
-
-@pytest.fixture(autouse=True)
-def _global_runners():
-    """The runners worker processes get from ``--import tests.contracts.runners``,
-    registered in this process too for the test (conftest unregisters them after)."""
-    runners.register_globally()
-
+pytestmark = pytest.mark.usefixtures("contract_runners")
 
 
 @pytest.fixture

@@ -28,12 +28,7 @@ from tests.contracts import runner_classes as runners
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
-@pytest.fixture(autouse=True)
-def _global_runners():
-    """The runners worker processes get from ``--import tests.contracts.runners``,
-    registered in this process too for the test (conftest unregisters them after)."""
-    runners.register_globally()
-
+pytestmark = pytest.mark.usefixtures("contract_runners")
 
 
 @pytest.fixture
