@@ -78,13 +78,11 @@ class QueueManager:
             job_id, created = self.store.add_unique_job(row)
         else:
             job_id, created = self.store.add_jobs([row])[0], True
-        if created:
-            job = Job(self.site, dict(row, id=job_id))
-        else:
-            job = self.get(job_id)
-        if created:
-            notify(JobQueuedEvent(site=self.site, job=job))
-            self.site.kit.wake()
+        if not created:
+            return self.get(job_id)      # merged into the job already pending
+        job = Job(self.site, dict(row, id=job_id))
+        notify(JobQueuedEvent(site=self.site, job=job))
+        self.site.kit.wake()
         return job
 
     def retry(self, job_id: int) -> Job:
