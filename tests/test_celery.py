@@ -21,14 +21,10 @@ from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
 from tests.test_postgres import (
     ROOT,
-    check_firings_ran_once,
-    check_jobs_ran_once,
     prepare,
     ran,
-    run_crons_for,
+    run_contention,
     stop_workers,
-    submit_jobs,
-    wait_until_drained,
 )
 
 pytestmark = pytest.mark.usefixtures("contract_runners")
@@ -187,16 +183,7 @@ def test_two_celery_workers_and_two_dispatchers_run_everything_exactly_once(pg_d
     site = kit.site("plone")
     procs = [start_celery(pg_db, broker, "w1"), start_celery(pg_db, broker, "w2")]
     procs += start_dispatchers(pg_db, broker, 2)
-    try:
-        uids = [f"c{i:02d}" for i in range(50)]
-        end = run_crons_for(site, uids, 20, lambda: submit_jobs(site, range(5000)))
-        wait_until_drained(site, 30)
-        counts = ran(kit.store.engine)
-    finally:
-        errors = stop_workers(procs)
-    assert all(p.returncode == 0 for p in procs), errors
-    check_jobs_ran_once(site, counts, 5000)
-    check_firings_ran_once(site, counts, uids, end, 20)
+    run_contention(kit, site, procs)
     workers = {j.worker for j in site.jobs.list(type="count")}
     assert len(workers) >= 2   # host:pid of the Celery processes, not of the dispatchers
 
