@@ -3,13 +3,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := web,postgres,celery,test,dev
+EXTRAS := web,postgres,celery,test,dev,docs
 # Re-install whenever the package metadata changes.
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
-.PHONY: .venv system-deps test run bench clean
+.PHONY: .venv system-deps test docs run bench clean
 
 .venv: $(STAMP)
 
@@ -26,6 +26,10 @@ system-deps:
 test: .venv system-deps
 	$(BIN)/python -m pytest --cov=cronkit --cov-report=term-missing:skip-covered \
 		--cov-fail-under=95 $(PYTEST_ARGS)
+
+# The Sphinx site, warnings as errors: docs/_build/html/index.html.
+docs: .venv
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 run: .venv
 	$(BIN)/cronkit run --store sqlite:///cronkit.db --profile examples/site.zcml \
