@@ -1,0 +1,113 @@
+"""The zc.buildout of ``buildout/``, run as a user runs it: its *.cfg copied into a
+temporary folder, the develop egg pointed at this checkout, every egg pinned.
+
+Eggs and downloads are cached in ``test-output/buildout-cache`` (or
+``$CRONKIT_BUILDOUT_CACHE``), so only the first run fetches from PyPI (about a minute);
+later runs take seconds.
+"""
+
+from __future__ import annotations
+
+import configparser
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cronkit
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("CRONKIT_BUILDOUT_CACHE") or ROOT / "test-output" / "buildout-cache")
+
+
+def _env() -> dict[str, str]:
+    """The environment without what this pytest run put in it: no PYTHONPATH (bin/test
+    sets one), no coverage hooks."""
+    return {k: v for k, v in os.environ.items()
+            if k != "PYTHONPATH" and not k.startswith("COV_CORE_")}
+
+
+def _run(command: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _buildout_python() -> Path:
+    """A virtualenv holding only buildout/requirements.txt, as buildout/README.rst sets
+    one up (not this test run's virtualenv: buildout would take every egg from its
+    site-packages instead of installing the pinned ones). Made once per requirements."""
+    requirements = ROOT / "buildout" / "requirements.txt"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    venv = CACHE / f"python-{digest}"
+    if not (venv / "complete").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        for command in ([sys.executable, "-m", "venv", str(venv)],
+                        [str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(requirements)]):
+            proc = _run(command, CACHE, timeout=600)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        (venv / "complete").touch()
+    return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def buildout(tmp_path_factory) -> tuple[Path, str]:
+    """A folder where buildout ran, and what buildout printed."""
+    folder = tmp_path_factory.mktemp("buildout")
+    for cfg in (ROOT / "buildout").glob("*.cfg"):
+        shutil.copy(cfg, folder)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # the cache is shared with other runs
+        command = [str(_buildout_python() / "buildout"), "-N", "-c", "buildout.cfg",
+                   f"buildout:checkout={ROOT}",
+                   f"buildout:eggs-directory={CACHE / 'eggs'}",
+                   f"buildout:download-cache={CACHE / 'downloads'}"]
+        proc = _run(command, folder, timeout=900)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    return folder, output
+
+
+def test_buildout_installs_only_pinned_eggs(buildout):
+    folder, output = buildout
+    assert "picked" not in output.lower(), output
+    assert (folder / "bin" / "cronkit").exists()
+    assert (folder / "bin" / "test").exists()
+
+
+def test_bin_cronkit_is_the_cronkit_command_with_the_web_extra(buildout):
+    folder, _ = buildout
+    proc = _run(["bin/cronkit", "--help"], folder)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: cronkit")
+    for command in ("run", "worker", "web", "crons", "jobs"):
+        assert f"    {command} " in proc.stdout, proc.stdout
+
+    proc = _run(["bin/cronkit", "--version"], folder)
+    assert proc.stdout.strip() == f"cronkit {cronkit.__version__}"
+
+    script = (folder / "bin" / "cronkit").read_text()
+    assert f"'{ROOT}'" in script           # the develop egg: this checkout
+    for egg in ("starlette-", "uvicorn-", "Jinja2-", "python_multipart-"):
+        assert egg in script, f"{egg} is not on bin/cronkit's path"
+
+
+def test_bin_test_runs_the_suite_with_pytest(buildout):
+    folder, _ = buildout
+    proc = _run(["bin/test", "--version"], folder)
+    assert proc.returncode == 0, proc.stderr
+    pinned = configparser.ConfigParser()
+    pinned.read(ROOT / "buildout" / "versions.cfg")
+    assert f"pytest {pinned['versions']['pytest']}" in proc.stdout + proc.stderr
+
+    # bin/test runs in the checkout, with its setup.cfg: paths are relative to it
+    proc = _run(["bin/test", "-q", "tests/test_model.py"], folder, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout
