@@ -349,3 +349,80 @@ def test_list_jobs_filters_and_pages(kit):
 def test_after_fork_keeps_the_store_usable(kit):
     kit.store.after_fork()
     assert kit.store.schema_version() == SCHEMA_VERSION
+
+
+# -- the hot path: plain sqlite3 connections for insert, claim, finish ---------------
+
+
+def test_the_hot_path_and_sqlalchemy_see_the_same_rows(kit, db_url):
+    """A job inserted, claimed and finished on the hot path reads back the same through
+    SQLAlchemy and through a third, unrelated connection."""
+    store = kit.store
+    assert store._hot is not None
+    [job_id] = store.add_jobs([plain(payload={"n": 1}, priority=3)])
+    [row] = store.claim(FIRE, 5, "w:1", 42)
+    assert row == store.get_job(job_id)
+    assert (row["status"], row["pid"], row["started_at"], row["payload"]) == ("running", 42, FIRE,
+                                                                              {"n": 1})
+    assert store.finish_job(job_id, Status.SUCCESS, LATER, progress=100) == "success"
+    assert store.finish_job(job_id, Status.FAILED, LATER) is None   # only a running job ends
+    with sqlite3.connect(path_of(db_url)) as conn:
+        assert conn.execute("select status, progress, finished_at from cronkit_jobs").fetchall() \
+            == [("success", 100, int((LATER - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
+                                     * 1_000_000))]
+
+
+def test_a_write_error_on_the_hot_path_is_a_store_error_and_rolls_back(kit, db_url):
+    store = kit.store
+    [job_id] = store.add_jobs([plain()])
+    with sqlite3.connect(path_of(db_url)) as conn:   # a trigger that refuses every finish
+        conn.execute("create trigger no_finish before update of finished_at on cronkit_jobs "
+                     "begin select raise(fail, 'finishing is refused'); end")
+    store.claim(FIRE, 1, "w")
+    with pytest.raises(StoreError, match="finishing is refused"):
+        store.finish_job(job_id, Status.SUCCESS, LATER)
+    assert store.get_job(job_id)["status"] == "running"
+    [other] = store.add_jobs([plain()])   # the connection went back clean
+    assert store.claim(FIRE, 1, "w")[0]["id"] == other
+
+
+def test_an_error_of_sqlite_on_the_hot_path_is_a_store_error(kit, db_url):
+    with sqlite3.connect(path_of(db_url)) as conn:
+        conn.execute("alter table cronkit_jobs rename to gone")
+    with pytest.raises(StoreError, match="no such table"):
+        kit.store.claim(FIRE, 1, "w")
+    with pytest.raises(StoreError, match="no such table"):
+        kit.store.next_due()
+    with pytest.raises(StoreError, match="no such table"):
+        kit.store.is_canceled(1)
+
+
+def test_the_memory_store_shares_its_one_connection_with_the_hot_path(clock):
+    kit = cronkit.Cronkit(store="memory://", clock=clock)
+    [job_id] = kit.store.add_jobs([plain()])
+    assert kit.store.next_due() == FIRE
+    assert kit.store.claim(FIRE, 1, "w")[0]["id"] == job_id
+    assert kit.store.list_jobs(status="running")[0]["id"] == job_id
+    kit.close()
+
+
+def test_an_anonymous_sqlite_database_has_no_hot_path():
+    store = SQLStore("sqlite://")
+    assert store._hot is None
+    [job_id] = store.add_jobs([plain()])
+    assert store.next_due() == FIRE
+    assert not store.is_canceled(job_id)
+    assert store.claim(FIRE, 1, "w")[0]["id"] == job_id
+    assert store.finish_job(job_id, Status.SUCCESS, LATER) == "success"
+    store.close()
+
+
+def test_close_and_after_fork_let_go_of_the_hot_connections(kit):
+    kit.store.add_jobs([plain()])
+    hot = kit.store._hot
+    assert hot._all
+    kit.store.after_fork()
+    assert hot._all == [] and hot._idle == []
+    assert kit.store.next_due() == FIRE   # a new connection is opened
+    kit.store.close()
+    assert hot._all == []

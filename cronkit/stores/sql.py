@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from ..exceptions import CronkitError, DuplicateFiring, NoSuchJob, StoreError
 from ..interfaces import ICrontabStore, IJobStore
+from .hotpath import HotPath, Statement, from_micros, is_firing_clash
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCHEMA_VERSION = 1
@@ -156,12 +157,6 @@ _JOB_DEFAULTS = {c.name: None for c in jobs.columns if c.name != "id"}
 _JOB_DEFAULTS.update(priority=0, progress=0, status_text="", attempts=0, canceled=False)
 
 
-def _is_firing_clash(exc: IntegrityError) -> bool:
-    """True when the (site, cron uid, scheduled time) key refused the row."""
-    text = str(exc.orig)
-    return "ux_cronkit_jobs_firing" in text or "cronkit_jobs.fire_at" in text
-
-
 def _job_values(row: dict) -> dict:
     values = dict(_JOB_DEFAULTS)
     values.update(row)
@@ -176,6 +171,19 @@ def _job_row(row) -> dict:
     return data
 
 
+_TIME_COLUMNS = [c.name for c in jobs.columns if isinstance(c.type, UTCDateTime)]
+
+
+def _raw_job_row(values: tuple) -> dict:
+    """A job row read on the hot path (a plain tuple in column order) as _job_row's dict."""
+    data = dict(zip(JOB_COLUMNS, values, strict=True))
+    for name in _TIME_COLUMNS:
+        data[name] = from_micros(data[name])
+    data["payload"] = json.loads(data["payload"])
+    data["canceled"] = bool(data["canceled"])
+    return data
+
+
 @implementer(ICrontabStore, IJobStore)
 class SQLStore:
     """A store on SQLAlchemy Core: ``sqlite:///path``, ``postgresql://...``, ``memory://``."""
@@ -183,6 +191,7 @@ class SQLStore:
     def __init__(self, url: str):
         self.url = url
         self._lock: threading.RLock | None = None
+        self._hot: HotPath | None = None
         try:
             self.engine = self._make_engine(url)
             self.dialect = self.engine.dialect.name
@@ -247,7 +256,7 @@ class SQLStore:
                 with conn.begin():
                     yield conn
         except IntegrityError as exc:
-            if _is_firing_clash(exc):
+            if is_firing_clash(str(exc.orig)):
                 raise DuplicateFiring(
                     f"duplicate cron firing refused by the store: {exc.orig}") from None
             raise StoreError(f"store {self.url!r} refused the change: {exc.orig}") from None
@@ -316,6 +325,27 @@ class SQLStore:
         ).returning(jobs.c.status)
         self._finish = {False: finish, True: finish.where(jobs.c.status == "running")}
         self._is_canceled = sa.select(jobs.c.canceled).where(jobs.c.id == sa.bindparam("job_id"))
+        self._next_due = sa.select(sa.func.min(jobs.c.run_after)).where(jobs.c.status == "pending")
+        if self.dialect == "sqlite":
+            self._prepare_hot_path()
+
+    def _prepare_hot_path(self) -> None:
+        """SQLite: the same statements, compiled once for plain sqlite3 connections."""
+        if self._lock is not None:   # memory://: its one connection, under its lock
+            raw = self.engine.raw_connection()
+            self._hot = HotPath(None, shared=raw.driver_connection, lock=self._lock)
+            raw.close()
+        elif self.engine.url.database not in (None, "", ":memory:"):
+            self._hot = HotPath(self.engine.url.database)
+        else:
+            return
+        dialect = self.engine.dialect
+        self._hot_insert = Statement(self._insert_job, dialect,
+                                     column_keys=[c.name for c in jobs.columns if c.name != "id"])
+        self._hot_claim = Statement(self._claim, dialect)
+        self._hot_finish = {k: Statement(v, dialect) for k, v in self._finish.items()}
+        self._hot_is_canceled = Statement(self._is_canceled, dialect)
+        self._hot_next_due = Statement(self._next_due, dialect)
 
     def schema_version(self) -> int:
         with self._tx(write=False) as conn:
@@ -323,10 +353,14 @@ class SQLStore:
             return int(conn.execute(q).scalar_one())
 
     def close(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
         self.engine.dispose()
 
     def after_fork(self) -> None:
         """Drop connections inherited from a parent process (processes executor)."""
+        if self._hot is not None:
+            self._hot.forget()
         self.engine.dispose(close=False)
 
     def _insert(self, table):
@@ -456,6 +490,10 @@ class SQLStore:
         if not rows:
             return []
         values = [_job_values(r) for r in rows]
+        if len(values) == 1 and not ignore_duplicates and self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                cur = conn.execute(self._hot_insert.sql, self._hot_insert.args(values[0]))
+                return [cur.fetchone()[0]]
         stmt = self._insert_ignore if ignore_duplicates else self._insert_job
         with self._tx() as conn:
             if len(values) == 1:
@@ -543,16 +581,22 @@ class SQLStore:
         not claimed while another job of the same cron runs."""
         if limit <= 0:
             return []
-        with self._tx() as conn:
-            rows = [_job_row(r) for r in conn.execute(
-                self._claim, {"now": now, "lim": limit, "worker": worker, "pid": pid})]
+        params = {"now": now, "lim": limit, "worker": worker, "pid": pid}
+        if self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                raw = conn.execute(self._hot_claim.sql, self._hot_claim.args(params)).fetchall()
+            rows = [_raw_job_row(r) for r in raw]
+        else:
+            with self._tx() as conn:
+                rows = [_job_row(r) for r in conn.execute(self._claim, params)]
         rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
         return rows
 
     def next_due(self) -> datetime | None:
+        if self._hot is not None:
+            return self._hot.read(self.url, self._hot_next_due, {}, lambda r: from_micros(r[0]))
         with self._tx(write=False) as conn:
-            return conn.execute(sa.select(sa.func.min(jobs.c.run_after))
-                                .where(jobs.c.status == "pending")).scalar()
+            return conn.execute(self._next_due).scalar()
 
     def update_job(self, job_id: int, **fields: Any) -> None:
         if "payload" in fields:
@@ -572,6 +616,11 @@ class SQLStore:
         nothing changed."""
         params = {"job_id": job_id, "now": now, "status": str(status), "message": message,
                   "progress": progress}
+        if self._hot is not None:
+            stmt = self._hot_finish[only_running]
+            with self._hot.write(self.url) as conn:
+                row = conn.execute(stmt.sql, stmt.args(params)).fetchone()
+            return row[0] if row else None
         with self._tx() as conn:
             row = conn.execute(self._finish[only_running], params).first()
         return row[0] if row else None
@@ -592,6 +641,9 @@ class SQLStore:
             return row.status
 
     def is_canceled(self, job_id: int) -> bool:
+        if self._hot is not None:
+            return self._hot.read(self.url, self._hot_is_canceled, {"job_id": job_id},
+                                  lambda r: bool(r and r[0]))
         with self._tx(write=False) as conn:
             return bool(conn.execute(self._is_canceled, {"job_id": job_id}).scalar())
 

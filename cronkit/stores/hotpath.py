@@ -1,0 +1,134 @@
+"""The SQLite hot path: the statements every job goes through (insert, claim, finish,
+the cancel check, the next due time) run on plain ``sqlite3`` connections.
+
+The SQL is the one SQLAlchemy compiles from the store's statements, compiled once; only
+the per-call machinery is skipped (connection checkout, events, result objects), which
+is most of the cost of a statement that SQLite itself runs in some ten microseconds.
+Parameters stay bound (``?``), never formatted into the SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..exceptions import DuplicateFiring, StoreError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO = timedelta(0)
+
+
+def to_db(value: Any) -> Any:
+    """A Python value as the store keeps it: aware datetimes as integer microseconds
+    since the epoch (as ``UTCDateTime``), booleans as 0/1, the rest as is."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise StoreError(f"naive datetime {value!r} given to the store")
+        delta = value - EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return value
+
+
+def from_micros(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def is_firing_clash(text: str) -> bool:
+    """True when the (site, cron uid, scheduled time) key refused the row."""
+    return "ux_cronkit_jobs_firing" in text or "cronkit_jobs.fire_at" in text
+
+
+class Statement:
+    """One compiled statement: its SQL and how to lay out its positional parameters."""
+
+    def __init__(self, stmt: Any, dialect: Any, **compile_kw: Any):
+        compiled = stmt.compile(dialect=dialect, **compile_kw)
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        # Literals of the statement ("pending", LIMIT's offset...) are bound too.
+        self.fixed = {name: to_db(bind.effective_value) for name, bind in compiled.binds.items()}
+
+    def args(self, params: dict) -> list:
+        fixed = self.fixed
+        return [to_db(params[n]) if n in params else fixed[n] for n in self.names]
+
+
+class HotPath:
+    """Plain ``sqlite3`` connections to the store's database, for the hot statements.
+
+    File databases get a small pool of their own connections (WAL lets them share the
+    file with SQLAlchemy's); ``memory://`` shares its single connection and lock.
+    """
+
+    def __init__(self, path: str | None, shared: sqlite3.Connection | None = None,
+                 lock: threading.RLock | None = None):
+        self.path = path
+        self._shared = shared
+        self._lock = lock
+        self._idle: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        if self._shared is not None:
+            with self._lock:   # type: ignore[union-attr]
+                yield self._shared
+            return
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._idle.append(conn)
+
+    @contextmanager
+    def write(self, url: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction, committed or rolled back; SQLite's
+        errors become the store's typed errors."""
+        with self.connection() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError) and is_firing_clash(str(exc)):
+                    raise DuplicateFiring(
+                        f"duplicate cron firing refused by the store: {exc}") from None
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreError(f"store {url!r} refused the change: {exc}") from None
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"store {url!r}: {exc}") from None
+                raise
+
+    def read(self, url: str, stmt: Statement, params: dict, one: Callable[[Any], Any]) -> Any:
+        with self.connection() as conn:
+            try:
+                return one(conn.execute(stmt.sql, stmt.args(params)).fetchone())
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {url!r}: {exc}") from None
+
+    def close(self) -> None:
+        for conn in self._all:
+            conn.close()
+        self._idle.clear()
+        self._all.clear()
+
+    def forget(self) -> None:
+        """After a fork: the parent's connections are not this process's to use or close."""
+        self._idle = []
+        self._all = []
