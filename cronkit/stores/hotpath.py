@@ -19,7 +19,6 @@ from typing import Any
 from ..exceptions import DuplicateFiring, StoreError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ZERO = timedelta(0)
 
 
 def to_db(value: Any) -> Any:
