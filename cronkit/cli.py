@@ -379,6 +379,9 @@ def _logging(level: str) -> None:
 
 def _worker(ctx: Context):
     args = ctx.args
+    for name in ("error_timeout", "backlog_days", "all_backlog_days"):
+        if getattr(args, name) is not None:
+            setattr(ctx.kit, name, getattr(args, name))
     options = {"poll_interval": args.poll} if args.poll is not None else {}
     return ctx.kit.worker(concurrency=args.concurrency, executor=args.executor, **options)
 
@@ -764,6 +767,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -805,6 +815,13 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                         help="longest sleep between two looks at the queue (default 1)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"), help="default info")
+    parser.add_argument("--error-timeout", dest="error_timeout", type=_positive_float,
+                        metavar="SECONDS", help="a running job with no heartbeat for this long "
+                        "is failed 'worker lost' or retried (default 60)")
+    parser.add_argument("--backlog-days", dest="backlog_days", type=_non_negative, metavar="N",
+                        help="delete successful jobs finished N days ago (default 30, 0 keeps)")
+    parser.add_argument("--all-backlog-days", dest="all_backlog_days", type=_non_negative,
+                        metavar="M", help="delete every finished job after M days (default 60, 0 keeps)")
 
 
 def _web_options(parser: argparse.ArgumentParser) -> None:

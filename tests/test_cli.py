@@ -792,6 +792,23 @@ def test_worker_command_builds_the_worker_asked_for(run, worker_calls, monkeypat
     assert "concurrency 3" in err and "Ctrl-C to stop" in err
 
 
+def test_worker_takes_the_error_timeout_and_retention(run, worker_calls, monkeypatch):
+    monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
+    code, _, _ = run("worker", "--error-timeout", "8", "--backlog-days", "0",
+                     "--all-backlog-days", "2.5")
+    assert code == 0
+    [worker] = worker_calls
+    kit = worker.kit
+    assert (kit.error_timeout, kit.backlog_days, kit.all_backlog_days) == (8.0, 0.0, 2.5)
+    assert worker.heartbeat_interval == 2.0 and worker.reap_interval == 4.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "soon"])
+def test_a_bad_error_timeout_is_named(run, value):
+    code, _, err = run("worker", "--error-timeout", value)
+    assert code == 2 and "--error-timeout" in err and repr(value) in err
+
+
 @pytest.fixture
 def fake_web(monkeypatch):
     """A stand-in cronkit.web whose serve() records its arguments and returns."""
