@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 BIN = Path(sys.executable).parent
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "howto").glob("*.rst")
-               if p.name != "index.rst") + ["tutorial.rst"]
+               if p.name != "index.rst") + ["tutorial.rst", "deployment.rst"]
 # The placeholders of the deployment page, and what the test suite has instead.
 PG_PLACEHOLDER = "postgresql://cronkit:secret@db.example.org/cronkit"
 REDIS_PLACEHOLDER = "redis://redis.example.org:6379/0"
@@ -241,9 +241,25 @@ def _wait_http(proc: subprocess.Popen, port: int) -> None:
     pytest.fail(f"the dashboard did not answer on port {port}")
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for ``signum`` (Linux: /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:   # it has just ended
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False
+
+
 def stop_services(page: Page, kill_signal: int = signal.SIGTERM) -> None:
-    """SIGTERM to every service of the page: each must exit 0."""
+    """SIGTERM to every service of the page, once it handles it: each must exit 0."""
     for _argv, proc in page.services:
+        deadline = time.monotonic() + SERVICE_TIMEOUT
+        while proc.poll() is None and not _catches(proc.pid, kill_signal):
+            assert time.monotonic() < deadline, f"no {kill_signal!r} handler:{page.service_logs()}"
+            time.sleep(0.05)   # a real process starting: real time
         if proc.poll() is None:
             proc.send_signal(kill_signal)
     problems = []
