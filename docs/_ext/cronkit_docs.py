@@ -231,6 +231,15 @@ def _write_openapi(app, config) -> None:
         path.write_text(text)
 
 
+GENERATED = ["reference/python", "reference/interfaces", "reference/cli", "reference/rest", DESIGN_DOC]
+
+
+def _always_outdated(app, env, added, changed, removed) -> list[str]:
+    """The pages generated from the code are read again at every build: the code may have
+    changed while their sources did not."""
+    return [name for name in GENERATED if name in env.found_docs]
+
+
 def setup(app):
     app.add_directive("cronkit-api", ApiDirective)
     app.add_directive("cronkit-interfaces", InterfacesDirective)
@@ -241,4 +250,5 @@ def setup(app):
     app.connect("env-merge-info", _env_merge)
     app.connect("env-check-consistency", _check_api)
     app.connect("source-read", _check_design)
+    app.connect("env-get-outdated", _always_outdated)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
