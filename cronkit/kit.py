@@ -124,9 +124,9 @@ class Cronkit:
             factory = runner_factory(site, job.type)
             if job.cron_uid is None and retry_later(site, job, factory, "worker lost"):
                 continue
-            if self.store.finish_job(job.id, Status.FAILED, now, "worker lost"):
-                if job.cron_uid is not None:
-                    site.cron_manager(_cron_ref(job))._reschedule(None)
+            if job.cron_uid is not None:   # queued first, as after a run (CronManager.run_job)
+                site.cron_manager(_cron_ref(job))._reschedule(None)
+            self.store.finish_job(job.id, Status.FAILED, now, "worker lost")
         return list(stale)
 
     def cleanup(self, backlog_days: float | None = None, all_backlog_days: float | None = None) -> int:

@@ -372,6 +372,27 @@ def test_rule3_all_runs_every_missed_firing_oldest_first_each_once(site, kit, cl
     assert kit.run_pending() == []
 
 
+def test_rule3_all_loses_no_firing_when_another_worker_restores_meanwhile(site, kit, clock):
+    """A worker starting (its restore registers every cron with no pending or running
+    job) just as a firing ends must find the next firing already queued: else it
+    queues one after now and the backlog in between is lost."""
+    cron = add(site, misfire="all")
+    clock.set(at(1, 10, 30))
+    other = cronkit.Cronkit(store=kit.store, clock=clock)
+    other.site(site.name)
+
+    def a_worker_starts(event):
+        other.restore()
+
+    subscribe(cronkit.JobFinishedEvent)(a_worker_starts)
+    try:
+        kit.run_pending()
+    finally:
+        unsubscribe(cronkit.JobFinishedEvent, a_worker_starts)
+    assert [r[1] for r in Recorder.runs] == [at(1, m) for m in range(4, 11)]
+    assert [j.run_after for j in pending(site, cron)] == [at(1, 11)]
+
+
 def test_rule3_skip_logs_notrun_missed_and_counts_from_now(site, kit, clock):
     cron = add(site, misfire="skip")
     clock.set(at(1, 30, 30))

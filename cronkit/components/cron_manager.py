@@ -127,11 +127,14 @@ class CronManager:
         log.id, version = store.add_log(site.name, cron.uid, log.to_dict() | {"date": start},
                                         cron.logs_limit)
         site._log_added(cron.uid, log, version)
+        # The next firing is queued while this one still runs: at no instant has the
+        # cron neither a running nor a pending job, or another worker's restore or
+        # register would queue a firing of its own and those in between would be lost.
+        self._reschedule(scheduled if cron.misfire == "all" and not missed else None)
         store.finish_job(job.id, job_status, self.clock.now(), job_message,
                          progress=100 if job_status == Status.SUCCESS else None)
         notify(FinishedCronJobEvent(site=site, cron=cron, log=log))
         notify(JobFinishedEvent(site=site, job=job.refresh()))
-        self._reschedule(scheduled if cron.misfire == "all" and not missed else None)
         return job
 
     def _reschedule(self, base: datetime | None) -> None:
