@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 import cronkit
+from cronkit import DuplicateFiring, StoreError
 from cronkit.stores import open_store
 from cronkit.stores.postgres import PostgresStore, engine_url
 from cronkit.stores.sql import SQLStore
@@ -57,6 +58,24 @@ def test_postgresql_urls_open_a_postgres_store(pg_db):
             assert store.engine.dialect.driver == "psycopg"
         finally:
             store.close()
+
+
+def test_processes_opening_a_fresh_database_at_once_all_find_one_schema(pg_db):
+    """Workers and CLI commands started together on an empty database: one creates the
+    schema, the others wait for it (an advisory lock) and find it there."""
+    code = ("import sys; from cronkit.stores import open_store; "
+            "s = open_store(sys.argv[1]); print(s.schema_version()); s.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_db], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {"1"}
+
+
+def test_an_integrity_error_that_is_not_a_firing_is_not_a_duplicate_firing(store):
+    with pytest.raises(StoreError, match="refused the change") as info:
+        store.add_jobs([job_row(name=None)])
+    assert not isinstance(info.value, DuplicateFiring)
 
 
 def test_engine_url_means_psycopg_3():

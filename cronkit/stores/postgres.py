@@ -34,11 +34,14 @@ from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from ..exceptions import DuplicateFiring, StoreError
+from .hotpath import is_firing_clash
 from .sql import SQLStore, _job_row, jobs
 
 log = logging.getLogger("cronkit.stores.postgres")
 
 CHANNEL = "cronkit"
+# pg_advisory_xact_lock key held while the schema is created or migrated ("cronkit").
+SCHEMA_LOCK = int.from_bytes(b"cronkit", "big")
 _NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
@@ -101,6 +104,11 @@ class PostgresStore(SQLStore):
     def _migrate(self) -> None:
         self._retry("opening the store", lambda attempt: SQLStore._migrate(self))
 
+    def _lock_schema(self, conn) -> None:
+        # Two processes creating the schema of a fresh database at once would clash on
+        # PostgreSQL's catalog (pg_type); the second waits here and finds it made.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+
     # -- engine and transactions ----------------------------------------------------
 
     def _make_engine(self, url: str) -> sa.Engine:
@@ -129,8 +137,10 @@ class PostgresStore(SQLStore):
                     if getattr(self._local, "notify", False):
                         conn.execute(_NOTIFY)  # delivered at COMMIT, never before
         except IntegrityError as exc:
-            raise DuplicateFiring(
-                f"duplicate cron firing refused by the store: {exc.orig}") from None
+            if is_firing_clash(str(exc.orig)):
+                raise DuplicateFiring(
+                    f"duplicate cron firing refused by the store: {exc.orig}") from None
+            raise StoreError(f"store {self.url!r} refused the change: {exc.orig}") from None
         except DBAPIError as exc:
             if _transient(exc):
                 raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None

@@ -272,6 +272,7 @@ class SQLStore:
 
     def _migrate(self) -> None:
         with self._tx() as conn:
+            self._lock_schema(conn)
             metadata.tables["cronkit_meta"].create(conn, checkfirst=True)
             row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
             version = int(row[0]) if row else 0
@@ -285,6 +286,10 @@ class SQLStore:
                 conn.execute(meta.insert().values(key="schema_version", value=str(version)))
             else:
                 conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+
+    def _lock_schema(self, conn) -> None:
+        """Serialise schema creation and migrations between processes opening one
+        database at once. SQLite: the migration's BEGIN IMMEDIATE already does."""
 
     def _prepare_statements(self) -> None:
         """Build the hot-path statements once: claim, finish, insert."""
