@@ -19,6 +19,7 @@ import redis
 import cronkit
 from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
+from tests.children import child_env
 from tests.test_postgres import (
     ROOT,
     prepare,
@@ -140,8 +141,8 @@ def test_the_task_heartbeats_while_the_job_runs(kit, site):
 
 
 def celery_env(url, broker):
-    return dict(os.environ, PYTHONPATH=str(ROOT), CRONKIT_STORE=url, CRONKIT_BROKER=broker,
-                CRONKIT_IMPORTS="tests.contracts.runners")
+    return child_env(CRONKIT_STORE=url, CRONKIT_BROKER=broker,
+                     CRONKIT_IMPORTS="tests.contracts.runners")
 
 
 def start_celery(url, broker, name, pool="prefork", concurrency=4):

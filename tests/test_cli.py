@@ -14,13 +14,13 @@ import time
 import types
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 import cronkit
 from cronkit import cli
 from cronkit.worker import Worker
+from tests.children import child_env, script
 
 RUNNERS = '''
 import time
@@ -916,9 +916,9 @@ def test_run_with_a_missing_profile_is_one_line(run):
 
 
 def _console_script() -> str:
-    script = Path(sys.executable).parent / "cronkit"
-    assert script.exists(), "the cronkit console script is missing: run `make test`, which installs it"
-    return str(script)
+    found = script("cronkit")
+    assert found is not None, "the cronkit console script is missing: run `make test`, which installs it"
+    return str(found)
 
 
 @pytest.mark.parametrize("entry", ["script", "module"])
@@ -996,7 +996,7 @@ def test_a_worker_process_runs_a_due_cron_and_stops_on_sigterm(db_url, tmp_path,
         assert cli.main(["--store", db_url, "crons", "run", "t"]) == 0    # due now
     finally:
         sys.modules.pop(module, None)
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env = child_env(tmp_path)
     env.pop("CRONKIT_STORE", None)
     proc = subprocess.Popen([_console_script(), "worker", "--store", db_url, "--import", module,
                              "--poll", "0.2"], cwd=tmp_path, env=env,

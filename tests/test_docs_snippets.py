@@ -32,11 +32,13 @@ from docutils.parsers.rst import Directive, directives
 import cronkit
 from cronkit.components import wire_events
 from cronkit.events import Event
+from tests.children import MODULES, child_env
+from tests.children import command as script_command
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-BIN = Path(sys.executable).parent
+
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "howto").glob("*.rst")
                if p.name != "index.rst") + ["tutorial.rst", "deployment.rst"]
 # The placeholders of the deployment page, and what the test suite has instead.
@@ -201,7 +203,7 @@ def _start(page: Page, argv: list[str], env: dict) -> subprocess.Popen:
         if "--port" not in argv:   # the default, 8080, may be taken: a free one instead
             argv = [*argv, "--port", str(free_port())]
         port = int(argv[argv.index("--port") + 1])
-    argv = [str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0], *argv[1:]]
+    argv = [*script_command(argv[0]), *argv[1:]] if argv[0] in MODULES else argv
     log = page.folder / f"service-{len(page.services) + 1}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(argv, cwd=page.folder, env=env, stdout=out,
@@ -328,7 +330,7 @@ def run_console(page: Page, block: Block) -> None:
             assert not expected, f"{page.where(block)}: a service's output is not checked"
             _start(page, argv, env)
             continue
-        argv[0] = str(BIN / argv[0])
+        argv = [*script_command(argv[0]), *argv[1:]]
         try:
             done = subprocess.run(argv, cwd=page.folder, env=env, capture_output=True,
                                   text=True, timeout=COMMAND_TIMEOUT)
@@ -382,11 +384,11 @@ def run_unit(page: Page, block: Block) -> None:
     _start(page, argv, env)
     if "worker" in argv:
         # the worker runs what is submitted to its store
-        submit = subprocess.run([str(BIN / "cronkit"), "--import", "shop_jobs", "jobs",
+        submit = subprocess.run([*script_command("cronkit"), "--import", "shop_jobs", "jobs",
                                  "submit", "reindex"], cwd=page.folder, env=env,
                                 capture_output=True, text=True, check=True)
         job_id = submit.stdout.strip()
-        watch = subprocess.run([str(BIN / "cronkit"), "jobs", "watch", job_id], cwd=page.folder,
+        watch = subprocess.run([*script_command("cronkit"), "jobs", "watch", job_id], cwd=page.folder,
                                env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
         assert watch.returncode == 0, watch.stdout + watch.stderr
 
@@ -424,8 +426,7 @@ def test_the_examples_of_the_page_run(page_name, tmp_path, monkeypatch, substitu
     def once(key):
         return lambda placeholder: cache.setdefault(key, substitutes[key](placeholder))
 
-    env = dict(os.environ, CRONKIT_STORE=f"sqlite:///{tmp_path / 'cronkit.db'}",
-               PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    env = child_env(tmp_path, CRONKIT_STORE=f"sqlite:///{tmp_path / 'cronkit.db'}")
     env["_substitutes"] = {key: once(key) for key in substitutes}
     page = Page(page_name, tmp_path, env)
     monkeypatch.chdir(tmp_path)
@@ -456,7 +457,7 @@ def test_the_examples_of_the_page_run(page_name, tmp_path, monkeypatch, substitu
 def test_the_documentation_builds_without_a_warning(tmp_path):
     """``make docs``: the whole site, warnings as errors. Warnings that docutils prints
     by itself (text parsed outside Sphinx's logging) fail it too."""
-    done = subprocess.run([str(BIN / "sphinx-build"), "-W", "--keep-going", "-E", "-q",
+    done = subprocess.run([*script_command("sphinx-build"), "-W", "--keep-going", "-E", "-q",
                            "-b", "html", "-d", str(tmp_path / "doctrees"), str(DOCS),
                            str(tmp_path / "html")],
                           capture_output=True, text=True, timeout=300)

@@ -22,6 +22,7 @@ import pytest
 
 import cronkit
 from cronkit import Cron, Status
+from tests.children import child_env
 
 UTC = UTC
 HERE = Path(__file__).resolve().parent
@@ -80,8 +81,7 @@ def test_two_cronkit_workers_run_200_firings_exactly_once(kit, site, db_url, tmp
     crons = add_crons(site, 200, periodicity="0 0 1 1 *")   # next: 2009-01-01, long past
     fire_at = datetime(2009, 1, 1, tzinfo=UTC).isoformat()
     runs = tmp_path / "runs.txt"
-    env = dict(os.environ, **{RUNS_VAR: str(runs)},
-               PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    env = child_env(HERE, **{RUNS_VAR: str(runs)})
     command = [sys.executable, "-m", "cronkit", "worker", "--store", db_url, "--site", "plone",
                "--import", "test_exactly_once", "--concurrency", "4", "--poll", "0.2"]
     workers = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,

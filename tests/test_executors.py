@@ -17,6 +17,7 @@ import pytest
 import cronkit
 from cronkit import Status
 from tests import jobrunners
+from tests.children import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +120,7 @@ def test_unknown_executor_and_bad_concurrency_are_refused(real_kit):
 
 
 def _spawn_worker(db_url, executor="threads", concurrency=2):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     proc = subprocess.Popen(
         [sys.executable, "-c", f"from tests.jobrunners import serve; serve({db_url!r}, "
                                f"{executor!r}, {concurrency})"],

@@ -7,7 +7,6 @@ contract itself is in ``tests/contracts``.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from cronkit import DuplicateFiring, StoreError
 from cronkit.stores import open_store
 from cronkit.stores.postgres import PostgresStore, engine_url
 from cronkit.stores.sql import SQLStore
+from tests.children import child_env
 from tests.contracts import runner_classes as runners
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +250,7 @@ def test_a_claim_whose_answer_was_lost_is_recovered_not_repeated(store, monkeypa
 
 
 def start_workers(url, n, *args, concurrency=4):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CRONKIT_STORE=url)
+    env = child_env(CRONKIT_STORE=url)
     return [subprocess.Popen([sys.executable, "-m", "cronkit", "--store", url, "worker",
                               "--import", "tests.contracts.runners",
                               "--concurrency", str(concurrency), "--poll", "0.2",
