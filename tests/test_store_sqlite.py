@@ -420,9 +420,22 @@ def test_an_anonymous_sqlite_database_has_no_hot_path():
 def test_close_and_after_fork_let_go_of_the_hot_connections(kit):
     kit.store.add_jobs([plain()])
     hot = kit.store._hot
-    assert hot._all
+    [conn] = hot._idle
     kit.store.after_fork()
-    assert hot._all == [] and hot._idle == []
+    assert hot._idle == []
     assert kit.store.next_due() == FIRE   # a new connection is opened
+    assert hot._idle and hot._idle[0] is not conn
     kit.store.close()
-    assert hot._all == []
+    assert hot._idle == []
+
+
+def test_closing_the_store_never_closes_a_connection_in_use(kit):
+    """A job thread still finishing its job when the kit closes (a segfault in SQLite
+    if its connection were closed under it): its connection closes when given back."""
+    hot = kit.store._hot
+    with hot.connection() as busy:
+        kit.store.close()
+        assert busy.execute("select count(*) from cronkit_jobs").fetchone() == (0,)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        busy.execute("select 1")
+    assert hot._idle == []

@@ -68,14 +68,14 @@ class HotPath:
         self.path = path
         self._shared = shared
         self._lock = lock
+        self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
-        self._all: list[sqlite3.Connection] = []
+        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=60000")
-        self._all.append(conn)
         return conn
 
     @contextmanager
@@ -84,14 +84,19 @@ class HotPath:
             with self._lock:   # type: ignore[union-attr]
                 yield self._shared
             return
-        try:
-            conn = self._idle.pop()
-        except IndexError:
+        with self._pool_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
             conn = self._connect()
         try:
             yield conn
         finally:
-            self._idle.append(conn)
+            with self._pool_lock:
+                keep = not self._closed
+                if keep:
+                    self._idle.append(conn)
+            if not keep:   # the store was closed meanwhile: never close a busy connection
+                conn.close()
 
     @contextmanager
     def write(self, url: str) -> Iterator[sqlite3.Connection]:
@@ -122,12 +127,15 @@ class HotPath:
                 raise StoreError(f"store {url!r}: {exc}") from None
 
     def close(self) -> None:
-        for conn in self._all:
+        """Close the idle connections now, and those in use when they are given back."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
-        self._idle.clear()
-        self._all.clear()
 
     def forget(self) -> None:
         """After a fork: the parent's connections are not this process's to use or close."""
+        self._pool_lock = threading.Lock()
         self._idle = []
-        self._all = []
+        self._closed = False
