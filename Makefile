@@ -45,6 +45,6 @@ bench: $(BENCH_STAMP)
 
 # Build and test output only: the data of `make run` (cronkit.db) is kept.
 clean:
-	rm -rf $(VENV) *.egg-info build dist .coverage .coverage.* test-output \
+	rm -rf $(VENV) *.egg-info build dist .coverage .coverage.* test-output docs/_build \
 		.hypothesis .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
