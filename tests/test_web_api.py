@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import warnings
 
+import httpx
 import pytest
 
 import cronkit
@@ -545,3 +548,34 @@ def test_describe_and_next_never_break_a_view():
 
     assert describe("not a cron") == "not a cron"
     assert next_run(Broken()) is None
+
+
+# -- concurrency --------------------------------------------------------------------------
+
+
+def test_a_request_waiting_on_the_store_does_not_stop_the_others(kit, site, db_url):
+    """A submit that waits for a busy SQLite file (another process holds its write lock)
+    runs off the event loop: the server keeps answering, and the submit goes through
+    once the lock is let go."""
+    app = create_app(kit)
+    holder = sqlite3.connect(db_url.split(":///", 1)[1], isolation_level=None)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            holder.execute("BEGIN IMMEDIATE")
+            submit = asyncio.create_task(
+                client.post(f"{API}/jobs", json={"type": "echo", "payload": {"count": 1}}))
+            await asyncio.sleep(0.3)   # the submit reaches the store and waits there
+            listed = await asyncio.wait_for(client.get(f"{API}/jobs"), 10)
+            assert listed.status_code == 200 and listed.json()["jobs"] == []
+            assert not submit.done()
+            holder.execute("ROLLBACK")
+            return await asyncio.wait_for(submit, 30)
+
+    try:
+        created = asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert created.status_code == 201
+    assert [j.id for j in site.jobs.list()] == [created.json()["id"]]

@@ -43,6 +43,7 @@ from .common import (
     get_site,
     job_json,
     log_json,
+    off_the_loop,
     parse_json,
     retry_job,
     save_crontab,
@@ -82,7 +83,7 @@ def endpoint(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapped(request: Request) -> Response:
         try:
-            return await fn(request, request.app.state.kit)
+            return await off_the_loop(fn, request, request.app.state.kit)
         except CronkitError as exc:
             return error_response(exc)
 

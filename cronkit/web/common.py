@@ -3,10 +3,14 @@ jobs, strict JSON reading, and cron field validation that names every field at f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
+
+from anyio import to_thread
 
 from .. import schedule
 from ..exceptions import CronkitError, InvalidCron
@@ -31,6 +35,18 @@ class WebError(CronkitError):
         self.status = status
         self.message = message
         self.field = field
+
+
+# -- handlers ----------------------------------------------------------------
+
+
+async def off_the_loop(fn: Callable[[Any, Any], Awaitable[Any]], request: Any, kit: Any) -> Any:
+    """Run the handler ``fn(request, kit)`` on a worker thread, in an event loop of its
+    own: its store calls block (a busy SQLite file, a slow PostgreSQL), and must never
+    stop the server answering the other requests meanwhile. The body is read first, in
+    the server's loop; the handler gets it cached (``request.body()``, ``form()``)."""
+    await request.body()
+    return await to_thread.run_sync(asyncio.run, fn(request, kit))
 
 
 # -- sites --------------------------------------------------------------------

@@ -33,6 +33,7 @@ from .common import (
     get_site,
     live_json,
     next_run,
+    off_the_loop,
     parse_json,
     retry_job,
     save_crontab,
@@ -96,7 +97,7 @@ def page(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapped(request: Request) -> Response:
         try:
-            return await fn(request, request.app.state.kit)
+            return await off_the_loop(fn, request, request.app.state.kit)
         except WebError as exc:
             return error_page(request, exc.status, exc.message)
         except CronkitError as exc:
