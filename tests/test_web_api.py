@@ -579,3 +579,12 @@ def test_a_request_waiting_on_the_store_does_not_stop_the_others(kit, site, db_u
         holder.close()
     assert created.status_code == 201
     assert [j.id for j in site.jobs.list()] == [created.json()["id"]]
+
+
+def test_a_store_that_fails_is_a_503_not_the_client_s_fault(kit, site, db_url, client):
+    with sqlite3.connect(db_url.split(":///", 1)[1]) as conn:
+        conn.execute("alter table cronkit_jobs rename to gone")
+    data = error_of(client.get(f"{API}/jobs"), 503)
+    assert "no such table" in data["error"]
+    page = client.get("/jobs")
+    assert page.status_code == 503 and "no such table" in page.text

@@ -3,8 +3,8 @@
 Bodies are JSON objects (``Content-Type: application/json``), nothing else. Errors are
 ``{"error": message, "field": field-or-null}`` with 400 (unreadable request), 401 (no or
 wrong token), 403 (cross-site), 404 (no such site, cron, log or job), 409 (conflicts with
-the current state), 415 (not JSON) or 422 (a value cronkit refuses); an InvalidParameters
-error adds ``"errors": {field: message}``.
+the current state), 415 (not JSON), 422 (a value cronkit refuses) or 503 (the store
+failed: busy, unreachable); an InvalidParameters error adds ``"errors": {field: message}``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..exceptions import (
     NoSuchCron,
     NoSuchJob,
     ReadOnlyCrontab,
+    StoreError,
     UnknownRunner,
 )
 from ..jobs import Status
@@ -74,6 +75,8 @@ def error_response(exc: Exception) -> JSONResponse:
         return json_error(409, str(exc))
     if isinstance(exc, InvalidCrontab):
         return json_error(422, str(exc), "activated")
+    if isinstance(exc, StoreError):   # the store, not the request: try again later
+        return json_error(503, str(exc))
     return json_error(400, str(exc))
 
 

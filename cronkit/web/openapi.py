@@ -161,8 +161,10 @@ JOB_ID = {"name": "job_id", "in": "path", "required": True,
 INDEX = {"name": "index", "in": "path", "required": True,
          "schema": {"type": "integer", "minimum": 0}}
 
-AUTH = {"401": _error("no or wrong token"), "403": _error("cross-site request")}
-SITE_ERRORS = {**AUTH, "404": _error("no such site, cron, log or job")}
+# every operation: auth, and a store that failed (busy, unreachable)
+COMMON_ERRORS = {"401": _error("no or wrong token"), "403": _error("cross-site request"),
+                 "503": _error("the store failed (busy, unreachable): try again later")}
+SITE_ERRORS = {**COMMON_ERRORS, "404": _error("no such site, cron, log or job")}
 BODY_ERRORS = {"400": _error("the body is not a JSON object"),
                "415": _error("the body is not application/json"),
                "422": _error("a value is refused; field names it")}
@@ -187,7 +189,7 @@ JOB_OK = {"200": _json(_ref("Job"), "the job, with its history"), **SITE_ERRORS}
 
 PATHS = {
     "/sites": {"get": _op("listSites", "Sites", {
-        "200": _json({"type": "array", "items": _ref("Site")}, "every site"), **AUTH},
+        "200": _json({"type": "array", "items": _ref("Site")}, "every site"), **COMMON_ERRORS},
         tag="sites")},
     "/sites/{site}/crontab": {
         "get": _op("getCrontab", "A site's crontab", {

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..exceptions import CronkitError, InvalidParameters, UnknownRunner
+from ..exceptions import CronkitError, InvalidParameters, StoreError, UnknownRunner
 from ..jobs import Job, Param, Status
 from ..model import MISFIRE_POLICIES, Cron
 from ..runner import available_jobs, job_types
@@ -100,6 +100,8 @@ def page(fn: Callable) -> Callable:
             return await off_the_loop(fn, request, request.app.state.kit)
         except WebError as exc:
             return error_page(request, exc.status, exc.message)
+        except StoreError as exc:
+            return error_page(request, 503, str(exc))
         except CronkitError as exc:
             return error_page(request, 409, str(exc))
 
