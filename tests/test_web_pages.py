@@ -456,6 +456,27 @@ def test_login_then_logout(guarded):
     assert guarded.get("/", follow_redirects=False).status_code == 303
 
 
+def test_five_wrong_passwords_lock_the_form_for_that_client_until_the_window_passes(guarded, clock):
+    for _ in range(5):
+        assert login(guarded, "nope").status_code == 401
+    clock.advance(seconds=60)
+    locked = login(guarded, "pw")     # even the right password, for now
+    assert locked.status_code == 429 and locked.headers["retry-after"] == "240"
+    assert "too many wrong passwords: try again in 240 s" in locked.text
+    assert guarded.get("/", follow_redirects=False).status_code == 303
+    clock.advance(seconds=240)
+    assert login(guarded, "pw").status_code == 303
+
+
+def test_a_right_password_clears_the_count(guarded):
+    for _ in range(4):
+        assert login(guarded, "nope").status_code == 401
+    assert login(guarded, "pw").status_code == 303
+    for _ in range(4):
+        assert login(guarded, "nope").status_code == 401
+    assert login(guarded, "pw").status_code == 303
+
+
 def test_login_with_the_token_when_no_password_is_set(kit, site):
     client = TestClient(create_app(kit, auth_token="tok"))
     assert login(client, "tok").status_code == 303

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..exceptions import CronkitError
 from . import api, pages
-from .security import AuthMiddleware, HardeningMiddleware, json_error
+from .security import AuthMiddleware, HardeningMiddleware, LoginThrottle, json_error
 
 HERE = Path(__file__).parent
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -79,6 +79,7 @@ def create_app(kit: Any, auth_token: str | None = None, password: str | None = N
                     exception_handlers={HTTPException: http_error})
     app.state.kit = kit
     app.state.auth = {"token": auth_token, "password": password}
+    app.state.login_throttle = LoginThrottle(kit.clock)
     app.state.templates = pages.templates()
     return app
 

@@ -118,8 +118,17 @@ async def login(request: Request, kit: Any) -> Response:
         return render(request, "login.html", target=target, error=None)
     form = await checked_form(request)
     target = safe_next(form.get("next"))
+    throttle, client = request.app.state.login_throttle, request.client.host if request.client else ""
+    wait = throttle.wait(client)
+    if wait:
+        response = render(request, "login.html", 429, target=target,
+                          error=f"too many wrong passwords: try again in {wait} s")
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not check_password(request.app.state.auth, form.get("password")):
+        throttle.failed(client)
         return render(request, "login.html", 401, target=target, error="wrong password")
+    throttle.succeeded(client)
     request.session.clear()
     request.session["user"] = "admin"
     csrf_token(request)

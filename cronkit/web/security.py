@@ -13,7 +13,11 @@
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
+import threading
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import Headers
@@ -112,6 +116,46 @@ def check_password(auth: dict, sent: object) -> bool:
     expected = auth.get("password") or auth.get("token")
     return bool(expected) and isinstance(sent, str) and \
         hmac.compare_digest(sent.encode(), expected.encode())
+
+
+class LoginThrottle:
+    """At most ``attempts`` wrong passwords per client address within ``window``
+    seconds; after that the login form refuses that address (429) until the oldest
+    failure leaves the window. A right password clears the address's count. Time is
+    the kit's clock."""
+
+    def __init__(self, clock: Any, attempts: int = 5, window: float = 300.0):
+        self.clock = clock
+        self.attempts = attempts
+        self.window = timedelta(seconds=window)
+        self._failures: dict[str, list[datetime]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: datetime) -> list[datetime]:
+        recent = [t for t in self._failures.get(client, []) if now - t < self.window]
+        if recent:
+            self._failures[client] = recent
+        else:
+            self._failures.pop(client, None)
+        return recent
+
+    def wait(self, client: str) -> int:
+        """Seconds before ``client`` may try again (0: now)."""
+        now = self.clock.now()
+        with self._lock:
+            recent = self._recent(client, now)
+            if len(recent) < self.attempts:
+                return 0
+            return max(1, math.ceil((recent[0] + self.window - now).total_seconds()))
+
+    def failed(self, client: str) -> None:
+        now = self.clock.now()
+        with self._lock:
+            self._failures[client] = [*self._recent(client, now), now]
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
 
 
 class HardeningMiddleware:
