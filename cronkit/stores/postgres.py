@@ -104,6 +104,11 @@ class PostgresStore(SQLStore):
     def _migrate(self) -> None:
         self._retry("opening the store", lambda attempt: SQLStore._migrate(self))
 
+    def _lock_unique(self, conn, key: str) -> None:
+        # Two submissions of one unique job at once: the second waits for the first's
+        # commit, then (READ COMMITTED: a new snapshot per statement) finds its job.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
     def _lock_schema(self, conn) -> None:
         # Two processes creating the schema of a fresh database at once would clash on
         # PostgreSQL's catalog (pg_type); the second waits here and finds it made.

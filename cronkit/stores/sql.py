@@ -291,6 +291,9 @@ class SQLStore:
         """Serialise schema creation and migrations between processes opening one
         database at once. SQLite: the migration's BEGIN IMMEDIATE already does."""
 
+    def _lock_unique(self, conn, key: str) -> None:
+        """Serialise unique submissions of one key (SQLite: BEGIN IMMEDIATE does)."""
+
     def _prepare_statements(self) -> None:
         """Build the hot-path statements once: claim, finish, insert."""
         now = sa.bindparam("now", type_=UTCDateTime())
@@ -509,6 +512,7 @@ class SQLStore:
     def add_unique_job(self, row: dict) -> tuple[int, bool]:
         """Insert a job unless a pending one has its unique key; return (id, created)."""
         with self._tx() as conn:
+            self._lock_unique(conn, row["unique_key"])
             found = conn.execute(sa.select(jobs.c.id).where(
                 jobs.c.unique_key == row["unique_key"], jobs.c.status == "pending")
                 .order_by(jobs.c.id).limit(1)).scalar()

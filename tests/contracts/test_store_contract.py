@@ -104,6 +104,26 @@ def test_add_unique_job_merges_into_the_pending_one(store):
     assert again == first and other != first
 
 
+def test_unique_submissions_at_once_from_many_connections_make_one_job(store, open_another):
+    stores = [store] + [open_another(store) for _ in range(3)]
+    start = threading.Barrier(len(stores))
+    results = []
+
+    def submit(s):
+        start.wait()
+        for _ in range(10):
+            results.append(s.add_unique_job(row(unique_key="same")))
+
+    threads = [threading.Thread(target=submit, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({job_id for job_id, _ in results}) == 1
+    assert [created for _, created in results].count(True) == 1
+    assert store.count_jobs(status="pending") == 1
+
+
 # -- claim -------------------------------------------------------------------------------
 
 
