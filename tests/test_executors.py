@@ -94,6 +94,19 @@ def test_force_cancel_terminates_the_process(real_kit, proc_worker):
     assert site.jobs.get(job.id).status == Status.CANCELED
 
 
+def test_a_child_killed_after_a_cancel_ends_canceled_whoever_notices_first(real_kit, proc_worker):
+    """cancel(force=True) sets the flag, kills, then ends the job; the worker's watcher
+    may see the death in between: it too must end the job CANCELED, not FAILED."""
+    site = real_kit.site("s")
+    job = site.submit("hang", payload={"seconds": 60})
+    running = wait_for(lambda: (j := site.jobs.get(job.id)).status == "running" and j.pid
+                       and j.pid != os.getpid() and j, what="job running in a child")
+    assert real_kit.store.cancel_job(job.id, real_kit.clock.now()) == "running"
+    os.kill(running.pid, signal.SIGKILL)     # the kill alone; nothing else ends the job
+    ended = wait_for(lambda: finished(site, job.id), what="job end")
+    assert (ended.status, ended.message) == (Status.CANCELED, "canceled (killed)")
+
+
 def test_threads_executor_cancel_is_cooperative(real_kit):
     site = real_kit.site("s")
     worker = real_kit.worker(concurrency=1, poll_interval=0.05).start()

@@ -99,10 +99,18 @@ class ProcessExecutor(BaseExecutor):
     def _watch(self, row: dict, proc: Any, done: Callable[[int], None]) -> None:
         proc.join()
         try:
-            if proc.exitcode != 0:
-                # The child died before ending its job: say what is known.
-                self.kit.store.finish_job(row["id"], Status.FAILED, self.kit.clock.now(),
-                                          describe_exit(proc.exitcode))
+            code = proc.exitcode
+            if code != 0:
+                # The child died before ending its job: say what is known. Killed after a
+                # cancel was asked (cancel(force=True), which may not have ended the job
+                # yet when this thread sees the death), it ends CANCELED.
+                store = self.kit.store
+                if code < 0 and store.is_canceled(row["id"]):
+                    store.finish_job(row["id"], Status.CANCELED, self.kit.clock.now(),
+                                     "canceled (killed)")
+                else:
+                    store.finish_job(row["id"], Status.FAILED, self.kit.clock.now(),
+                                     describe_exit(code))
         finally:
             self._procs.pop(row["id"], None)
             self._remove(row["id"])
