@@ -21,15 +21,18 @@ from ..exceptions import DuplicateFiring, StoreError
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def to_micros(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (UTC), exactly."""
+    if value.tzinfo is None:
+        raise StoreError(f"naive datetime {value!r} given to the store")
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def to_db(value: Any) -> Any:
-    """A Python value as the store keeps it: aware datetimes as integer microseconds
-    since the epoch (as ``UTCDateTime``), booleans as 0/1, the rest as is."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise StoreError(f"naive datetime {value!r} given to the store")
-        delta = value - EPOCH
-        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return value
+    """A Python value as the store keeps it: datetimes as ``UTCDateTime`` does, the rest
+    as is (sqlite3 binds booleans as 0/1)."""
+    return to_micros(value) if isinstance(value, datetime) else value
 
 
 def from_micros(value: int | None) -> datetime | None:

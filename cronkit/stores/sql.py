@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,9 +24,8 @@ from zope.interface import implementer
 
 from ..exceptions import CronkitError, DuplicateFiring, NoSuchJob, StoreError
 from ..interfaces import ICrontabStore, IJobStore
-from .hotpath import HotPath, Statement, from_micros, is_firing_clash
+from .hotpath import HotPath, Statement, from_micros, is_firing_clash, to_micros
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCHEMA_VERSION = 1
 
 
@@ -38,15 +37,10 @@ class UTCDateTime(sa.types.TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise StoreError(f"naive datetime {value!r} given to the store")
-        delta = value - EPOCH
-        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return None if value is None else to_micros(value)
 
     def process_result_value(self, value, dialect):
-        return None if value is None else EPOCH + timedelta(microseconds=value)
+        return from_micros(value)
 
 
 metadata = sa.MetaData()
