@@ -468,6 +468,16 @@ def test_five_wrong_passwords_lock_the_form_for_that_client_until_the_window_pas
     assert login(guarded, "pw").status_code == 303
 
 
+def test_the_throttle_forgets_expired_addresses_when_it_holds_many(clock):
+    from cronkit.web.security import LoginThrottle
+    throttle = LoginThrottle(clock)
+    for n in range(10_000):
+        throttle.failed(f"10.0.{n // 256}.{n % 256}")
+    clock.advance(seconds=301)
+    throttle.failed("192.0.2.1")
+    assert list(throttle._failures) == ["192.0.2.1"]
+
+
 def test_a_right_password_clears_the_count(guarded):
     for _ in range(4):
         assert login(guarded, "nope").status_code == 401

@@ -151,6 +151,9 @@ class LoginThrottle:
     def failed(self, client: str) -> None:
         now = self.clock.now()
         with self._lock:
+            if len(self._failures) >= 10_000:   # many addresses: forget the expired ones
+                for other in list(self._failures):
+                    self._recent(other, now)
             self._failures[client] = [*self._recent(client, now), now]
 
     def succeeded(self, client: str) -> None:
