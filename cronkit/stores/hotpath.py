@@ -39,9 +39,13 @@ def from_micros(value: int | None) -> datetime | None:
     return None if value is None else EPOCH + timedelta(microseconds=value)
 
 
-def is_firing_clash(text: str) -> bool:
-    """True when the (site, cron uid, scheduled time) key refused the row."""
-    return "ux_cronkit_jobs_firing" in text or "cronkit_jobs.fire_at" in text
+def refused(url: str, reason: object) -> StoreError:
+    """The error for a change the database refused: DuplicateFiring when the (site,
+    cron uid, scheduled time) key refused the row, else a StoreError naming the store."""
+    text = str(reason)
+    if "ux_cronkit_jobs_firing" in text or "cronkit_jobs.fire_at" in text:
+        return DuplicateFiring(f"duplicate cron firing refused by the store: {text}")
+    return StoreError(f"store {url!r} refused the change: {text}")
 
 
 class Statement:
@@ -113,11 +117,8 @@ class HotPath:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.IntegrityError) and is_firing_clash(str(exc)):
-                    raise DuplicateFiring(
-                        f"duplicate cron firing refused by the store: {exc}") from None
                 if isinstance(exc, sqlite3.IntegrityError):
-                    raise StoreError(f"store {url!r} refused the change: {exc}") from None
+                    raise refused(url, exc) from None
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"store {url!r}: {exc}") from None
                 raise

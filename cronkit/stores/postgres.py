@@ -33,8 +33,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from ..exceptions import DuplicateFiring, StoreError
-from .hotpath import is_firing_clash
+from ..exceptions import StoreError
+from .hotpath import refused
 from .sql import SQLStore, _job_row, jobs
 
 log = logging.getLogger("cronkit.stores.postgres")
@@ -142,10 +142,7 @@ class PostgresStore(SQLStore):
                     if getattr(self._local, "notify", False):
                         conn.execute(_NOTIFY)  # delivered at COMMIT, never before
         except IntegrityError as exc:
-            if is_firing_clash(str(exc.orig)):
-                raise DuplicateFiring(
-                    f"duplicate cron firing refused by the store: {exc.orig}") from None
-            raise StoreError(f"store {self.url!r} refused the change: {exc.orig}") from None
+            raise refused(self.url, exc.orig) from None
         except DBAPIError as exc:
             if _transient(exc):
                 raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None

@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError, St
 from sqlalchemy.pool import StaticPool
 from zope.interface import implementer
 
-from ..exceptions import CronkitError, DuplicateFiring, NoSuchJob, StoreError
+from ..exceptions import CronkitError, NoSuchJob, StoreError
 from ..interfaces import ICrontabStore, IJobStore
-from .hotpath import HotPath, Statement, from_micros, is_firing_clash, to_micros
+from .hotpath import HotPath, Statement, from_micros, refused, to_micros
 
 SCHEMA_VERSION = 1
 
@@ -250,10 +250,7 @@ class SQLStore:
                 with conn.begin():
                     yield conn
         except IntegrityError as exc:
-            if is_firing_clash(str(exc.orig)):
-                raise DuplicateFiring(
-                    f"duplicate cron firing refused by the store: {exc.orig}") from None
-            raise StoreError(f"store {self.url!r} refused the change: {exc.orig}") from None
+            raise refused(self.url, exc.orig) from None
         except OperationalError as exc:
             raise StoreError(f"store {self.url!r}: {exc.orig}") from None
         except StatementError as exc:
