@@ -220,33 +220,32 @@ def _shown(form) -> dict:
 
 @page
 async def new_cron(request: Request, kit: Any) -> Response:
-    site = get_site(kit, request.path_params["site"])
-    if request.method == "GET":
-        return _cron_form(request, site, None, _cron_values(None), {})
-    form = await checked_form(request)
-    clean, errors = check_cron_fields(_form_values(form))
-    if errors:
-        return _cron_form(request, site, None, _shown(form), errors, 422)
-    cron = site.crontab.add_cron(Cron(**clean))
-    save_crontab(site)
-    flash(request, f"cron {cron.name} added")
-    return redirect(f"/sites/{site.name}/crons/{cron.uid}")
+    return await _cron_form_page(request, get_site(kit, request.path_params["site"]), None)
 
 
 @page
 async def edit_cron(request: Request, kit: Any) -> Response:
     site = get_site(kit, request.path_params["site"])
-    cron = get_cron(site, request.path_params["uid"])
+    return await _cron_form_page(request, site, get_cron(site, request.path_params["uid"]))
+
+
+async def _cron_form_page(request: Request, site: Any, cron: Cron | None) -> Response:
+    """The cron form: shown (GET), or checked field by field and saved (POST); ``cron``
+    None adds a new one."""
     if request.method == "GET":
         return _cron_form(request, site, cron, _cron_values(cron), {})
     form = await checked_form(request)
     clean, errors = check_cron_fields(_form_values(form), base=cron)
     if errors:
         return _cron_form(request, site, cron, _shown(form), errors, 422)
-    for field, value in clean.items():
-        setattr(cron, field, value)
+    if cron is None:
+        cron, done = site.crontab.add_cron(Cron(**clean)), "added"
+    else:
+        for field, value in clean.items():
+            setattr(cron, field, value)
+        done = "saved"
     save_crontab(site)
-    flash(request, f"cron {cron.name} saved")
+    flash(request, f"cron {cron.name} {done}")
     return redirect(f"/sites/{site.name}/crons/{cron.uid}")
 
 
