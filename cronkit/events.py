@@ -1,116 +1,266 @@
 """Events and their blinker signals.
 
-Each event is a small frozen keyword-only dataclass with a UTC ``timestamp``; each
-class has its own blinker signal (``Event.signal``) in cronkit's namespace.
-``notify(event)`` sends it; a receiver that raises is logged, never propagated.
+Each event is a small frozen keyword-only dataclass with a UTC ``timestamp``, its
+interface (``interfaces.py``) and its own blinker signal (``Event.signal``) in
+cronkit's namespace. Events carry ids and plain values (``site_name``, ``job_id``,
+``cron_uid``, ``status``...; ``to_dict()`` gives them all) beside the live objects
+they were built from (``site``, ``job``, ``cron``, ``crontab``, ``log``), which are
+left out of comparisons and of ``to_dict()``. The timestamp is read from the clock of
+the site's kit.
+
+``notify(event)`` sends an event in two steps:
+
+1. through the registry of the kit that owns it (the site's registry, whose base is
+   the kit's): the core flow (save -> synchronise -> queue, restore) is registered
+   there, per kit, so two kits in one process never see each other's core events,
+   and an error of the core flow propagates;
+2. to the blinker signal of its class and of its base classes: the public
+   subscriptions (``subscribe``, ``Event.signal.connect``, ``<cron:subscriber>``).
+   A receiver that raises is logged, never propagated.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from blinker import Namespace
+from blinker import NamedSignal, Namespace
+from zope.interface import implementer
 
+from . import interfaces as i
 from .clock import system_clock
+
+if TYPE_CHECKING:
+    from .site import Site
 
 log = logging.getLogger(__name__)
 signals = Namespace()
 
-
-def _utcnow() -> datetime:
-    # The event's own stamp is informational; schedules never read it.
-    return system_clock.now()
+#: Fields holding live objects: not compared, not in ``to_dict()``.
+_LIVE = frozenset({"site", "crontab", "cron", "job", "log"})
 
 
+def _live() -> Any:
+    return field(default=None, compare=False, repr=False)
+
+
+@implementer(i.IEvent)
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    timestamp: datetime = field(default_factory=_utcnow, compare=False)
+    signal: ClassVar[NamedSignal]
+
+    timestamp: datetime = field(default=None, compare=False)  # type: ignore[assignment]
+    site_name: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.signal = signals.signal(cls.__name__, doc=cls.__doc__)
 
+    def __post_init__(self) -> None:
+        site = self._site()
+        if self.site_name is None and site is not None:
+            self._fill("site_name", site.name)
+        if self.timestamp is None:
+            clock = getattr(getattr(site, "kit", None), "clock", None) or system_clock
+            self._fill("timestamp", clock.now())
 
+    def _site(self) -> Site | None:
+        site = getattr(self, "site", None)
+        if site is None:
+            site = getattr(getattr(self, "crontab", None), "site", None)
+        return site
+
+    def _fill(self, name: str, value: Any) -> None:
+        if getattr(self, name) is None:
+            object.__setattr__(self, name, value)   # frozen: only while being built
+
+    def _fill_from(self, obj: Any, **names: str) -> None:
+        """Each field ``name`` not given is read from ``obj.<attribute>``."""
+        if obj is None:
+            return
+        for name, attr in names.items():
+            value = getattr(obj, attr, None)
+            self._fill(name, value.value if hasattr(value, "value") else value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain values of the event, JSON-compatible, with its class name."""
+        out: dict[str, Any] = {"event": type(self).__name__}
+        for f in fields(self):
+            if f.name in _LIVE:
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+@implementer(i.IModifiedCrontabEvent)
 @dataclass(frozen=True, kw_only=True)
 class ModifiedCrontabEvent(Event):
     """A crontab was saved."""
 
-    crontab: Any
+    crontab: Any = _live()
 
 
+@implementer(i.ICrontabSynchronisationEvent)
 @dataclass(frozen=True, kw_only=True)
 class CrontabSynchronisationEvent(Event):
     """The queue of a site must be brought in line with its crontab."""
 
-    site: Any
-    crontab: Any
+    site: Any = _live()
+    crontab: Any = _live()
 
 
+@implementer(i.IServerRestartEvent)
 @dataclass(frozen=True, kw_only=True)
 class ServerRestartEvent(Event):
     """A worker or server started: cron jobs wiped from the queue come back."""
 
-    site: Any = None
-    crontab: Any = None
+    site: Any = _live()
+    crontab: Any = _live()
 
 
+@implementer(i.IStartedCronJobEvent)
 @dataclass(frozen=True, kw_only=True)
 class StartedCronJobEvent(Event):
     """A cron firing is about to run."""
 
-    site: Any
-    cron: Any
+    site: Any = _live()
+    cron: Any = _live()
+    cron_uid: str | None = None
+    job_id: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._fill_from(self.cron, cron_uid="uid")
 
 
+@implementer(i.IFinishedCronJobEvent)
 @dataclass(frozen=True, kw_only=True)
 class FinishedCronJobEvent(Event):
-    """A cron firing ended; ``log`` says how."""
+    """A cron firing ended; ``log`` says how (``status`` and ``messages`` too)."""
 
-    site: Any
-    cron: Any
-    log: Any = None
+    site: Any = _live()
+    cron: Any = _live()
+    log: Any = _live()
+    cron_uid: str | None = None
+    job_id: int | None = None
+    status: str | None = None
+    messages: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._fill_from(self.cron, cron_uid="uid")
+        self._fill_from(self.log, status="status")
+        if self.messages is None and self.log is not None:
+            self._fill("messages", tuple(self.log.messages))
 
 
+def _fill_job(event: Event) -> None:
+    """Fields every job event reads from its job when not given."""
+    event._fill_from(getattr(event, "job", None), job_id="id", type="type", cron_uid="cron_uid")
+
+
+@implementer(i.IJobQueuedEvent)
 @dataclass(frozen=True, kw_only=True)
 class JobQueuedEvent(Event):
     """A job entered the queue."""
 
-    site: Any
-    job: Any
+    site: Any = _live()
+    job: Any = _live()
+    job_id: int | None = None
+    type: str | None = None
+    cron_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _fill_job(self)
 
 
+@implementer(i.IJobStartedEvent)
 @dataclass(frozen=True, kw_only=True)
 class JobStartedEvent(Event):
-    """A job moved to RUNNING."""
+    """A job moved to RUNNING and its runner is about to run."""
 
-    site: Any
-    job: Any
+    site: Any = _live()
+    job: Any = _live()
+    job_id: int | None = None
+    type: str | None = None
+    cron_uid: str | None = None
+    attempt: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _fill_job(self)
+        self._fill_from(self.job, attempt="attempts")
 
 
+@implementer(i.IJobProgressEvent)
 @dataclass(frozen=True, kw_only=True)
 class JobProgressEvent(Event):
     """A running job reported progress or status text."""
 
-    site: Any
-    job: Any
+    site: Any = _live()
+    job: Any = _live()
     progress: int | None = None
     text: str | None = None
+    job_id: int | None = None
+    type: str | None = None
+    cron_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _fill_job(self)
 
 
+@implementer(i.IJobRetriedEvent)
+@dataclass(frozen=True, kw_only=True)
+class JobRetriedEvent(Event):
+    """An attempt of a job failed or was lost: it is PENDING again, due at ``run_after``."""
+
+    site: Any = _live()
+    job: Any = _live()
+    job_id: int | None = None
+    type: str | None = None
+    cron_uid: str | None = None
+    attempt: int | None = None
+    run_after: datetime | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _fill_job(self)
+
+
+@implementer(i.IJobFinishedEvent)
 @dataclass(frozen=True, kw_only=True)
 class JobFinishedEvent(Event):
-    """A job ended (SUCCESS, FAILED or CANCELED)."""
+    """A job ended (SUCCESS, FAILED or CANCELED); sent exactly once per job end."""
 
-    site: Any
-    job: Any
+    site: Any = _live()
+    job: Any = _live()
+    job_id: int | None = None
+    type: str | None = None
+    cron_uid: str | None = None
+    status: str | None = None
+    message: str | None = None
+    attempt: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _fill_job(self)
+        self._fill_from(self.job, status="status", message="message", attempt="attempts")
 
 
 def notify(event: Event) -> None:
-    """Send ``event`` to every receiver of its class's signal (and its bases')."""
+    """Send ``event`` through its kit's registry (the core flow; errors propagate), then
+    to every receiver of its class's signal and its bases' (errors are logged)."""
+    site = event._site()
+    registry = getattr(site, "registry", None)
+    if registry is not None:
+        registry.handle(event)
     for cls in type(event).__mro__:
         signal = cls.__dict__.get("signal")
         if signal is None or not signal.receivers:
@@ -119,8 +269,6 @@ def notify(event: Event) -> None:
             try:
                 receiver(event)
             except Exception:
-                if getattr(receiver, "_cronkit_core", False):
-                    raise  # the core flow (save -> sync) must not fail silently
                 log.exception("subscriber %r of %s failed", receiver, cls.__name__)
 
 

@@ -273,6 +273,60 @@ class IJobLifecycle(Interface):
         longer exists. Return the ids handled."""
 
 
+# -- events -------------------------------------------------------------------
+
+
+class IEvent(Interface):
+    """Something that happened, sent through the registry of the kit that owns it and
+    then to the event class's blinker signal. Frozen; built with keyword arguments."""
+
+    timestamp = Attribute("Aware datetime (UTC), read from the kit's clock.")
+    site_name = Attribute("Name of the site it happened in, or None.")
+
+    def to_dict():
+        """Return the plain values (ids, statuses, texts, ISO dates): JSON-compatible."""
+
+
+class IModifiedCrontabEvent(IEvent):
+    """A crontab was saved (``crontab``)."""
+
+
+class ICrontabSynchronisationEvent(IEvent):
+    """The queue of ``site`` must be brought in line with ``crontab``."""
+
+
+class IServerRestartEvent(IEvent):
+    """A worker or server started: the cron jobs of ``site`` come back."""
+
+
+class IStartedCronJobEvent(IEvent):
+    """A cron firing (``cron_uid``, ``job_id``) is about to run."""
+
+
+class IFinishedCronJobEvent(IEvent):
+    """A cron firing ended; ``log`` (``status``, ``messages``) says how."""
+
+
+class IJobQueuedEvent(IEvent):
+    """A job (``job_id``, ``type``) entered the queue."""
+
+
+class IJobStartedEvent(IEvent):
+    """A job moved to RUNNING and its runner is about to run (``attempt``)."""
+
+
+class IJobProgressEvent(IEvent):
+    """A running job reported ``progress`` and/or ``text``."""
+
+
+class IJobRetriedEvent(IEvent):
+    """A job's attempt failed or was lost; it is PENDING again, due at ``run_after``."""
+
+
+class IJobFinishedEvent(IEvent):
+    """A job ended: ``status`` is SUCCESS, FAILED or CANCELED, ``message`` says why."""
+
+
 # -- backends -----------------------------------------------------------------
 
 

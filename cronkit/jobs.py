@@ -11,7 +11,6 @@ from typing import Any
 
 from zope.interface import implementer
 
-from .events import JobProgressEvent, notify
 from .exceptions import CronkitError, InvalidParameters
 from .interfaces import IJob
 
@@ -227,9 +226,7 @@ class Job:
         if self._debug:
             print(f"[progress {self.progress}%] {self.status_text}", file=sys.__stdout__)
             return
-        fields["heartbeat"] = self._clock.now()
-        self._store.update_job(self.id, **fields)
-        notify(JobProgressEvent(site=self.site, job=self, progress=self.progress, text=text))
+        self.site.kit.lifecycle.progress(self, fields.get("progress"), fields.get("status_text"))
 
     def increment_progress(self, n: int | float = 1, text: str | None = None) -> None:
         self.update(progress=(self.progress or 0) + n, text=text)

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from zope.component import getGlobalSiteManager
 from zope.interface.registry import Components
 
 from .clock import SystemClock
-from .components import register_components, wire_events
+from .components import JobLifecycle, register_components
 from .events import ServerRestartEvent, notify
 from .exceptions import CronkitError
-from .interfaces import IClock, ICronManager
-from .jobs import Job, Status
-from .model import Cron
-from .runner import execute, retry_later, runner_factory
+from .interfaces import IClock, IJobLifecycle
+from .jobs import Job
 from .site import Site
 from .stores import open_store
 
@@ -40,7 +37,9 @@ class Cronkit:
         self.registry = Components("cronkit", bases=(getGlobalSiteManager(),))
         self.registry.registerUtility(self.clock, IClock)
         register_components(self.registry)
-        wire_events()
+        #: The one owner of every job's life (IJobLifecycle).
+        self.lifecycle = JobLifecycle(self)
+        self.registry.registerUtility(self.lifecycle, IJobLifecycle)
         self._sites: dict[str, Site] = {}
         self._lock = threading.Lock()
         self._wakers: list = []
@@ -89,66 +88,41 @@ class Cronkit:
             notify(ServerRestartEvent(site=self.site(name)))
 
     def execute(self, row: dict, debug: bool = False) -> Job:
-        """Run one claimed job row to its end in the calling thread."""
-        site = self.site(row["site"])
-        job = Job(site, row, debug=debug)
-        if job.cron_uid is not None and not debug:
-            return site.registry.getMultiAdapter((site, _cron_ref(job)), ICronManager).run_job(job)
-        return execute(site, job)
+        """Run one claimed job row to its end in the calling thread (see
+        IJobLifecycle.execute)."""
+        return self.lifecycle.execute(row, debug=debug)
 
     def run_pending(self) -> list[Job]:
         """Run every due job now, one at a time in this thread, in claim order."""
         self.reap()
         done = []
         while True:
-            rows = self.store.claim(self.clock.now(), 1, self.worker_id, os.getpid())
+            rows = self.lifecycle.claim(self.clock.now(), 1)
             if not rows:
                 return done
-            done.append(self.execute(rows[0]))
+            done.append(self.lifecycle.execute(rows[0]))
 
-    def reap(self) -> list[int]:
+    def reap(self, now: datetime | None = None) -> list[int]:
         """Fail (or retry) RUNNING jobs whose worker is gone: no heartbeat for
-        ``error_timeout`` seconds, or a worker process of this host that no longer
-        exists. Their crons are rescheduled. Return the ids handled."""
-        now = self.clock.now()
-        stale = {r["id"]: r for r in self.store.stale_jobs(now - timedelta(seconds=self.error_timeout))}
-        host = socket.gethostname()
-        for row in self.store.running_jobs():
-            worker = row.get("worker") or ""
-            name, _, pid = worker.rpartition(":")
-            if name == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                stale[row["id"]] = row
-        for row in stale.values():
-            site = self.site(row["site"])
-            job = Job(site, row)
-            factory = runner_factory(site, job.type)
-            if job.cron_uid is None and retry_later(site, job, factory, "worker lost"):
-                continue
-            if job.cron_uid is not None:   # queued first, as after a run (CronManager.run_job)
-                site.cron_manager(_cron_ref(job))._reschedule(None)
-            self.store.finish_job(job.id, Status.FAILED, now, "worker lost")
-        return list(stale)
+        ``error_timeout`` seconds before ``now`` (default: the clock's), or a worker
+        process of this host that no longer exists. Their crons are rescheduled. Return
+        the ids handled."""
+        return self.lifecycle.reap(now)
 
-    def cleanup(self, backlog_days: float | None = None, all_backlog_days: float | None = None) -> int:
-        """Delete finished jobs past retention (0 keeps forever); return how many."""
+    def cleanup(self, backlog_days: float | None = None, all_backlog_days: float | None = None,
+                now: datetime | None = None) -> int:
+        """Delete finished jobs past retention (0 keeps forever), counted back from
+        ``now`` (default: the clock's); return how many."""
         ok = self.backlog_days if backlog_days is None else backlog_days
         every = self.all_backlog_days if all_backlog_days is None else all_backlog_days
-        now = self.clock.now()
+        now = now or self.clock.now()
         return self.store.cleanup(now - timedelta(days=ok) if ok else None,
                                   now - timedelta(days=every) if every else None)
 
     def force_cancel(self, job: Job) -> bool:
-        """Kill the process running ``job`` if it runs on this host in its own process."""
-        name, _, worker_pid = (job.worker or "").rpartition(":")
-        if (name != socket.gethostname() or not job.pid or job.pid == os.getpid()
-                or str(job.pid) == worker_pid):
-            return False  # a thread cannot be killed: it sees ``canceled`` instead
-        try:
-            os.kill(job.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.store.finish_job(job.id, Status.CANCELED, self.clock.now(), "canceled (killed)")
-        return True
+        """Kill the process running ``job`` if it runs on this host in its own process,
+        and end it CANCELED (see IJobLifecycle.kill)."""
+        return self.lifecycle.kill(job)
 
     def worker(self, concurrency: int = 6, executor: str | None = None, **options: Any):
         """A worker for this kit (not started)."""
@@ -157,18 +131,3 @@ class Cronkit:
 
     def close(self) -> None:
         self.store.close()
-
-
-def _cron_ref(job: Job):
-    """A stand-in Cron naming the job's cron: the cron manager reads the real one."""
-    return Cron(name=job.type, periodicity="* * * * *", uid=job.cron_uid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

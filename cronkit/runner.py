@@ -6,13 +6,11 @@ import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from zope.component import adapter, getGlobalSiteManager
 from zope.interface import implementer
 
-from .events import JobFinishedEvent, JobStartedEvent, notify
 from .exceptions import CronkitError
 from .interfaces import IJob, IJobRunner, ISite
 from .jobs import Job, Param, Status, capture_output
@@ -154,46 +152,3 @@ def messages_of(result: Any) -> list[str]:
     if isinstance(result, (list, tuple)):
         return [str(m) for m in result]
     return [str(result)]
-
-
-def execute(site: Any, job: Job) -> Job:
-    """Run a claimed (RUNNING) non-cron job to its end: status, message, events, retries."""
-    notify(JobStartedEvent(site=site, job=job))
-    out = call_runner(site, job, check_canceled=False)
-    if job._debug:
-        return job
-    store, now = site.kit.store, site.kit.clock.now()
-    if out.status == Status.FAILED and not out.unknown and job._ended is None:
-        factory = runner_factory(site, job.type)
-        if retry_later(site, job, factory, out.error or "failed"):
-            return job.refresh()
-    if out.status == Status.FAILED:
-        message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
-    else:
-        message = "\n".join(messages_of(out.result)) or None
-    progress = 100 if out.status == Status.SUCCESS else None
-    final = store.finish_job(job.id, out.status, now, message, progress=progress)
-    if final is None:   # ended meanwhile (timed out, force-canceled, reaped): read it
-        job.refresh()
-    else:
-        job.status, job.finished_at, job.message = Status(final), now, message
-        if progress is not None and final == Status.SUCCESS:
-            job.progress = progress
-    notify(JobFinishedEvent(site=site, job=job))
-    return job
-
-
-def retry_later(site: Any, job: Any, factory: Any, why: str) -> bool:
-    """Put a failed or lost job back PENDING if its runner allows another attempt."""
-    retries = getattr(factory, "retries", 0) or 0
-    attempts = job.attempts or 1
-    if attempts > retries:
-        return False
-    backoff = float(getattr(factory, "retry_backoff", 10.0)) * 2 ** (attempts - 1)
-    now = site.kit.clock.now()
-    if site.kit.store.requeue_job(job.id, now + timedelta(seconds=backoff),
-                                  f"attempt {attempts} failed: {why}"):
-        site.kit.store.add_history(job.id, now, f"attempt {attempts} failed: {why}; retry in "
-                                   f"{backoff:g} s", "retry")
-        return True
-    return False

@@ -6,7 +6,6 @@ SIGINT / SIGTERM."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from datetime import datetime
@@ -52,13 +51,13 @@ class Worker:
         if running and self._due("heartbeat", self.heartbeat_interval, now):
             store.heartbeat(running, now)
         if self._due("reap", self.reap_interval, now):
-            kit.reap()
+            kit.reap(now)
         if self.cleanup_interval and self._due("cleanup", self.cleanup_interval, now):
-            kit.cleanup()
+            kit.cleanup(now=now)
         self.executor.expire(now)
         room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
         free = room - len(self.executor.running())
-        claimed = store.claim(now, free, kit.worker_id, os.getpid()) if free > 0 else []
+        claimed = kit.lifecycle.claim(now, free) if free > 0 else []
         for row in claimed:
             self.executor.submit(row, self._finished)
         if claimed and len(claimed) == free:

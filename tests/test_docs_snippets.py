@@ -30,7 +30,7 @@ from docutils.core import publish_doctree
 from docutils.parsers.rst import Directive, directives
 
 import cronkit
-from cronkit.components import wire_events
+
 from cronkit.events import Event
 from tests.children import MODULES, child_env
 from tests.children import command as script_command
@@ -431,7 +431,6 @@ def test_the_examples_of_the_page_run(page_name, tmp_path, monkeypatch, substitu
     page = Page(page_name, tmp_path, env)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    wire_events()   # the core subscribers are no page's to clean up
     before = _receivers()
     try:
         for i, block in enumerate(blocks):

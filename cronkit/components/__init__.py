@@ -1,45 +1,47 @@
-"""The five components of a site's crontab machinery, each a zope.component adapter
-in its own module named after its interface, and the wiring of their events."""
+"""The components of a site's crontab and job machinery, each a zope.component adapter
+(or, for the lifecycle, a utility of the kit) in its own module named after its
+interface, and the core event flow, registered in each kit's own registry."""
 
 from __future__ import annotations
 
-from ..events import CrontabSynchronisationEvent, ModifiedCrontabEvent, ServerRestartEvent, notify
-from ..interfaces import ICrontabManager
+from zope.interface.registry import Components
+
+from ..events import (
+    CrontabSynchronisationEvent,
+    ModifiedCrontabEvent,
+    ServerRestartEvent,
+    notify,
+)
+from ..interfaces import (
+    ICrontabManager,
+    ICrontabSynchronisationEvent,
+    IModifiedCrontabEvent,
+    IServerRestartEvent,
+)
 from .cron_manager import CronManager
 from .crontab_manager import CrontabManager
 from .crontab_registry_manager import CrontabRegistryManager
+from .lifecycle import JobLifecycle
 from .queue_manager import QueueManager
 from .queue_marker import QueueMarker
 
 COMPONENTS = (CronManager, CrontabManager, CrontabRegistryManager, QueueManager, QueueMarker)
 
-
-def register_components(registry) -> None:
-    """Register the five adapters in a kit's registry."""
-    for factory in COMPONENTS:
-        registry.registerAdapter(factory)
+__all__ = ["COMPONENTS", "JobLifecycle", "register_components"]
 
 
-def _core(fn):
-    fn._cronkit_core = True  # errors of the core flow propagate (see events.notify)
-    return fn
-
-
-@_core
 def on_modified_crontab(event: ModifiedCrontabEvent) -> None:
     site = getattr(event.crontab, "site", None)
     if site is not None:
         notify(CrontabSynchronisationEvent(site=site, crontab=event.crontab))
 
 
-@_core
 def on_synchronisation(event: CrontabSynchronisationEvent) -> None:
     event.site.registry.getMultiAdapter((event.site, event.crontab), ICrontabManager).synchronize()
 
 
-@_core
 def on_server_restart(event: ServerRestartEvent) -> None:
-    """Restore the cron jobs of the event's site, or of every marked site of its kit."""
+    """Restore the cron jobs of the event's site."""
     site = event.site
     if site is None:
         return
@@ -47,15 +49,17 @@ def on_server_restart(event: ServerRestartEvent) -> None:
     site.registry.getMultiAdapter((site, crontab), ICrontabManager).synchronize()
 
 
-_wired = False
+#: The core flow: save -> synchronise -> queue, and restore at start.
+CORE_HANDLERS = (
+    (on_modified_crontab, IModifiedCrontabEvent),
+    (on_synchronisation, ICrontabSynchronisationEvent),
+    (on_server_restart, IServerRestartEvent),
+)
 
 
-def wire_events() -> None:
-    """Connect the core flow once per process (strong references)."""
-    global _wired
-    if _wired:
-        return
-    ModifiedCrontabEvent.signal.connect(on_modified_crontab, weak=False)
-    CrontabSynchronisationEvent.signal.connect(on_synchronisation, weak=False)
-    ServerRestartEvent.signal.connect(on_server_restart, weak=False)
-    _wired = True
+def register_components(registry: Components) -> None:
+    """Register the five adapters and the core event flow in a kit's registry."""
+    for factory in COMPONENTS:
+        registry.registerAdapter(factory)
+    for handler, event in CORE_HANDLERS:
+        registry.registerHandler(handler, (event,))

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from zope.component import adapter
 from zope.interface import implementer
 
-from ..events import (
-    FinishedCronJobEvent,
-    JobFinishedEvent,
-    JobStartedEvent,
-    StartedCronJobEvent,
-    notify,
-)
 from ..interfaces import ICron, ICronManager, IQueueManager, ISite
-from ..jobs import Job, Status
-from ..model import Crontab, Log, LogStatus
-from ..runner import call_runner, messages_of
+from ..jobs import Job
+from ..model import Cron, Crontab
 from .crontab_registry_manager import cron_from_row
+
+if TYPE_CHECKING:
+    from ..site import Site
 
 
 @implementer(ICronManager)
 @adapter(ISite, ICron)
 class CronManager:
-    def __init__(self, site, cron):
+    def __init__(self, site: Site, cron: Cron):
         self.site = site
         self.cron = cron
         self.store = site.kit.store
@@ -65,83 +61,61 @@ class CronManager:
 
     # -- the cron job wrapper -------------------------------------------------
 
-    def _load(self) -> tuple[object | None, bool]:
-        data = self.store.load_crontab(self.site.name, uid=self.cron.uid)
-        if not data["crons"]:
-            return None, data["activated"]
-        crontab = Crontab(activated=data["activated"])
-        crontab.site = self.site
-        cron = cron_from_row(data["crons"][0])
-        crontab.add_cron(cron)
-        crontab._mark_saved(data["version"])
-        return cron, data["activated"]
-
     def run_job(self, job: Job) -> Job:
-        """Run a claimed firing: StartedCronJobEvent; NOTRUN if the cron or crontab is off,
-        the firing was missed, or no runner has the name; else run() -> OK / WARN /
-        FAILURE. Then the log, FinishedCronJobEvent, and the next firing, always."""
-        site, store = self.site, self.store
-        cron, crontab_on = self._load()
-        if cron is None:
-            store.finish_job(job.id, Status.CANCELED, self.clock.now(),
-                             f"cron {self.cron.uid!r} no longer exists")
-            notify(JobFinishedEvent(site=site, job=job.refresh()))
-            return job
-        job.cron = cron
-        notify(StartedCronJobEvent(site=site, cron=cron))
-        notify(JobStartedEvent(site=site, job=job))
-        start = self.clock.now()
+        """Run a claimed firing through the kit's lifecycle (DESIGN rules 2 and 3):
+        StartedCronJobEvent; NOTRUN if the cron or crontab is off, the firing was
+        missed, or no runner has the name; else run() -> OK / WARN / FAILURE. Then the
+        log, the next firing and FinishedCronJobEvent, always."""
+        return self.site.kit.lifecycle.execute(job)
+
+    def skip_reason(self, job: Job, crontab_on: bool, start: datetime) -> tuple[str | None, bool]:
+        """Why the firing ``job`` must not run at ``start``, or None; and whether it was
+        missed (its lateness against ``misfire_grace``, or ``misfire="skip"``)."""
+        cron, site = self.cron, self.site
         scheduled = job.fire_at
-        missed = False
+        missed, late = False, 0.0
         if scheduled is not None:
             late = (start - scheduled).total_seconds()
             if cron.misfire_grace is not None and late > cron.misfire_grace:
                 missed = True
             elif cron.misfire == "skip" and cron.next_after(scheduled) <= start:
                 missed = True
-        status, messages, job_status, job_message = LogStatus.NOTRUN, [], Status.CANCELED, None
         if not crontab_on:
-            messages = [f"not run: the crontab of site {site.name!r} is deactivated"]
-        elif not cron.activated:
-            messages = [f"not run: cron {cron.name!r} is deactivated"]
-        elif missed:
-            messages = [f"missed: due at {scheduled.isoformat()}, {late:.0f} s late"]
-        else:
-            out = call_runner(site, job)
-            if out.unknown:
-                messages = [f"not run: no runner named {cron.name!r}"]
-                job_message = messages[0]
-            elif out.status == Status.FAILED:
-                status, messages, job_status = LogStatus.FAILURE, [out.error], Status.FAILED
-                job_message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
-            elif out.status == Status.CANCELED:
-                messages = ["not run to its end: canceled"]
-            else:
-                messages = messages_of(out.result)
-                status = LogStatus.WARN if messages else LogStatus.OK
-                job_status = Status.SUCCESS
-                job_message = "\n".join(messages) or None
-        if job_message is None and status == LogStatus.NOTRUN:
-            job_message = messages[0]
-        log = Log(start, status, messages)
-        log.id, version = store.add_log(site.name, cron.uid, log.to_dict() | {"date": start},
-                                        cron.logs_limit)
-        site._log_added(cron.uid, log, version)
-        # The next firing is queued while this one still runs: at no instant has the
-        # cron neither a running nor a pending job, or another worker's restore or
-        # register would queue a firing of its own and those in between would be lost.
-        self._reschedule(scheduled if cron.misfire == "all" and not missed else None)
-        store.finish_job(job.id, job_status, self.clock.now(), job_message,
-                         progress=100 if job_status == Status.SUCCESS else None)
-        notify(FinishedCronJobEvent(site=site, cron=cron, log=log))
-        notify(JobFinishedEvent(site=site, job=job.refresh()))
-        return job
+            return f"not run: the crontab of site {site.name!r} is deactivated", missed
+        if not cron.activated:
+            return f"not run: cron {cron.name!r} is deactivated", missed
+        if missed:
+            assert scheduled is not None
+            return f"missed: due at {scheduled.isoformat()}, {late:.0f} s late", missed
+        return None, False
 
-    def _reschedule(self, base: datetime | None) -> None:
-        cron, crontab_on = self._load()   # the cron may have been edited during the run
-        if cron is None or not (crontab_on and cron.activated):
+    def reschedule(self, base: datetime | None, version: int | None = None) -> None:
+        """Queue the cron's next firing after ``base`` (default now) unless it has a
+        pending one. The cron is read again from the store unless its crontab is still
+        at ``version`` (the cron may have been edited during the run)."""
+        cron, crontab_on = self.cron, self._active()
+        if version is None or self.store.crontab_version(self.site.name) != version:
+            fresh, crontab_on, _ = load_cron(self.site, cron.uid)
+            if fresh is None:
+                return
+            cron = fresh
+        if not (crontab_on and cron.activated):
             return
         if self.store.cron_job_statuses(self.site.name, cron.uid) & {"pending"}:
             return
         nxt = cron.next_after(base or self.clock.now())
         self.queue.register_cron_jobs([(cron, nxt, nxt)])
+
+
+def load_cron(site: Site, uid: str) -> tuple[Cron | None, bool, int]:
+    """The cron ``uid`` of ``site`` as the store holds it, in a crontab of its own:
+    (cron or None, whether its crontab is activated, the crontab's version)."""
+    data = site.kit.store.load_crontab(site.name, uid=uid)
+    if not data["crons"]:
+        return None, data["activated"], data["version"]
+    crontab = Crontab(activated=data["activated"])
+    crontab.site = site
+    cron = cron_from_row(data["crons"][0])
+    crontab.add_cron(cron)
+    crontab._mark_saved(data["version"])
+    return cron, data["activated"], data["version"]

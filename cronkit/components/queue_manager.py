@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
 from zope.component import adapter
 from zope.interface import implementer
 
-from ..events import JobQueuedEvent, notify
 from ..exceptions import InvalidParameters, NoSuchJob, UnknownRunner
 from ..interfaces import IQueueManager, ISite
 from ..jobs import FINISHED, Job, Status, aware, validate_payload
@@ -72,18 +70,16 @@ class QueueManager:
                "priority": priority, "payload": payload, "run_after": start, "created_at": now,
                "user": user, "timeout": timeout, "progress": 0, "status_text": "",
                "attempts": 0, "canceled": False}
+        lifecycle = self.site.kit.lifecycle
         if unique:
             row["unique_key"] = hashlib.sha256(
                 f"{self.site.name}\0{type}\0{text}".encode()).hexdigest()
-            job_id, created = self.store.add_unique_job(row)
+            job_id, created = lifecycle.queue_unique(self.site, row)
+            if not created:
+                return self.get(job_id)      # merged into the job already pending
         else:
-            job_id, created = self.store.add_jobs([row])[0], True
-        if not created:
-            return self.get(job_id)      # merged into the job already pending
-        job = Job(self.site, dict(row, id=job_id))
-        notify(JobQueuedEvent(site=self.site, job=job))
-        self.site.kit.wake()
-        return job
+            job_id = lifecycle.queue(self.site, [row])[0]
+        return Job(self.site, dict(row, id=job_id))
 
     def retry(self, job_id: int) -> Job:
         """Submit a finished job again (same type, payload, name, priority)."""
@@ -104,10 +100,9 @@ class QueueManager:
                  "progress": 0, "status_text": "", "attempts": 0, "canceled": False}
                 for cron, run_after, fire_at in entries]
         ids: list = []
+        queue = self.site.kit.lifecycle.queue
         for start in range(0, len(rows), 1000):   # bounded memory for huge crontabs
-            ids.extend(self.store.add_jobs(rows[start:start + 1000], ignore_duplicates=True))
-        if ids:
-            self.site.kit.wake()
+            ids.extend(queue(self.site, rows[start:start + 1000], ignore_duplicates=True))
         return ids
 
     # -- queries --------------------------------------------------------------
@@ -139,9 +134,7 @@ class QueueManager:
         """A pending job never starts; a running one sees ``canceled``. With ``force`` a
         job run by the processes executor on this host is killed and ends CANCELED."""
         job = self.get(job_id)
-        status = self.store.cancel_job(job.id, self.clock.now())
-        if force and status == Status.RUNNING:
-            self.site.kit.force_cancel(job)
+        self.site.kit.lifecycle.cancel(self.site, job.id, force=force)
         return self.get(job_id)
 
     def cancel_all(self, status: Any = Status.PENDING, type: str | None = None) -> int:
@@ -151,24 +144,20 @@ class QueueManager:
         if not statuses <= {Status.PENDING, Status.RUNNING}:
             raise InvalidParameters(f"only pending or running jobs can be canceled, not {status!r}",
                                     {"status": "expected pending or running"})
-        now = self.clock.now()
         rows = self.store.list_jobs(site=self.site.name, status=[str(s) for s in statuses], type=type)
+        cancel = self.site.kit.lifecycle.cancel
         ended = (Status.CANCELED, Status.RUNNING)
-        return sum(1 for r in rows if self.store.cancel_job(r["id"], now) in ended)
+        return sum(1 for r in rows if cancel(self.site, r["id"]) in ended)
 
     def run(self, job_id: int, debug: bool = False) -> Job:
         """Run one job now in this thread, whatever its state (a manual run). With
         ``debug`` its status, progress and history are left as they are; what it prints
         and reports goes to stdout instead."""
         job = self.get(job_id)
-        kit = self.site.kit
+        lifecycle = self.site.kit.lifecycle
         if debug:
-            return kit.execute(self.store.get_job(job.id), debug=True)
-        now = self.clock.now()
-        self.store.update_job(job.id, status="running", started_at=now, heartbeat=now,
-                              finished_at=None, worker=kit.worker_id, pid=os.getpid(),
-                              canceled=False, progress=0, attempts=(job.attempts or 0) + 1)
-        return kit.execute(self.store.get_job(job.id))
+            return lifecycle.execute(self.store.get_job(job.id), debug=True)
+        return lifecycle.execute(lifecycle.start_now(job.id))
 
     def remove(self, job_id: int) -> None:
         """Delete a job from the queue whatever its state."""

@@ -60,8 +60,8 @@ class BaseExecutor:
         for job_id, row in list(self._inflight.items()):
             deadline, timeout = row.get("_deadline"), row.get("_timeout")
             if deadline is not None and now > deadline:
-                if self.kit.store.finish_job(job_id, Status.FAILED, now,
-                                             f"timed out after {timeout:g} s"):
+                if self.kit.lifecycle.finish(row, Status.FAILED, f"timed out after {timeout:g} s",
+                                             now=now):
                     self._stop_job(job_id)
                     expired.append(job_id)
         return expired
@@ -75,7 +75,7 @@ class BaseExecutor:
             self.kit.execute(row)
         except Exception as exc:  # an internal error must not leave the job RUNNING
             log.exception("job %s failed inside cronkit", row["id"])
-            self.kit.store.finish_job(row["id"], Status.FAILED, self.kit.clock.now(),
+            self.kit.lifecycle.finish(row, Status.FAILED,
                                       f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._remove(row["id"])

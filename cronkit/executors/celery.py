@@ -146,21 +146,16 @@ def execute_adopted(kit: Any, job_id: int, attempt: int, owner: str,
         return str(job.status)
     except Exception as exc:  # an internal error must not leave the job RUNNING
         log.exception("job %s failed inside cronkit", job_id)
-        store.finish_job(job_id, Status.FAILED, kit.clock.now(),
-                         f"internal error: {type(exc).__name__}: {exc}")
+        kit.lifecycle.finish(row, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         return "failed"
     finally:
         beat.stop()
 
 
 def _end_unstarted(kit: Any, row: dict, message: str) -> None:
-    from ..model import Cron
-
-    if kit.store.finish_job(row["id"], Status.CANCELED, kit.clock.now(), message) \
-            and row.get("cron_uid"):
-        site = kit.site(row["site"])   # a firing that never ran: its cron goes on
-        ref = Cron(name=row["type"], periodicity="* * * * *", uid=row["cron_uid"])
-        site.cron_manager(ref)._reschedule(None)
+    """A claimed job canceled before it ran: it ends CANCELED (a firing is logged NOTRUN
+    and its cron goes on)."""
+    kit.lifecycle.finish(row, Status.CANCELED, message)
 
 
 # -- the dispatcher side ----------------------------------------------------------------
@@ -232,8 +227,8 @@ class CeleryExecutor(BaseExecutor):
                 "heartbeat": self._heartbeat})
         except Exception as exc:  # the broker is away: the job waits in the store instead
             log.error("cannot send job %s to Celery (%s): requeued", job_id, exc)
-            self.kit.store.requeue_job(job_id, self.kit.clock.now() + timedelta(seconds=5),
-                                       f"broker unavailable: {type(exc).__name__}: {exc}")
+            self.kit.lifecycle.retry(row, f"broker unavailable: {type(exc).__name__}: {exc}",
+                                     delay=5)
             self._ended(job_id)
             return
         self._submitted.set()

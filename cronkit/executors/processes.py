@@ -104,13 +104,11 @@ class ProcessExecutor(BaseExecutor):
                 # The child died before ending its job: say what is known. Killed after a
                 # cancel was asked (cancel(force=True), which may not have ended the job
                 # yet when this thread sees the death), it ends CANCELED.
-                store = self.kit.store
-                if code < 0 and store.is_canceled(row["id"]):
-                    store.finish_job(row["id"], Status.CANCELED, self.kit.clock.now(),
-                                     "canceled (killed)")
+                lifecycle = self.kit.lifecycle
+                if code < 0 and self.kit.store.is_canceled(row["id"]):
+                    lifecycle.finish(row, Status.CANCELED, "canceled (killed)")
                 else:
-                    store.finish_job(row["id"], Status.FAILED, self.kit.clock.now(),
-                                     describe_exit(code))
+                    lifecycle.finish(row, Status.FAILED, describe_exit(code))
         finally:
             self._procs.pop(row["id"], None)
             self._remove(row["id"])

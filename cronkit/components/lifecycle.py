@@ -1,0 +1,338 @@
+"""IJobLifecycle: the one owner of a job's life (``kit.lifecycle``).
+
+Every state change of a job is written here and nowhere else: queued, started,
+progress, retried, and each end (SUCCESS, FAILED, CANCELED) whatever its cause — a
+run that returns or raises, a cancel while pending, a cooperative or forced cancel, a
+hard timeout, a child that crashed, a worker lost, a Celery message that never ran, a
+manual run. Executors, the reaper, the queue manager, the web, the CLI and Celery call
+it; none of them ends a job in the store by itself.
+
+A job's end is accepted from the attempt that owns it only: the store ends the row if
+it is still RUNNING *and* its ``attempts`` is the attempt ending it. The caller whose
+write changed the row is the one that ends the job, so the end's Log, next firing
+and events are written and sent exactly once, whoever else tries (a thread that
+returns after its timeout, a child killed after a forced cancel, a reaper racing a
+late finish, an orphan of a killed worker).
+
+For a cron firing the end also writes the cron's Log, queues the next firing (before
+the end commits: at no instant has the cron neither a running nor a pending job), and
+sends FinishedCronJobEvent; then JobFinishedEvent, as for every job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from zope.interface import implementedBy, implementer
+
+from ..events import (
+    Event,
+    FinishedCronJobEvent,
+    JobFinishedEvent,
+    JobProgressEvent,
+    JobQueuedEvent,
+    JobRetriedEvent,
+    JobStartedEvent,
+    StartedCronJobEvent,
+    notify,
+)
+from ..interfaces import IJobLifecycle
+from ..jobs import Job, Status
+from ..model import Cron, Log, LogStatus
+from ..runner import Outcome, call_runner, messages_of, runner_factory
+from .cron_manager import load_cron
+
+if TYPE_CHECKING:
+    from ..kit import Cronkit
+    from ..site import Site
+
+#: (LogStatus, messages) of a cron firing's end.
+LogEntry = tuple[LogStatus, list[str]]
+
+
+def _listened(site: Site, cls: type[Event]) -> bool:
+    """Whether anyone would receive an event of ``cls``: building it can be skipped."""
+    for c in cls.__mro__:
+        sig = c.__dict__.get("signal")
+        if sig is not None and sig.receivers:
+            return True
+    return bool(site.registry.adapters.subscriptions([implementedBy(cls)], None))
+
+
+def _TMP_finish(store, *a, attempt=None, **kw):  # TEMPORARY until the store takes attempt
+    import inspect
+    if "attempt" in inspect.signature(store.finish_job).parameters:
+        return store.finish_job(*a, attempt=attempt, **kw)
+    return store.finish_job(*a, **kw)
+
+
+def _TMP_requeue(store, *a, attempt=None, **kw):  # TEMPORARY until the store takes attempt
+    import inspect
+    if "attempt" in inspect.signature(store.requeue_job).parameters:
+        return store.requeue_job(*a, attempt=attempt, **kw)
+    return store.requeue_job(*a, **kw)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_of(out: Outcome) -> tuple[Status, str | None, int | None]:
+    """A submitted job's end from its runner's outcome: (status, message, progress)."""
+    if out.status == Status.FAILED:
+        message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
+        return Status.FAILED, message, None
+    message = "\n".join(messages_of(out.result)) or None
+    return out.status, message, 100 if out.status == Status.SUCCESS else None
+
+
+def firing_end_of(out: Outcome, name: str) -> tuple[Status, str | None, LogEntry]:
+    """A cron firing's end from its runner's outcome (DESIGN rule 2): (job status, job
+    message, log). No runner -> NOTRUN; exception -> FAILURE; canceled midway ->
+    NOTRUN; None -> OK; messages -> WARN."""
+    if out.unknown:
+        text = f"not run: no runner named {name!r}"
+        return Status.CANCELED, text, (LogStatus.NOTRUN, [text])
+    if out.status == Status.FAILED:
+        message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
+        return Status.FAILED, message, (LogStatus.FAILURE, [out.error or "failed"])
+    if out.status == Status.CANCELED:
+        text = "not run to its end: canceled"
+        return Status.CANCELED, text, (LogStatus.NOTRUN, [text])
+    messages = messages_of(out.result)
+    return (Status.SUCCESS, "\n".join(messages) or None,
+            (LogStatus.WARN if messages else LogStatus.OK, messages))
+
+
+def log_of(status: Status, message: str | None) -> LogEntry:
+    """The Log of a firing ended from outside its run (reaped, timed out, killed)."""
+    first = (message or "").split("\n", 1)[0]
+    if status == Status.FAILED:
+        return LogStatus.FAILURE, [first or "failed"]
+    if status == Status.CANCELED:
+        return LogStatus.NOTRUN, [first or "canceled"]
+    return LogStatus.OK, []
+
+
+@implementer(IJobLifecycle)
+class JobLifecycle:
+    """The kit's job lifecycle; see the module docstring and IJobLifecycle."""
+
+    def __init__(self, kit: Cronkit):
+        self.kit = kit
+
+    def _job(self, job: Job | dict) -> Job:
+        return job if isinstance(job, Job) else Job(self.kit.site(job["site"]), job)
+
+    # -- queued -----------------------------------------------------------------------
+
+    def queue(self, site: Site, rows: list[dict], ignore_duplicates: bool = False) -> list[int]:
+        ids = self.kit.store.add_jobs(rows, ignore_duplicates=ignore_duplicates)
+        if ids and _listened(site, JobQueuedEvent):
+            if len(ids) == len(rows):
+                queued = [Job(site, dict(r, id=i)) for r, i in zip(rows, ids, strict=True)]
+            else:
+                queued = [Job(site, self.kit.store.get_job(i)) for i in ids]
+            for job in queued:
+                notify(JobQueuedEvent(site=site, job=job))
+        if ids:
+            self.kit.wake()
+        return ids
+
+    def queue_unique(self, site: Site, row: dict) -> tuple[int, bool]:
+        job_id, created = self.kit.store.add_unique_job(row)
+        if created:
+            notify(JobQueuedEvent(site=site, job=Job(site, dict(row, id=job_id))))
+            self.kit.wake()
+        return job_id, created
+
+    # -- started ----------------------------------------------------------------------
+
+    def claim(self, now: datetime, limit: int) -> list[dict]:
+        return self.kit.store.claim(now, limit, self.kit.worker_id, os.getpid())
+
+    def start_now(self, job_id: int) -> dict:
+        store, now = self.kit.store, self.kit.clock.now()
+        row = store.get_job(job_id)
+        store.update_job(job_id, status="running", started_at=now, heartbeat=now,
+                         finished_at=None, worker=self.kit.worker_id, pid=os.getpid(),
+                         canceled=False, progress=0, attempts=(row["attempts"] or 0) + 1)
+        return store.get_job(job_id)
+
+    def execute(self, row: dict | Job, debug: bool = False) -> Job:
+        job = row if isinstance(row, Job) else Job(self.kit.site(row["site"]), row, debug=debug)
+        site = job.site
+        if job._debug:    # a debug run changes nothing: no status, no event
+            call_runner(site, job, check_canceled=False)
+            return job
+        if job.cron_uid is not None:
+            return self._run_firing(site, job)
+        notify(JobStartedEvent(site=site, job=job))
+        out = call_runner(site, job, check_canceled=False)
+        if (out.status == Status.FAILED and not out.unknown and job._ended is None
+                and self._retry_if_allowed(job, out.error or "failed")):
+            return job.refresh()
+        status, message, progress = end_of(out)
+        self.finish(job, status, message, progress=progress)
+        return job
+
+    def _run_firing(self, site: Site, job: Job) -> Job:
+        assert job.cron_uid is not None
+        cron, crontab_on, version = load_cron(site, job.cron_uid)
+        if cron is None:
+            self.finish(job, Status.CANCELED, f"cron {job.cron_uid!r} no longer exists")
+            return job
+        job.cron = cron
+        notify(StartedCronJobEvent(site=site, cron=cron, job_id=job.id))
+        notify(JobStartedEvent(site=site, job=job))
+        start = self.kit.clock.now()
+        manager = site.cron_manager(cron)
+        skipped, missed = manager.skip_reason(job, crontab_on, start)
+        if skipped is not None:
+            status, message, log = Status.CANCELED, skipped, (LogStatus.NOTRUN, [skipped])
+        else:
+            status, message, log = firing_end_of(call_runner(site, job), cron.name)
+        base = job.fire_at if cron.misfire == "all" and not missed else None
+        self.finish(job, status, message, progress=100 if status == Status.SUCCESS else None,
+                    log=log, log_date=start, cron=cron, base=base, version=version)
+        return job
+
+    # -- progress ---------------------------------------------------------------------
+
+    def progress(self, job: Job, progress: int | None = None, text: str | None = None) -> None:
+        fields: dict[str, Any] = {"heartbeat": self.kit.clock.now()}
+        if progress is not None:
+            fields["progress"] = progress
+        if text is not None:
+            fields["status_text"] = text
+        self.kit.store.update_job(job.id, **fields)
+        notify(JobProgressEvent(site=job.site, job=job, progress=job.progress, text=text))
+
+    # -- retried ----------------------------------------------------------------------
+
+    def _retry_if_allowed(self, job: Job, why: str, now: datetime | None = None) -> bool:
+        factory = runner_factory(job.site, job.type)
+        if (job.attempts or 1) > (getattr(factory, "retries", 0) or 0):
+            return False
+        return self.retry(job, why, now=now)
+
+    def retry(self, job: Job | dict, why: str, delay: float | None = None,
+              now: datetime | None = None) -> bool:
+        job = self._job(job)
+        now = now or self.kit.clock.now()
+        attempt = job.attempts or 1
+        if delay is None:
+            factory = runner_factory(job.site, job.type)
+            delay = float(getattr(factory, "retry_backoff", 10.0)) * 2 ** (attempt - 1)
+        run_after = now + timedelta(seconds=delay)
+        text = f"attempt {attempt} failed: {why}"
+        if not _TMP_requeue(self.kit.store, job.id, run_after, text, attempt=job.attempts):
+            return False
+        self.kit.store.add_history(job.id, now, f"{text}; retry in {delay:g} s", "retry")
+        job.status, job.run_after, job.message = Status.PENDING, run_after, text
+        notify(JobRetriedEvent(site=job.site, job=job, attempt=attempt, run_after=run_after,
+                               reason=why))
+        self.kit.wake()
+        return True
+
+    # -- finished ---------------------------------------------------------------------
+
+    def finish(self, job: Job | dict, status: Status | str, message: str | None = None,
+               progress: int | None = None, log: LogEntry | None = None,
+               now: datetime | None = None, *, log_date: datetime | None = None,
+               cron: Cron | None = None, base: datetime | None = None,
+               version: int | None = None) -> str | None:
+        job = self._job(job)
+        site, store = job.site, self.kit.store
+        now = now or self.kit.clock.now()
+        status = Status(status)
+        if job.cron_uid is not None:
+            cron = cron or job.cron or load_cron(site, job.cron_uid)[0]
+            if cron is not None:
+                # Queued while this firing still runs: at no instant has the cron neither
+                # a running nor a pending job, or another worker's restore or register
+                # would queue a firing of its own and those in between would be lost.
+                site.cron_manager(cron).reschedule(base, version=version)
+        final = _TMP_finish(store, job.id, status, now, message, progress=progress,
+                            attempt=job.attempts)
+        if final is None:      # ended already, or another attempt owns the job
+            job.refresh()
+            return None
+        job.status, job.finished_at = Status(final), now
+        if message is not None:
+            job.message = message
+        if progress is not None and final == Status.SUCCESS:
+            job.progress = progress
+        self._ended(job, cron, log or log_of(job.status, message), log_date or now)
+        return final
+
+    def _ended(self, job: Job, cron: Cron | None, log: LogEntry, date: datetime) -> None:
+        """What follows an end the caller wrote: the firing's Log and event, then
+        JobFinishedEvent."""
+        site = job.site
+        if cron is not None:
+            entry = Log(date, log[0], log[1])
+            entry.id, version = self.kit.store.add_log(
+                site.name, cron.uid, entry.to_dict() | {"date": date}, cron.logs_limit)
+            site._log_added(cron.uid, entry, version)
+            notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id))
+        notify(JobFinishedEvent(site=site, job=job))
+
+    # -- canceled ---------------------------------------------------------------------
+
+    def cancel(self, site: Site, job_id: int, force: bool = False) -> str:
+        store, now = self.kit.store, self.kit.clock.now()
+        before = store.get_job(job_id)["status"]
+        status = store.cancel_job(job_id, now)
+        if before == Status.PENDING and status == Status.CANCELED:   # it never ran
+            job = Job(site, store.get_job(job_id))
+            cron = load_cron(site, job.cron_uid)[0] if job.cron_uid is not None else None
+            if cron is not None:
+                base = max(now, job.fire_at) if job.fire_at is not None else None
+                site.cron_manager(cron).reschedule(base)
+            self._ended(job, cron, (LogStatus.NOTRUN, ["canceled before it ran"]), now)
+        elif force and status == Status.RUNNING:
+            self.kill(Job(site, store.get_job(job_id)))
+        return status
+
+    def kill(self, job: Job) -> bool:
+        """Kill the process running ``job`` if it runs on this host in a process of its
+        own, and end it CANCELED; a thread cannot be killed (it sees ``canceled``)."""
+        name, _, worker_pid = (job.worker or "").rpartition(":")
+        if (name != socket.gethostname() or not job.pid or job.pid == os.getpid()
+                or str(job.pid) == worker_pid):
+            return False
+        try:
+            os.kill(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.finish(job, Status.CANCELED, "canceled (killed)")
+        return True
+
+    # -- lost -------------------------------------------------------------------------
+
+    def reap(self, now: datetime | None = None) -> list[int]:
+        kit = self.kit
+        now = now or kit.clock.now()
+        stale = {r["id"]: r for r in kit.store.stale_jobs(now - timedelta(seconds=kit.error_timeout))}
+        host = socket.gethostname()
+        for row in kit.store.running_jobs():
+            name, _, pid = (row.get("worker") or "").rpartition(":")
+            if name == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                stale[row["id"]] = row
+        for row in stale.values():
+            job = self._job(row)
+            if job.cron_uid is None and self._retry_if_allowed(job, "worker lost", now):
+                continue
+            self.finish(job, Status.FAILED, "worker lost", now=now)
+        return list(stale)
