@@ -1,0 +1,244 @@
+"""What every command shares: the context it gets, its errors, tables, progress bars,
+argument types and the global options."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TextIO
+
+from .. import cli  # the package: WATCH_INTERVAL is read from it at call time
+from ..exceptions import CronkitError
+
+if TYPE_CHECKING:
+    from ..jobs import Job
+    from ..kit import Cronkit
+    from ..site import Site
+
+PROG = "cronkit"
+BAR_WIDTH = 30
+LIST_LIMIT = 50
+
+
+class UsageError(Exception):
+    """A mistake on the command line: reported as one line, exit code 2."""
+
+
+class Terminated(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM reached a command that serves (``web``, ``run``): stop cleanly, exit 0."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so that every
+    error is one line (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# -- output helpers -----------------------------------------------------------
+
+
+def _dt(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    if value.tzinfo is None:  # pragma: no cover - stores return aware datetimes
+        value = value.replace(tzinfo=UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _table_lines(rows: list[list[Any]], headers: list[str]) -> list[str]:
+    cells = [headers] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells]
+
+
+def _table(rows: list[list[Any]], headers: list[str], out: TextIO, indent: str = "") -> None:
+    for line in _table_lines(rows, headers):
+        print(indent + line, file=out)
+
+
+def _one_line(text: str | None, width: int = 50) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _bar(progress: int | None) -> str:
+    progress = max(0, min(100, progress or 0))
+    full = BAR_WIDTH * progress // 100
+    return f"[{'#' * full}{'-' * (BAR_WIDTH - full)}] {progress:3d}%"
+
+
+class _ProgressView:
+    """Draws a job's progress bar on ``stream``: redrawn in place on a terminal, one line
+    per change otherwise (logs, pipes)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last: tuple[str, int | None, str | None] | None = None
+        self.width = 0
+
+    def show(self, job: Job) -> None:
+        state = (job.status.value, job.progress, job.status_text)
+        if state == self.last:
+            return
+        self.last = state
+        lines = (job.status_text or "").strip().splitlines()
+        text = _one_line(lines[-1]) if lines else ""
+        line = f"job {job.id} {_bar(job.progress)} {job.status.value}"
+        line += f"  {text}" if text else ""
+        if self.tty:
+            pad = max(0, self.width - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class _Follower:
+    """Shows the progress of a job run in the foreground, from a background thread
+    polling the store (every ``cronkit.cli.WATCH_INTERVAL`` seconds)."""
+
+    def __init__(self, site: Site, job_id: int | None, stream: TextIO) -> None:
+        self.site, self.job_id = site, job_id
+        self.view = _ProgressView(stream)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cronkit-progress", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(cli.WATCH_INTERVAL):
+            try:
+                self.view.show(self.site.jobs.get(self.job_id))
+            except CronkitError:   # the job is gone: nothing more to draw
+                return
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.view.show(self.site.jobs.get(self.job_id))
+        except CronkitError:
+            pass
+        self.view.end()
+
+
+# -- the context every command gets -------------------------------------------
+
+
+class Context:
+    """The parsed options, and the kit and site built from them on first use."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+        self.args, self.out, self.err = args, out, err
+        self.store: str | None = _merged(args, "store")
+        self.site_name: str = _merged(args, "site") or "default"
+        self._kit: Cronkit | None = None
+
+    @property
+    def kit(self) -> Cronkit:
+        if self._kit is None:
+            from ..kit import Cronkit
+            self._kit = Cronkit(store=self.store)
+        return self._kit
+
+    @property
+    def site(self) -> Site:
+        return self.kit.site(self.site_name)
+
+    def print(self, *parts: object) -> None:
+        print(*parts, file=self.out)
+
+    def note(self, *parts: object) -> None:
+        print(*parts, file=self.err)
+
+    def close(self) -> None:
+        if self._kit is not None:
+            self._kit.close()
+
+
+_LEVELS = ("g0", "g1", "g2")   # the top parser, a command, a subcommand
+
+
+def _merged(args: argparse.Namespace, name: str) -> Any:
+    """A global option given at several levels: the innermost wins."""
+    for level in reversed(_LEVELS):
+        value = getattr(args, f"{level}_{name}", None)
+        if value is not None:
+            return value
+    return None
+
+
+def _imports(args: argparse.Namespace) -> list[str]:
+    return [m for level in _LEVELS for m in (getattr(args, f"{level}_imports", None) or [])]
+
+
+def import_modules(names: list[str]) -> None:
+    """Import the modules that register runners, the current directory first on the
+    path (as uvicorn and celery do)."""
+    cwd = os.getcwd()
+    if names and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UsageError(f"cannot import module {name!r} (--import): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a broken user module: say so in one line
+            raise UsageError(f"importing module {name!r} (--import) failed: "
+                             f"{type(exc).__name__}: {exc}") from None
+
+
+# -- options and argument types ---------------------------------------------------
+
+
+def _globals(parser: argparse.ArgumentParser, level: str) -> None:
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument("--store", dest=f"{level}_store", metavar="URL",
+                       help="store URL (default: $CRONKIT_STORE, else sqlite:///cronkit.db)")
+    group.add_argument("--site", dest=f"{level}_site", metavar="NAME",
+                       help="site name (default: default)")
+    group.add_argument("--import", dest=f"{level}_imports", metavar="MODULE", action="append",
+                       help="import MODULE first, to register its runners (repeatable)")
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value

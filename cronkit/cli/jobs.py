@@ -1,0 +1,180 @@
+"""``cronkit jobs ...``: submit, follow and steer jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from .. import cli  # the package: WATCH_INTERVAL and _sleep are read from it at call time
+from ..jobs import FINISHED, Job, Status
+from .common import Context, UsageError, _bar, _dt, _Follower, _one_line, _ProgressView, _table
+
+
+def _payload(ctx: Context) -> dict[str, Any]:
+    from ..runner import runner_factory
+    args = ctx.args
+    payload: dict[str, Any] = {}
+    if args.payload is not None:
+        try:
+            payload = json.loads(args.payload)
+        except ValueError as exc:
+            raise UsageError(f"invalid --payload: not JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise UsageError(f"invalid --payload: expected a JSON object, got {args.payload!r}")
+    factory = runner_factory(ctx.site, args.type)
+    params = getattr(factory, "parameters", None) or {}
+    for item in args.param or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid --param {item!r}: expected NAME=VALUE")
+        if key in params:
+            payload[key] = params[key].coerce(text)
+        else:
+            try:
+                payload[key] = json.loads(text)
+            except ValueError:
+                payload[key] = text
+    return payload
+
+
+def cmd_jobs_submit(ctx: Context) -> int:
+    args = ctx.args
+    job = ctx.site.submit(args.type, _payload(ctx), name=args.name, priority=args.priority,
+                          delay=args.delay, unique=args.unique, user=args.user,
+                          timeout=args.timeout)
+    ctx.print(job.id)
+    return 0
+
+
+def _job_dict(job: Job) -> dict[str, Any]:
+    def iso(v: object) -> object:
+        return v.isoformat() if isinstance(v, datetime) else v
+    return {"id": job.id, "site": job.site_name, "type": job.type, "name": job.name,
+            "status": job.status.value, "priority": job.priority, "progress": job.progress,
+            "status_text": job.status_text, "message": job.message, "payload": job.payload,
+            "cron_uid": job.cron_uid, "user": job.user, "attempts": job.attempts,
+            "pid": job.pid, "worker": job.worker, "created_at": iso(job.created_at),
+            "run_after": iso(job.run_after), "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at)}
+
+
+def cmd_jobs_list(ctx: Context) -> int:
+    args = ctx.args
+    jobs = ctx.site.jobs.list(status=args.status, type=args.type, limit=args.limit)
+    if args.json:
+        ctx.print(json.dumps([_job_dict(j) for j in jobs], indent=2))
+        return 0
+    if not jobs:
+        ctx.note(f"no jobs in site {ctx.site_name!r}")
+        return 0
+    rows = [[j.id, j.type, _one_line(j.name, 30), j.status.value, f"{j.progress or 0}%",
+             _dt(j.created_at), _dt(j.finished_at if j.finished else j.run_after),
+             _one_line(j.message or j.status_text, 40)] for j in jobs]
+    _table(rows, ["ID", "TYPE", "NAME", "STATUS", "PROGRESS", "CREATED", "DUE/FINISHED", "TEXT"],
+           ctx.out)
+    return 0
+
+
+def cmd_jobs_status(ctx: Context) -> int:
+    job = ctx.site.jobs.get(ctx.args.id)
+    if ctx.args.json:
+        ctx.print(json.dumps(_job_dict(job), indent=2))
+        return 0
+    fields = [("id", job.id), ("site", job.site_name), ("type", job.type), ("name", job.name),
+              ("status", job.status.value), ("progress", _bar(job.progress)),
+              ("priority", job.priority), ("payload", json.dumps(job.payload)),
+              ("cron", job.cron_uid), ("user", job.user), ("attempts", job.attempts),
+              ("created", _dt(job.created_at)), ("run after", _dt(job.run_after)),
+              ("started", _dt(job.started_at)), ("finished", _dt(job.finished_at)),
+              ("worker", job.worker), ("pid", job.pid)]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        ctx.print(f"{key.ljust(width)}  {'-' if value is None else value}")
+    for title, text in (("status text", job.status_text), ("message", job.message)):
+        if text:
+            ctx.print(f"{title}:")
+            for line in text.rstrip("\n").splitlines():
+                ctx.print(f"    {line}")
+    return 0
+
+
+def _outcome(ctx: Context, job: Job) -> int:
+    line = f"job {job.id} ({job.type}): {job.status.value}"
+    if job.message:
+        line += f": {job.message.strip().splitlines()[0]}"
+    ctx.print(line)
+    return 0 if job.status == Status.SUCCESS else 1
+
+
+def cmd_jobs_watch(ctx: Context) -> int:
+    jobs = ctx.site.jobs
+    view = _ProgressView(ctx.err)
+    job = jobs.get(ctx.args.id)
+    try:
+        while True:
+            view.show(job)
+            if job.status in FINISHED:
+                break
+            cli._sleep(cli.WATCH_INTERVAL)
+            job = jobs.get(job.id)
+    finally:
+        view.end()
+    return _outcome(ctx, job)
+
+
+def cmd_jobs_cancel(ctx: Context) -> int:
+    site = ctx.site
+    before = site.jobs.get(ctx.args.id)
+    if before.finished:
+        ctx.print(f"job {before.id} already finished: {before.status.value}")
+        return 1
+    job = site.jobs.cancel(before.id, force=ctx.args.force)
+    if job.status == Status.CANCELED:
+        ctx.print(f"job {job.id} canceled")
+    else:
+        ctx.print(f"job {job.id} is {job.status.value}: cancel requested, it stops at its next "
+                  "check" + ("" if ctx.args.force else " (--force kills a job run by the "
+                             "processes executor)"))
+    return 0
+
+
+def cmd_jobs_history(ctx: Context) -> int:
+    job = ctx.site.jobs.get(ctx.args.id)
+    records = job.history
+    if not records:
+        ctx.note(f"job {job.id} has no history")
+        return 0
+    _table([[_dt(r["date"]), r["status"], r["comment"]] for r in records],
+           ["DATE", "STATUS", "COMMENT"], ctx.out)
+    return 0
+
+
+def cmd_jobs_run(ctx: Context) -> int:
+    """A manual run, as ``site.jobs.run`` does it (a new attempt, whatever the job's
+    state), its progress drawn on stderr while it runs."""
+    site = ctx.site
+    job = site.jobs.get(ctx.args.id)
+    if ctx.args.debug:
+        return _debug_run(ctx, job)
+    ctx.note(f"running job {job.id} ({job.type}) in the foreground")
+    with _Follower(site, job.id, ctx.err):
+        site.jobs.run(job.id)
+    return _outcome(ctx, site.jobs.get(job.id))
+
+
+def _debug_run(ctx: Context, job: Job) -> int:
+    """Run the job's runner without touching the store; its output, progress and notes
+    are printed, and so is the error of a failed run, with its traceback."""
+    from ..runner import call_runner, messages_of
+    site = ctx.site
+    ctx.note(f"debug run of job {job.id} ({job.type}): the store is not changed")
+    sys.stdout.flush()
+    out = call_runner(site, Job(site, ctx.kit.store.get_job(job.id), debug=True))
+    ctx.print(f"job {job.id} ({job.type}): {out.status.value} (debug run)")
+    if out.error:
+        ctx.note(out.trace.rstrip("\n") if out.trace else out.error)
+    for message in messages_of(out.result):
+        ctx.print(f"    {message}")
+    return 0 if out.status == Status.SUCCESS else 1

@@ -1,0 +1,141 @@
+"""``cronkit worker``, ``cronkit web`` and ``cronkit run`` (both): the commands that serve."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
+
+from .common import Context, Terminated, UsageError, _non_negative, _positive_float, _positive_int
+from .profiles import _load_zcml
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+Serve = Callable[..., object]   # cronkit.web.serve(kit, host=, port=, token=, password=)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _worker(ctx: Context) -> Worker:
+    args = ctx.args
+    for name in ("error_timeout", "backlog_days", "all_backlog_days"):
+        if getattr(args, name) is not None:
+            setattr(ctx.kit, name, getattr(args, name))
+    options = {"poll_interval": args.poll} if args.poll is not None else {}
+    return ctx.kit.worker(concurrency=args.concurrency, executor=args.executor, **options)
+
+
+def cmd_worker(ctx: Context) -> int:
+    _logging(ctx.args.log_level)
+    worker = _worker(ctx)
+    ctx.note(f"cronkit worker on {getattr(ctx.kit.store, 'url', ctx.store)} "
+             f"({ctx.args.executor or ctx.kit.executor}, concurrency {ctx.args.concurrency}); "
+             "Ctrl-C to stop")
+    worker.run_forever()
+    return 0
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    token = args.token if args.token is not None else os.environ.get("CRONKIT_TOKEN")
+    password = args.password if args.password is not None else os.environ.get("CRONKIT_PASSWORD")
+    return token or None, password or None
+
+
+def _web_serve() -> tuple[Serve | None, str | None]:
+    """``cronkit.web.serve``, or None and the reason when the dashboard is not installed."""
+    try:
+        web = importlib.import_module("cronkit.web")
+    except ImportError as exc:
+        return None, str(exc)
+    serve = getattr(web, "serve", None)
+    return (serve, None) if callable(serve) else (None, "cronkit.web has no serve()")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated
+
+
+def _serve(ctx: Context, serve: Serve) -> None:
+    """Serve the dashboard until it stops. uvicorn shuts down on SIGTERM and then raises
+    the signal again: it reaches ``_terminate`` here, and ends the command cleanly
+    (the worker of ``cronkit run`` is stopped first) instead of killing the process."""
+    args = ctx.args
+    token, password = _credentials(args)
+    ctx.note(f"dashboard on http://{args.host}:{args.port}/ (REST API under /api/v1)")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        serve(ctx.kit, host=args.host, port=args.port, token=token, password=password)
+    except SystemExit as exc:   # uvicorn exits when it cannot start (it said why above)
+        if exc.code in (0, None):
+            raise Terminated from None
+        raise UsageError(f"the dashboard could not start on http://{args.host}:{args.port}/"
+                         f" (exit status {exc.code})") from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_web(ctx: Context) -> int:
+    serve, why = _web_serve()
+    if serve is None:
+        raise UsageError(f"the dashboard is not available ({why}): "
+                         "pip install 'cronkit[web]'")
+    _serve(ctx, serve)
+    return 0
+
+
+def cmd_run(ctx: Context) -> int:
+    args = ctx.args
+    _logging(args.log_level)
+    if args.profile:
+        _load_zcml(ctx, args.profile)
+    serve, why = (None, None) if args.no_web else _web_serve()
+    worker = _worker(ctx)
+    if serve is None:
+        ctx.note("cronkit: running the worker only (--no-web)" if why is None else
+                 f"cronkit: the dashboard is not available ({why}); running the worker only")
+        worker.run_forever()
+        return 0
+    worker.start()
+    try:
+        _serve(ctx, serve)
+    finally:
+        ctx.note("cronkit: stopping the worker (running jobs end first)")
+        worker.stop()
+    return 0
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=_positive_int, default=6, metavar="N",
+                        help="jobs run at once (default 6)")
+    parser.add_argument("--executor", choices=("threads", "processes", "celery"),
+                        help="how jobs run (default threads)")
+    parser.add_argument("--poll", type=_non_negative, metavar="SECONDS",
+                        help="longest sleep between two looks at the queue (default 1)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"), help="default info")
+    parser.add_argument("--error-timeout", dest="error_timeout", type=_positive_float,
+                        metavar="SECONDS", help="a running job with no heartbeat for this long "
+                        "is failed 'worker lost' or retried (default 60)")
+    parser.add_argument("--backlog-days", dest="backlog_days", type=_non_negative, metavar="N",
+                        help="delete successful jobs finished N days ago (default 30, 0 keeps)")
+    parser.add_argument("--all-backlog-days", dest="all_backlog_days", type=_non_negative,
+                        metavar="M", help="delete every finished job after M days (default 60, 0 keeps)")
+
+
+def _web_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="default 8080")
+    parser.add_argument("--token", help="API token (default: $CRONKIT_TOKEN)")
+    parser.add_argument("--password", help="login password (default: $CRONKIT_PASSWORD)")
