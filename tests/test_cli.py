@@ -44,6 +44,11 @@ def boom(job):
     raise ValueError("it broke")
 
 
+@cronkit.runner("flaky", retries=1)
+def flaky(job):
+    raise ValueError("not yet")
+
+
 @cronkit.runner("warn")
 def warn(job):
     return ["careful", "very careful"]
@@ -496,6 +501,23 @@ def test_jobs_run_runs_a_finished_job_again(run, kit):
     assert kit.site().jobs.get(job_id).status == cronkit.Status.FAILED
 
 
+def test_jobs_run_is_a_new_attempt_as_a_worker_run_is(run, kit):
+    ok = submit(run, "hello")
+    assert run("jobs", "run", str(ok))[0] == 0
+    job = kit.site().jobs.get(ok)
+    assert (job.status, job.attempts) == (cronkit.Status.SUCCESS, 1)
+    flaky = submit(run, "flaky")                  # it may be tried twice
+    code, out, _ = run("jobs", "run", str(flaky))
+    job = kit.site().jobs.get(flaky)
+    assert code == 1 and out.startswith(f"job {flaky} (flaky): pending")
+    assert (job.status, job.attempts) == (cronkit.Status.PENDING, 1)      # to be retried
+    code, out, _ = run("jobs", "run", str(flaky))
+    job = kit.site().jobs.get(flaky)
+    assert code == 1 and out.startswith(f"job {flaky} (flaky): failed: ValueError: not yet")
+    assert (job.status, job.attempts) == (cronkit.Status.FAILED, 2)       # no attempt left
+    assert [h["status"] for h in job.history] == ["retry"]
+
+
 def test_jobs_run_debug_changes_nothing_and_prints_the_output(db_url, runners, kit, capfd):
     # a debug run prints to the real stdout (sys.__stdout__): capture the file descriptors
     base = ["--store", db_url, "--import", runners]
@@ -509,8 +531,8 @@ def test_jobs_run_debug_changes_nothing_and_prints_the_output(db_url, runners, k
     assert "hello {'who': 'me'}" in printed and "[progress 100%] step 3" in printed
     assert "[info] did step 3" in printed
     job = kit.site().jobs.get(job_id)
-    assert (job.status, job.progress, job.status_text, job.history) == (
-        cronkit.Status.PENDING, 0, "", [])
+    assert (job.status, job.progress, job.status_text, job.history, job.attempts) == (
+        cronkit.Status.PENDING, 0, "", [], 0)
 
 
 def test_jobs_run_debug_shows_the_traceback_of_a_failure(run, kit):
