@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 from zope.interface.registry import Components
@@ -18,6 +18,9 @@ from .interfaces import (
 )
 from .model import Crontab, Log, zone
 from .runner import register_runner
+
+if TYPE_CHECKING:
+    from .components.crontab_registry_manager import CrontabRegistryManager
 
 
 @implementer(ISite)
@@ -41,7 +44,7 @@ class Site:
     # -- crontab ----------------------------------------------------------------
 
     @property
-    def _registry_manager(self):
+    def _registry_manager(self) -> CrontabRegistryManager:
         return self.registry.getAdapter(self, ICrontabRegistryManager)
 
     @property
@@ -52,7 +55,7 @@ class Site:
             if self._crontab is None:
                 self._crontab = self._registry_manager.load()
             elif not self._crontab.dirty:
-                if self.kit.store.crontab_version(self.name) != self._crontab._version:
+                if self.kit.store.crontab_version(self.name) != self._crontab.version:
                     self._registry_manager.refresh(self._crontab)
             return self._crontab
 
@@ -61,19 +64,11 @@ class Site:
             self._registry_manager.save(crontab, only=only)
 
     def _log_added(self, uid: str, log: Log, version: int) -> None:
-        """A worker of this kit logged a run: show it in the live crontab at once."""
+        """A worker of this kit logged a run: show it in the live crontab at once
+        (when the crontab shows everything else the store holds)."""
         with self._lock:
-            crontab = self._crontab
-            if crontab is None or crontab.dirty or crontab._version != version - 1:
-                return
-            cron = crontab.crons.get(uid)
-            if cron is None:
-                return
-            list.insert(cron.logs, 0, log)
-            if len(cron.logs) > cron.logs_limit:
-                list.__delitem__(cron.logs, slice(cron.logs_limit, None))
-            object.__setattr__(cron, "_log_ids", tuple(e.id for e in cron.logs))
-            crontab._version = version
+            if self._crontab is not None:
+                self._crontab.log_added(uid, log, version)
 
     def cron_manager(self, cron: Any):
         """The ICronManager of ``cron`` in this site."""

@@ -486,14 +486,14 @@ def test_assigning_logs_wraps_them():
 
 def test_changing_a_cron_in_a_crontab_makes_it_dirty():
     crontab = Crontab([make(uid="a")])
-    crontab._mark_saved(1)
+    crontab.mark_saved(1)
     assert not crontab.dirty
     crontab.crons["a"].log("OK", date=T0)
     assert crontab.dirty
-    crontab._mark_saved(2)
+    crontab.mark_saved(2)
     crontab.crons["a"].environ = {"x": 1}
     assert crontab.dirty
-    crontab._mark_saved(3)
+    crontab.mark_saved(3)
     crontab.activated = False
     assert crontab.dirty
 

@@ -142,11 +142,11 @@ def test_import_syncs_the_queue(site, doc_clock):
 def test_importing_twice_changes_nothing(site, db_url, doc_clock):
     site.import_crons(CRONS)
     jobs = site.jobs.list()
-    version = site.crontab._version
+    version = site.crontab.version
     site.import_crons(CRONS)
     assert [j.id for j in site.jobs.list()] == [j.id for j in jobs]
     assert len(site.crontab.crons) == 3
-    assert site.crontab._version == version
+    assert site.crontab.version == version
 
 
 def test_deactivating_by_import_removes_the_pending_job(site, doc_clock):

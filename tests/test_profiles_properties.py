@@ -71,9 +71,9 @@ def test_crons_xml_round_trip(kit, crontab):
     assert target.crontab.similar(source.crontab)
     assert target.crontab.similar(crontab)
     # and again: importing what is already there changes nothing
-    version = target.crontab._version
+    version = target.crontab.version
     target.import_crons(source.export_crons().encode("utf-8"))
-    assert target.crontab._version == version
+    assert target.crontab.version == version
 
 
 @SETTINGS

@@ -67,10 +67,10 @@ def test_the_example_profile_registers_a_runner_a_subscriber_and_a_cron(kit, clo
 def test_loading_a_profile_twice_changes_nothing(kit, clock):
     kit.load_profile(EXAMPLE)
     site = kit.site("default")
-    jobs, version = [j.id for j in site.jobs.list()], site.crontab._version
+    jobs, version = [j.id for j in site.jobs.list()], site.crontab.version
     kit.load_profile(str(EXAMPLE))
     assert [j.id for j in site.jobs.list()] == jobs
-    assert list(site.crontab.crons) == ["heartbeat"] and site.crontab._version == version
+    assert list(site.crontab.crons) == ["heartbeat"] and site.crontab.version == version
     clock.advance(minutes=1)
     kit.run_pending()
     assert examples.runners.SEEN == [("heartbeat", "OK")]   # subscribed once

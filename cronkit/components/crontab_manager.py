@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from zope.component import adapter
 from zope.interface import implementer
 
 from ..interfaces import ICrontab, ICrontabManager, ICrontabRegistryManager, IQueueManager, ISite
+from ..model import Cron, Crontab
+
+if TYPE_CHECKING:
+    from ..site import Site
 
 
 @implementer(ICrontabManager)
 @adapter(ISite, ICrontab)
 class CrontabManager:
-    def __init__(self, site, crontab):
+    def __init__(self, site: Site, crontab: Crontab):
         self.site = site
         self.crontab = crontab
 
@@ -22,13 +29,14 @@ class CrontabManager:
         store = self.site.kit.store
         now = self.site.kit.clock.now()
         crontab = self.crontab
-        if crontab.dirty or crontab._version != store.crontab_version(self.site.name):
+        if crontab.dirty or crontab.version != store.crontab_version(self.site.name):
             # Unsaved edits, or writes by others this crontab does not show: the queue
             # follows the store, which is what the runs read.
             crontab = self.site.registry.getAdapter(self.site, ICrontabRegistryManager).load()
         pending = store.pending_cron_jobs(self.site.name)
         running = store.running_cron_uids(self.site.name)
-        stale, wanted = [], []
+        stale: list[str] = []
+        wanted: list[tuple[Cron, datetime, datetime]] = []
         active = crontab.activated
         for uid, cron in crontab.crons.items():
             job = pending.pop(uid, None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import InvalidCron, ProfileError
+from ..interfaces import ICrontabRegistryManager
 from ..model import CRON_FIELDS, Cron, Crontab, as_bool
 
 #: Attributes a profile may give a cron (``logs`` never: they cannot be imported).
@@ -94,22 +95,14 @@ def apply_entries(crontab: Crontab, entries: list[CronEntry], default_activated:
         raise ProfileError(f"the crontab of site {getattr(crontab.site, 'name', None)!r} is "
                            "read-only: nothing was imported", file=source, line=line)
     try:
-        replaced_logs = {}
         for uid in list(crontab.crons):
             if uid not in state or uid in fresh:
-                replaced_logs[uid] = crontab.crons[uid]._log_ids
+                # A uid removed and added again is a new cron: the model deletes the
+                # logs the store still holds for the old one when it is saved.
                 del crontab.crons[uid]
-        top = max((getattr(c, "_position", 0.0) for c in crontab.crons.values()), default=0.0)
         for uid, cron in state.items():
             if uid in fresh:
-                # The store orders crons by position; the registry manager numbers new
-                # crons in set order, so number them here, in document order.
-                top += 1.0
-                object.__setattr__(cron, "_position", top)
-                # A uid removed and added again is a new cron: the logs the store
-                # still holds for the old one are deleted with it.
-                object.__setattr__(cron, "_log_ids", replaced_logs.get(uid, ()))
-                crontab.add_cron(cron)
+                crontab.add_cron(cron)      # in document order: the store keeps it
                 continue
             live = crontab.crons[uid]
             for key in CRON_ATTRIBUTES:
@@ -123,6 +116,6 @@ def apply_entries(crontab: Crontab, entries: list[CronEntry], default_activated:
         # Only the store can fail here: show what it holds again, so the live crontab
         # is left as it was saved.
         if crontab.site is not None:
-            crontab.site._registry_manager.refresh(crontab)
+            crontab.site.registry.getAdapter(crontab.site, ICrontabRegistryManager).refresh(crontab)
         raise
     return crontab

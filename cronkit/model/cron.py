@@ -1,0 +1,276 @@
+"""Cron: a named periodic firing of a runner, validated on every change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from zope.interface import implementer
+
+from .. import schedule
+from ..clock import system_clock
+from ..exceptions import CronkitError, InvalidCron, InvalidLog
+from ..interfaces import ICron
+from .log import Log, LogList, LogStatus
+from .validation import CRON_FIELDS, DATEFMT, VALIDATORS, json_input, new_uid, zone
+
+if TYPE_CHECKING:
+    from .crontab import Crontab
+
+
+@implementer(ICron)
+class Cron:
+    """A named periodic firing of a runner. Every attribute is validated when set.
+
+    **Persistence API** (for the storage side: the crontab registry manager and the
+    cron manager; applications do not need it)
+
+    ``Cron.from_row(row)``
+        A Cron from a store row (``ICrontabStore.load_crontab``: the cron fields,
+        ``logs`` with their ids, ``position``). Rows were validated when saved: they
+        are trusted, not validated again, which keeps restoring 100,000 crons cheap.
+    ``cron.position``
+        Where the store orders the cron (read-only), None until it is first saved.
+
+    The rest of the change tracking (whether the cron changed since it was saved,
+    which of its logs the store holds) is the model's own: its :class:`Crontab`
+    reports it (``Crontab.changes()``) and is told of saves (``Crontab.saved()``).
+    """
+
+    uid: str
+    name: str
+    periodicity: str
+    timezone: str | None
+    activated: bool
+    environ: dict[str, Any]
+    logs_limit: int
+    user: str | None
+    misfire: str
+    misfire_grace: float | None
+    logs: LogList
+    # The model's change tracking: the crontab holding this cron, the ids of the logs
+    # the store holds for it (as last read or saved), its position in the store.
+    _crontab: Crontab | None
+    _log_ids: tuple[int, ...]
+    _position: float | None
+
+    def __init__(self, name: str | None = None, periodicity: str | None = None, *,
+                 uid: str | None = None, activated: Any = True, environ: Any = None,
+                 timezone: str | None = None, logs_limit: Any = 5, user: str | None = None,
+                 misfire: str = "once", misfire_grace: Any = None,
+                 logs: Iterable[Log | dict[str, Any] | str | bytes] | None = None,
+                 crontab: Crontab | None = None):
+        object.__setattr__(self, "_crontab", None)
+        object.__setattr__(self, "_log_ids", ())
+        object.__setattr__(self, "_position", None)
+        values = {"uid": uid if uid is not None else new_uid(), "name": name,
+                  "periodicity": periodicity, "timezone": timezone, "activated": activated,
+                  "environ": environ, "logs_limit": logs_limit, "user": user,
+                  "misfire": misfire, "misfire_grace": misfire_grace}
+        for field, value in values.items():
+            setattr(self, field, value)     # validated by __setattr__
+        object.__setattr__(self, "logs", LogList(self, logs or ()))
+        self._cap_logs()
+        if crontab is not None:
+            crontab.add_cron(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = VALIDATORS.get(name)
+        if check is not None:
+            value = check(value)
+            if name == "uid" and self._crontab is not None and getattr(self, "uid", value) != value:
+                raise InvalidCron(f"cannot change the uid of a cron in a crontab ({self.uid!r})",
+                                  "uid", value)
+        elif name == "logs":
+            value = LogList(self, value or ())
+        elif name == "crontab":
+            if value is None and self._crontab is not None:
+                del self._crontab.crons[self.uid]
+            elif value is not None:
+                value.add_cron(self)
+            return
+        object.__setattr__(self, name, value)
+        if name == "logs_limit" and "logs" in self.__dict__:
+            self._cap_logs()
+        self._touch()
+
+    @property
+    def crontab(self) -> Crontab | None:
+        return self._crontab
+
+    def _touch(self) -> None:
+        crontab = self.__dict__.get("_crontab")
+        if crontab is not None:
+            crontab._cron_changed(self.uid)
+
+    def _cap_logs(self) -> None:
+        if len(self.logs) > self.logs_limit:
+            del self.logs[self.logs_limit:]
+
+    # -- time -----------------------------------------------------------------
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The effective time zone: the cron's, else its site's, else UTC."""
+        if self.timezone:
+            return zone(self.timezone)
+        site = self._crontab.site if self._crontab is not None else None
+        return zone(getattr(site, "timezone", None) or "UTC")
+
+    def next_after(self, instant: datetime) -> datetime:
+        """Next firing strictly after the aware datetime ``instant`` (DESIGN rule 5)."""
+        if not isinstance(instant, datetime) or instant.tzinfo is None:
+            raise InvalidCron(f"next_after needs an aware datetime, got {instant!r}", "instant", instant)
+        return schedule.parse(self.periodicity).next_after(instant, self.tz).astimezone(self.tz)
+
+    @property
+    def next(self) -> datetime | None:
+        """Next firing after now (the kit's clock), in the cron's time zone; None if off."""
+        if not self.activated or (self._crontab is not None and not self._crontab.activated):
+            return None
+        return self.next_after(self._now())
+
+    def _now(self) -> datetime:
+        site = self._crontab.site if self._crontab is not None else None
+        clock = getattr(getattr(site, "kit", None), "clock", None)
+        return (clock or system_clock).now()
+
+    @property
+    def last(self) -> Log | None:
+        """The most recent log, or None."""
+        return self.logs[0] if self.logs else None
+
+    @property
+    def signature(self) -> str:
+        """What a pending job depends on: a change of it replaces the job. The job row
+        carries the environ (payload) and user too, so an edit of them replaces it."""
+        base = f"{self.name}|{self.periodicity}|{self.tz.key}"
+        if not self.environ and self.user is None:
+            return base
+        extra = json.dumps([self.environ, self.user], sort_keys=True)
+        return f"{base}|{hashlib.sha1(extra.encode()).hexdigest()[:16]}"
+
+    def log(self, status: str = LogStatus.OK, messages: Iterable[str] | str | None = None,
+            date: datetime | str | None = None) -> Log:
+        """Record a run, most recent first, capped at logs_limit; return the Log."""
+        entry = Log(date if date is not None else self._now(), status, messages)
+        self.logs.insert(0, entry)
+        self._cap_logs()
+        return entry
+
+    def save(self) -> None:
+        """Save this cron (and its logs) through its crontab."""
+        if self._crontab is None:
+            raise CronkitError(f"cron {self.uid!r} is in no crontab: add it to one first")
+        self._crontab.save_cron(self)
+
+    # -- dump / load ----------------------------------------------------------
+
+    def definition(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in CRON_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.definition()
+        data["environ"] = json.loads(json.dumps(self.environ))
+        data["logs"] = [entry.to_dict() for entry in self.logs]
+        return data
+
+    dump = to_dict
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cron:
+        if not isinstance(data, dict):
+            raise InvalidCron(f"a cron must be a JSON object, got {data!r}")
+        unknown = set(data) - set(CRON_FIELDS) - {"logs"}
+        if unknown:
+            raise InvalidCron(f"unknown cron field(s): {', '.join(sorted(unknown))}")
+        kwargs = dict(data)
+        logs = kwargs.pop("logs", None) or []
+        try:
+            logs = [Log.load(entry) for entry in logs]
+        except InvalidLog as exc:
+            raise InvalidCron(f"invalid log in cron {data.get('uid')!r}: {exc}", "logs") from None
+        return cls(logs=logs, **kwargs)
+
+    @classmethod
+    def load(cls, data: Cron | dict[str, Any] | str | bytes) -> Cron:
+        if isinstance(data, Cron):
+            return data
+        return cls.from_dict(json_input(data, "cron", InvalidCron))
+
+    def similar(self, other: Cron) -> bool:
+        """Same definition (every field but logs and crontab)."""
+        return isinstance(other, Cron) and self.definition() == other.definition()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cron):
+            return NotImplemented
+        return self.similar(other) and list(self.logs) == list(other.logs)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        state = "ON" if self.activated else "OFF"
+        if self.activated:
+            try:
+                state += ":" + self.next_after(self._now()).strftime(DATEFMT)
+            except CronkitError:  # pragma: no cover - defensive, periodicity is validated
+                pass
+        logs = f" ({len(self.logs)} logs)" if self.logs else ""
+        env = f" {self.environ!r}" if self.environ else ""
+        return f"cron: {self.name}/{self.uid} [{state}]{logs}{env}"
+
+    # -- persistence API (see the class docstring) -----------------------------
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Cron:
+        """A Cron from a trusted store row, not validated again."""
+        cron = cls.__new__(cls)
+        cron.__dict__["_crontab"] = None
+        cron._restore(row)
+        return cron
+
+    @property
+    def position(self) -> float | None:
+        """Where the store orders this cron; None until it is first saved."""
+        return self._position
+
+    # The model's own bookkeeping, used by its Crontab: underscored, not for components.
+
+    def _restore(self, row: Mapping[str, Any]) -> None:
+        """Show the store row ``row`` (trusted): every field, the logs, the position."""
+        attrs = self.__dict__
+        for field in CRON_FIELDS:
+            attrs[field] = row[field]
+        attrs["activated"] = bool(row["activated"])
+        entries = row["logs"]
+        attrs["logs"] = LogList(self, [Log(**entry) for entry in entries])
+        attrs["_log_ids"] = tuple(entry["id"] for entry in entries)
+        attrs["_position"] = row["position"]
+
+    def _unsaved_logs(self) -> tuple[list[Log], list[int]]:
+        """(The logs the store does not hold, oldest first; the ids of the logs the
+        store holds that this cron dropped.)"""
+        present = {entry.id for entry in self.logs if entry.id is not None}
+        dropped = [i for i in self._log_ids if i not in present]
+        return [entry for entry in reversed(self.logs) if entry.id is None], dropped
+
+    def _saved(self, position: float) -> None:
+        """The store now holds this cron, at ``position``, with every log it shows."""
+        object.__setattr__(self, "_position", position)
+        object.__setattr__(self, "_log_ids", tuple(e.id for e in self.logs if e.id is not None))
+
+    def _inherit_log_ids(self, ids: tuple[int, ...]) -> None:
+        """This cron replaces a deleted one of its uid: the logs the store still holds
+        for that one are this cron's to keep or delete."""
+        if ids:
+            object.__setattr__(self, "_log_ids", tuple(dict.fromkeys(self._log_ids + ids)))
+
+    def _log_stored(self, entry: Log) -> None:
+        """Show ``entry``, a log the store appended (its id set), without a change."""
+        self.logs._put_stored(entry, self.logs_limit)
+        object.__setattr__(self, "_log_ids", tuple(e.id for e in self.logs if e.id is not None))
