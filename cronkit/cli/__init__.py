@@ -79,7 +79,7 @@ _sleep = time.sleep    # between two polls of `jobs watch` (a UI: real time)
 
 Command = Callable[[Context], int]
 if TYPE_CHECKING:
-    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    SubParsers = argparse._SubParsersAction[_Parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(subparsers: SubParsers, name: str, help: str, level: str,
-                func: Command | None = None) -> argparse.ArgumentParser:
+                func: Command | None = None) -> _Parser:
         p = subparsers.add_parser(name, help=help, description=help)
         _globals(p, level)
         if func is not None:
