@@ -10,8 +10,7 @@ failed: busy, unreachable); an InvalidParameters error adds ``"errors": {field: 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,11 +33,14 @@ from .common import (
     MAX_DB_INT,
     MAX_DELAY,
     MAX_PRIORITY,
+    Endpoint,
+    Handler,
     WebError,
     cancel_job,
     check_cron_fields,
     cron_json,
     crontab_json,
+    delete_log_at,
     get_cron,
     get_job,
     get_site,
@@ -53,6 +55,10 @@ from .common import (
 )
 from .openapi import openapi_document
 from .security import json_error
+
+if TYPE_CHECKING:
+    from ..kit import Cronkit
+    from ..site import Site
 
 MAX_LIMIT = 500
 SUBMIT_FIELDS = ("type", "payload", "name", "priority", "delay", "unique")
@@ -80,7 +86,7 @@ def error_response(exc: Exception) -> JSONResponse:
     return json_error(400, str(exc))
 
 
-def endpoint(fn: Callable) -> Callable:
+def endpoint(fn: Handler) -> Endpoint:
     """Run ``fn(request, kit)``; turn cronkit errors into JSON errors."""
 
     @functools.wraps(fn)
@@ -132,11 +138,11 @@ def query_status(request: Request) -> str | None:
                        f"{', '.join(s.value for s in Status)}", "status") from None
 
 
-def _site(request: Request, kit: Any):
+def _site(request: Request, kit: Cronkit) -> Site:
     return get_site(kit, request.path_params["site"])
 
 
-def _cron(request: Request, kit: Any):
+def _cron(request: Request, kit: Cronkit) -> tuple[Site, Cron]:
     site = _site(request, kit)
     return site, get_cron(site, request.path_params["uid"])
 
@@ -145,12 +151,12 @@ def _cron(request: Request, kit: Any):
 
 
 @endpoint
-async def openapi(request: Request, kit: Any) -> Response:
+async def openapi(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(openapi_document())
 
 
 @endpoint
-async def list_sites(request: Request, kit: Any) -> Response:
+async def list_sites(request: Request, kit: Cronkit) -> Response:
     out = []
     for name in site_names(kit):
         crontab = kit.site(name).crontab
@@ -159,12 +165,12 @@ async def list_sites(request: Request, kit: Any) -> Response:
 
 
 @endpoint
-async def get_crontab(request: Request, kit: Any) -> Response:
+async def get_crontab(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(crontab_json(_site(request, kit)))
 
 
 @endpoint
-async def patch_crontab(request: Request, kit: Any) -> Response:
+async def patch_crontab(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     data = await body_object(request, ("activated",))
     if not isinstance(data.get("activated"), bool):
@@ -180,12 +186,12 @@ async def patch_crontab(request: Request, kit: Any) -> Response:
 
 
 @endpoint
-async def list_crons(request: Request, kit: Any) -> Response:
+async def list_crons(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(crontab_json(_site(request, kit))["crons"])
 
 
 @endpoint
-async def create_cron(request: Request, kit: Any) -> Response:
+async def create_cron(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     data = await body_object(request)
     clean, errors = check_cron_fields(data)
@@ -202,12 +208,12 @@ async def create_cron(request: Request, kit: Any) -> Response:
 
 
 @endpoint
-async def read_cron(request: Request, kit: Any) -> Response:
+async def read_cron(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(cron_json(_cron(request, kit)[1], logs=True))
 
 
 @endpoint
-async def patch_cron(request: Request, kit: Any) -> Response:
+async def patch_cron(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
     data = await body_object(request)
     clean, errors = check_cron_fields(data, base=cron)
@@ -217,7 +223,7 @@ async def patch_cron(request: Request, kit: Any) -> Response:
     return JSONResponse(cron_json(_apply(site, cron, clean), logs=True))
 
 
-def _apply(site: Any, cron: Cron, values: dict) -> Cron:
+def _apply(site: Site, cron: Cron, values: dict) -> Cron:
     if site.crontab.read_only:
         raise WebError(409, f"the crontab of site {site.name!r} is read-only")
     for field, value in values.items():
@@ -227,7 +233,7 @@ def _apply(site: Any, cron: Cron, values: dict) -> Cron:
 
 
 @endpoint
-async def delete_cron(request: Request, kit: Any) -> Response:
+async def delete_cron(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
     if site.crontab.read_only:
         raise WebError(409, f"the crontab of site {site.name!r} is read-only")
@@ -237,19 +243,19 @@ async def delete_cron(request: Request, kit: Any) -> Response:
 
 
 @endpoint
-async def enable_cron(request: Request, kit: Any) -> Response:
+async def enable_cron(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
     return JSONResponse(cron_json(_apply(site, cron, {"activated": True}), logs=True))
 
 
 @endpoint
-async def disable_cron(request: Request, kit: Any) -> Response:
+async def disable_cron(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
     return JSONResponse(cron_json(_apply(site, cron, {"activated": False}), logs=True))
 
 
 @endpoint
-async def run_cron(request: Request, kit: Any) -> Response:
+async def run_cron(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
     queued = site.cron_manager(cron).register(force=True)
     pending = site.jobs.list(cron=cron, status=Status.PENDING.value, limit=1)
@@ -261,32 +267,23 @@ async def run_cron(request: Request, kit: Any) -> Response:
 
 
 @endpoint
-async def list_logs(request: Request, kit: Any) -> Response:
+async def list_logs(request: Request, kit: Cronkit) -> Response:
     cron = _cron(request, kit)[1]
     return JSONResponse([log_json(entry, i) for i, entry in enumerate(cron.logs)])
 
 
 @endpoint
-async def delete_log(request: Request, kit: Any) -> Response:
+async def delete_log(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
     delete_log_at(site, cron, request.path_params["index"])
     return Response(status_code=204)
-
-
-def delete_log_at(site: Any, cron: Cron, index: int) -> None:
-    if not 0 <= index < len(cron.logs):
-        raise WebError(404, f"cron {cron.uid!r} has no log number {index}", "index")
-    if site.crontab.read_only:
-        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
-    del cron.logs[index]
-    save_crontab(site)
 
 
 # -- jobs ---------------------------------------------------------------------
 
 
 @endpoint
-async def list_jobs(request: Request, kit: Any) -> Response:
+async def list_jobs(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     status = query_status(request)
     type_ = request.query_params.get("type") or None
@@ -324,7 +321,7 @@ def submit_options(data: dict) -> dict:
 
 
 @endpoint
-async def submit_job(request: Request, kit: Any) -> Response:
+async def submit_job(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     data = await body_object(request, SUBMIT_FIELDS)
     type_ = data.get("type")
@@ -338,25 +335,25 @@ async def submit_job(request: Request, kit: Any) -> Response:
 
 
 @endpoint
-async def read_job(request: Request, kit: Any) -> Response:
+async def read_job(request: Request, kit: Cronkit) -> Response:
     job = get_job(_site(request, kit), request.path_params["job_id"])
     return JSONResponse(job_json(job, history=True))
 
 
 @endpoint
-async def cancel(request: Request, kit: Any) -> Response:
+async def cancel(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     return JSONResponse(job_json(cancel_job(site, request.path_params["job_id"]), history=True))
 
 
 @endpoint
-async def retry(request: Request, kit: Any) -> Response:
+async def retry(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     return JSONResponse(job_json(retry_job(site, request.path_params["job_id"]), history=True), 201)
 
 
 @endpoint
-async def list_types(request: Request, kit: Any) -> Response:
+async def list_types(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(types_json(_site(request, kit)))
 
 

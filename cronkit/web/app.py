@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,6 +26,11 @@ from starlette.staticfiles import StaticFiles
 from ..exceptions import CronkitError
 from . import api, pages
 from .security import AuthMiddleware, HardeningMiddleware, LoginThrottle, json_error
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from ..kit import Cronkit
 
 HERE = Path(__file__).parent
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -52,7 +57,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return pages.error_page(request, status, detail)
 
 
-def create_app(kit: Any, auth_token: str | None = None, password: str | None = None,
+def create_app(kit: Cronkit, auth_token: str | None = None, password: str | None = None,
                secret_key: str | None = None, allowed_hosts: list[str] | None = None) -> Starlette:
     """The ASGI app serving the dashboard and /api/v1 for ``kit``.
 
@@ -84,9 +89,9 @@ def create_app(kit: Any, auth_token: str | None = None, password: str | None = N
     return app
 
 
-def make_server(kit: Any, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+def make_server(kit: Cronkit, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
                 password: str | None = None, secret_key: str | None = None,
-                log_level: str = "warning"):
+                log_level: str = "warning") -> uvicorn.Server:
     """A uvicorn.Server for the app, not started: ``server.run()`` blocks; in a thread,
     ``server.should_exit = True`` stops it. Off loopback, auth is required."""
     import uvicorn
@@ -104,7 +109,7 @@ def make_server(kit: Any, host: str = "127.0.0.1", port: int = 8080, token: str 
     return uvicorn.Server(config)
 
 
-def serve(kit: Any, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+def serve(kit: Cronkit, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
           password: str | None = None, secret_key: str | None = None) -> None:
     """Serve the dashboard and /api/v1 until interrupted (blocking)."""
     make_server(kit, host, port, token=token, password=password, secret_key=secret_key).run()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
 
 from .. import schedule
 from ..exceptions import CronkitError, InvalidCron
@@ -18,6 +20,15 @@ from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
 from ..runner import available_jobs, job_types
+
+if TYPE_CHECKING:
+    from ..kit import Cronkit
+    from ..site import Site
+
+#: A page or an API handler: ``fn(request, kit)``, run by :func:`off_the_loop`.
+Handler = Callable[[Request, "Cronkit"], Coroutine[Any, Any, Response]]
+#: What Starlette routes to: ``fn(request)``.
+Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 # Fields a person or a client may set on a cron (uid is chosen at creation only).
 CRON_EDITABLE = ("name", "periodicity", "timezone", "activated", "environ", "logs_limit",
@@ -40,7 +51,7 @@ class WebError(CronkitError):
 # -- handlers ----------------------------------------------------------------
 
 
-async def off_the_loop(fn: Callable[[Any, Any], Awaitable[Any]], request: Any, kit: Any) -> Any:
+async def off_the_loop(fn: Handler, request: Request, kit: Cronkit) -> Response:
     """Run the handler ``fn(request, kit)`` on a worker thread, in an event loop of its
     own: its store calls block (a busy SQLite file, a slow PostgreSQL), and must never
     stop the server answering the other requests meanwhile. The body is read first, in
@@ -52,26 +63,26 @@ async def off_the_loop(fn: Callable[[Any, Any], Awaitable[Any]], request: Any, k
 # -- sites --------------------------------------------------------------------
 
 
-def site_names(kit: Any) -> list[str]:
+def site_names(kit: Cronkit) -> list[str]:
     """Sites that exist: in the store, or already made in this kit."""
     return sorted({row["name"] for row in kit.store.sites()} | set(kit._sites))
 
 
-def get_site(kit: Any, name: str):
+def get_site(kit: Cronkit, name: str) -> Site:
     """The site ``name``, or WebError 404: a URL never creates a site."""
     if name not in kit._sites and name not in {row["name"] for row in kit.store.sites()}:
         raise WebError(404, f"no site named {name!r}", "site")
     return kit.site(name)
 
 
-def get_cron(site: Any, uid: str) -> Cron:
+def get_cron(site: Site, uid: str) -> Cron:
     cron = site.crontab.crons.get(uid)
     if cron is None:
         raise WebError(404, f"no cron with uid {uid!r} in site {site.name!r}", "uid")
     return cron
 
 
-def get_job(site: Any, job_id: int) -> Job:
+def get_job(site: Site, job_id: int) -> Job:
     if not 0 < job_id <= MAX_DB_INT:
         raise WebError(404, f"no job with id {job_id!r} in site {site.name!r}", "id")
     try:
@@ -80,12 +91,12 @@ def get_job(site: Any, job_id: int) -> Job:
         raise WebError(404, f"no job with id {job_id!r} in site {site.name!r}", "id") from None
 
 
-def discard_changes(site: Any) -> None:
+def discard_changes(site: Site) -> None:
     """Make the live crontab show the store again after a save that failed."""
     site.registry.getAdapter(site, ICrontabRegistryManager).refresh(site.crontab)
 
 
-def save_crontab(site: Any) -> None:
+def save_crontab(site: Site) -> None:
     """Save the live crontab; on failure drop the unsaved edits and say why (409)."""
     try:
         site.crontab.save()
@@ -112,14 +123,15 @@ def next_run(cron: Cron) -> datetime | None:
         return None
 
 
-def check_cron_fields(values: dict, base: Cron | None = None) -> tuple[dict, dict]:
+def check_cron_fields(values: dict[str, Any],
+                      base: Cron | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate ``values`` field by field on a scratch cron (never the live one).
 
     Return (clean values, {field: message}). A new cron (no ``base``) needs a name and
     a periodicity."""
     scratch = Cron.load(base.definition()) if base is not None else Cron("x", "* * * * *")
-    clean: dict = {}
-    errors: dict = {}
+    clean: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     if base is None:
         for field in ("name", "periodicity"):
             if values.get(field) in (None, ""):
@@ -139,27 +151,38 @@ def check_cron_fields(values: dict, base: Cron | None = None) -> tuple[dict, dic
     return clean, errors
 
 
-def log_json(log: Log, index: int) -> dict:
+def delete_log_at(site: Site, cron: Cron, index: int) -> None:
+    """Delete log number ``index`` of ``cron`` (0 is the most recent) and save."""
+    if not 0 <= index < len(cron.logs):
+        raise WebError(404, f"cron {cron.uid!r} has no log number {index}", "index")
+    if site.crontab.read_only:
+        raise WebError(409, f"the crontab of site {site.name!r} is read-only")
+    del cron.logs[index]
+    save_crontab(site)
+
+
+def log_json(log: Log, index: int) -> dict[str, Any]:
     return {"index": index, "date": log.date.isoformat(), "status": log.status.value,
             "messages": list(log.messages)}
 
 
-def cron_json(cron: Cron, logs: bool = False) -> dict:
+def cron_json(cron: Cron, logs: bool = False) -> dict[str, Any]:
     nxt = next_run(cron)
     last = cron.last
-    data = {"uid": cron.uid, "name": cron.name, "periodicity": cron.periodicity,
-            "description": describe(cron.periodicity), "timezone": cron.timezone,
-            "effective_timezone": cron.tz.key, "activated": cron.activated,
-            "environ": cron.environ, "logs_limit": cron.logs_limit, "user": cron.user,
-            "misfire": cron.misfire, "misfire_grace": cron.misfire_grace,
-            "next": nxt.isoformat() if nxt else None,
-            "last": log_json(last, 0) if last is not None else None}
+    data: dict[str, Any] = {
+        "uid": cron.uid, "name": cron.name, "periodicity": cron.periodicity,
+        "description": describe(cron.periodicity), "timezone": cron.timezone,
+        "effective_timezone": cron.tz.key, "activated": cron.activated,
+        "environ": cron.environ, "logs_limit": cron.logs_limit, "user": cron.user,
+        "misfire": cron.misfire, "misfire_grace": cron.misfire_grace,
+        "next": nxt.isoformat() if nxt else None,
+        "last": log_json(last, 0) if last is not None else None}
     if logs:
         data["logs"] = [log_json(entry, i) for i, entry in enumerate(cron.logs)]
     return data
 
 
-def crontab_json(site: Any) -> dict:
+def crontab_json(site: Site) -> dict[str, Any]:
     crontab = site.crontab
     return {"site": site.name, "activated": crontab.activated, "read_only": crontab.read_only,
             "crons": [cron_json(c) for c in crontab.crons.values()]}
@@ -172,35 +195,36 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def job_json(job: Job, history: bool = False) -> dict:
-    data = {"id": job.id, "site": job.site_name, "type": job.type, "name": job.name,
-            "status": job.status.value, "priority": job.priority, "payload": job.payload,
-            "progress": job.progress or 0, "status_text": job.status_text or "",
-            "message": job.message, "pid": job.pid, "worker": job.worker,
-            "cron_uid": job.cron_uid, "user": job.user, "attempts": job.attempts or 0,
-            "run_after": _iso(job.run_after), "created_at": _iso(job.created_at),
-            "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at)}
+def job_json(job: Job, history: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": job.id, "site": job.site_name, "type": job.type, "name": job.name,
+        "status": job.status.value, "priority": job.priority, "payload": job.payload,
+        "progress": job.progress or 0, "status_text": job.status_text or "",
+        "message": job.message, "pid": job.pid, "worker": job.worker,
+        "cron_uid": job.cron_uid, "user": job.user, "attempts": job.attempts or 0,
+        "run_after": _iso(job.run_after), "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at)}
     if history:
         data["history"] = [{"date": _iso(h["date"]), "status": h["status"], "comment": h["comment"]}
                            for h in job.history]
     return data
 
 
-def live_json(job: Job) -> dict:
+def live_json(job: Job) -> dict[str, Any]:
     """What a progress bar needs, polled by the pages."""
     return {"id": job.id, "site": job.site_name, "status": job.status.value,
             "progress": job.progress or 0, "status_text": job.status_text or "",
             "message": job.message or "", "finished": job.status in FINISHED}
 
 
-def cancel_job(site: Any, job_id: int) -> Job:
+def cancel_job(site: Site, job_id: int) -> Job:
     job = get_job(site, job_id)
     if job.status in FINISHED:
         raise WebError(409, f"job {job.id} is already {job.status.value}: nothing to cancel", "id")
     return site.jobs.cancel(job.id)
 
 
-def retry_job(site: Any, job_id: int) -> Job:
+def retry_job(site: Site, job_id: int) -> Job:
     job = get_job(site, job_id)
     if job.status not in (Status.FAILED, Status.CANCELED):
         raise WebError(409, f"job {job.id} is {job.status.value}: only a failed or canceled job "
@@ -213,7 +237,7 @@ def retry_job(site: Any, job_id: int) -> Job:
         raise WebError(409, str(exc), "type") from None
 
 
-def types_json(site: Any) -> list[dict]:
+def types_json(site: Site) -> list[dict[str, Any]]:
     helps = available_jobs(site)
     out = []
     for name, factory in job_types(site).items():
@@ -233,7 +257,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 

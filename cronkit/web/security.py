@@ -22,7 +22,8 @@ from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = ("/static/", "/login", "/api/v1/openapi.json", "/favicon.ico")
@@ -42,8 +43,10 @@ def csrf_token(request: Request) -> str:
 
 
 def csrf_ok(request: Request, sent: object) -> bool:
-    expected = request.session.get("csrf")
-    return bool(expected) and isinstance(sent, str) and hmac.compare_digest(sent, expected)
+    expected: str | None = request.session.get("csrf")
+    if not expected or not isinstance(sent, str):
+        return False
+    return hmac.compare_digest(sent, expected)
 
 
 def safe_next(target: object, default: str = "/") -> str:
@@ -67,7 +70,7 @@ def same_origin(headers: Headers) -> bool:
 class AuthMiddleware:
     """Guards every route but the open ones; runs inside SessionMiddleware."""
 
-    def __init__(self, app, token: str | None, password: str | None):
+    def __init__(self, app: ASGIApp, token: str | None, password: str | None):
         self.app = app
         self.token = token
         self.password = password
@@ -78,10 +81,11 @@ class AuthMiddleware:
 
     def bearer_ok(self, headers: Headers) -> bool:
         scheme, _, value = headers.get("authorization", "").partition(" ")
-        return bool(self.token) and scheme.lower() == "bearer" and \
-            hmac.compare_digest(value.strip().encode(), self.token.encode())
+        if not self.token or scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(value.strip().encode(), self.token.encode())
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
@@ -94,7 +98,7 @@ class AuthMiddleware:
             elif scope.get("session", {}).get("user"):
                 scope["cronkit.auth"] = "session"
             elif api:
-                response = JSONResponse({"error": "authentication required: send "
+                response: Response = JSONResponse({"error": "authentication required: send "
                                          "'Authorization: Bearer <token>'", "field": None},
                                         401, headers={"WWW-Authenticate": "Bearer"})
                 return await response(scope, receive, send)
@@ -113,9 +117,10 @@ class AuthMiddleware:
 
 def check_password(auth: dict, sent: object) -> bool:
     """The login form takes the password, or the token when no password is set."""
-    expected = auth.get("password") or auth.get("token")
-    return bool(expected) and isinstance(sent, str) and \
-        hmac.compare_digest(sent.encode(), expected.encode())
+    expected: str | None = auth.get("password") or auth.get("token")
+    if not expected or not isinstance(sent, str):
+        return False
+    return hmac.compare_digest(sent.encode(), expected.encode())
 
 
 class LoginThrottle:
@@ -164,14 +169,14 @@ class LoginThrottle:
 class HardeningMiddleware:
     """Security headers on every response."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + HARDENING
             await send(message)

@@ -1,0 +1,53 @@
+"""The dashboard's HTML pages: sites, crontabs, crons and logs, jobs, job types, login.
+
+Every form posts a CSRF token; every value reaches the page through Jinja2 with
+autoescape on; the progress bars are updated by static/cronkit.js polling ``/live``.
+
+``base`` holds what every page shares, ``login``, ``crons`` and ``jobs`` the pages
+themselves; ``routes`` maps them to their URLs.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from .base import TEMPLATES, checked_form, error_page, flash, page, redirect, render, templates
+from .crons import (
+    cron_action,
+    cron_page,
+    dashboard,
+    delete_log,
+    edit_cron,
+    new_cron,
+    site_page,
+    switch_crontab,
+)
+from .jobs import MAX_LIVE, PAGE_SIZE, job_action, job_page, jobs_page, live, submit_page, types_page
+from .login import login, logout
+
+S = "/sites/{site}"
+routes = [
+    Route("/", dashboard, methods=["GET"]),
+    Route("/login", login, methods=["GET", "POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/jobs", jobs_page, methods=["GET"]),
+    Route("/live", live, methods=["GET"]),
+    Route(S, site_page, methods=["GET"]),
+    Route(S + "/crontab", switch_crontab, methods=["POST"]),
+    Route(S + "/crons/new", new_cron, methods=["GET", "POST"]),
+    Route(S + "/crons/{uid}", cron_page, methods=["GET"]),
+    Route(S + "/crons/{uid}/edit", edit_cron, methods=["GET", "POST"]),
+    Route(S + "/crons/{uid}/logs/{index:int}/delete", delete_log, methods=["POST"]),
+    Route(S + "/crons/{uid}/{action}", cron_action, methods=["POST"]),
+    Route(S + "/jobs/{job_id:int}", job_page, methods=["GET"]),
+    Route(S + "/jobs/{job_id:int}/{action}", job_action, methods=["POST"]),
+    Route(S + "/types", types_page, methods=["GET"]),
+    Route(S + "/types/{name}", submit_page, methods=["GET", "POST"]),
+]
+
+__all__ = [
+    "MAX_LIVE", "PAGE_SIZE", "TEMPLATES", "checked_form", "cron_action", "cron_page",
+    "dashboard", "delete_log", "edit_cron", "error_page", "flash", "job_action", "job_page",
+    "jobs_page", "live", "login", "logout", "new_cron", "page", "redirect", "render", "routes",
+    "site_page", "submit_page", "switch_crontab", "templates", "types_page",
+]
