@@ -7,9 +7,10 @@ module that cannot be imported) ends with exit code 2 and one line on stderr,
 
 The commands live in one module per group (``crons``, ``jobs``, ``serve``, ``profiles``,
 what they share in ``common``); this package builds the parser from them and runs it.
-Every name is importable from here, as it was when the CLI was one module. Commands are
-looked up here when the parser is built, and ``WATCH_INTERVAL`` and ``_sleep`` when they
-are used, so setting one of them on ``cronkit.cli`` reaches every command.
+The commands and the names tests use are importable from here, as they were when the CLI
+was one module. Commands are looked up here when the parser is built, and
+``WATCH_INTERVAL`` and ``_sleep`` when they are used, so setting one of them on
+``cronkit.cli`` reaches every command.
 """
 
 from __future__ import annotations
