@@ -10,7 +10,7 @@ failed: busy, unreachable); an InvalidParameters error adds ``"errors": {field: 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -99,7 +99,7 @@ def endpoint(fn: Handler) -> Endpoint:
     return wrapped
 
 
-async def body_object(request: Request, allowed: tuple[str, ...] | None = None) -> dict:
+async def body_object(request: Request, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The request body: a JSON object, with only ``allowed`` keys."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
@@ -223,7 +223,7 @@ async def patch_cron(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(cron_json(_apply(site, cron, clean), logs=True))
 
 
-def _apply(site: Site, cron: Cron, values: dict) -> Cron:
+def _apply(site: Site, cron: Cron, values: dict[str, Any]) -> Cron:
     if site.crontab.read_only:
         raise WebError(409, f"the crontab of site {site.name!r} is read-only")
     for field, value in values.items():
@@ -295,9 +295,9 @@ async def list_jobs(request: Request, kit: Cronkit) -> Response:
                          "jobs": [job_json(j) for j in jobs]})
 
 
-def submit_options(data: dict) -> dict:
+def submit_options(data: dict[str, Any]) -> dict[str, Any]:
     """Check the optional submit fields the queue manager takes as they are."""
-    options: dict = {}
+    options: dict[str, Any] = {}
     name = data.get("name")
     if name is not None:
         if not isinstance(name, str):

@@ -17,13 +17,16 @@ import math
 import secrets
 import threading
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from ..clock import Clock
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = ("/static/", "/login", "/api/v1/openapi.json", "/favicon.ico")
@@ -115,7 +118,7 @@ class AuthMiddleware:
 
 
 
-def check_password(auth: dict, sent: object) -> bool:
+def check_password(auth: dict[str, str | None], sent: object) -> bool:
     """The login form takes the password, or the token when no password is set."""
     expected: str | None = auth.get("password") or auth.get("token")
     if not expected or not isinstance(sent, str):
@@ -129,7 +132,7 @@ class LoginThrottle:
     failure leaves the window. A right password clears the address's count. Time is
     the kit's clock."""
 
-    def __init__(self, clock: Any, attempts: int = 5, window: float = 300.0):
+    def __init__(self, clock: Clock, attempts: int = 5, window: float = 300.0):
         self.clock = clock
         self.attempts = attempts
         self.window = timedelta(seconds=window)
