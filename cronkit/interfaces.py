@@ -331,60 +331,215 @@ class IJobFinishedEvent(IEvent):
 
 
 class ICrontabStore(Interface):
-    """Where crontabs and their logs live."""
+    """Where sites, their crontabs and the crons' logs live.
 
-    def crontab_version(site):
-        """Return an integer that changes whenever the site's crontab or logs change."""
+    The typed form of every store contract is ``cronkit.stores.base``. Every method
+    raises StoreError when the database fails or refuses the change. "Repeatable":
+    safe to repeat after a lost connection (twice leaves the same rows and gives the
+    same answer as once). "Unsafe": not, so a store that retries must make it
+    idempotent or raise StoreError (``cronkit.stores.base.REPEATABLE`` / ``UNSAFE``).
+    Datetimes are aware; a naive one raises StoreError.
+    """
 
-    def load_crontab(site):
-        """Return (version, activated, list of cron dicts with their logs) of the site."""
-
-    def save_crontab(site, activated, upserts, deletes, new_logs, deleted_logs, positions):
-        """Apply a crontab change in one transaction; return the new version."""
-
-    def add_log(site, cron_uid, log, limit):
-        """Append a log to a cron, keep the newest ``limit``; return (log id, version)."""
-
-    def mark_site(site, marked=True):
-        """Mark (or unmark) a site crontab-aware."""
-
-    def marked_sites():
-        """Return the names of the crontab-aware sites."""
+    def ensure_site(site):
+        """Make the site (str) known, unmarked, activated, at version 0, unless it is.
+        Return None. Repeatable."""
 
     def sites():
-        """Return the names of every known site."""
+        """Return every known site as a dict {name, marked, activated, version}, sorted
+        by name. Repeatable."""
+
+    def mark_site(site, marked=True):
+        """Mark (or unmark) the site crontab-aware, making it known; its crontab and
+        version do not change. Return None. Repeatable."""
+
+    def marked_sites():
+        """Return the names (list of str) of the crontab-aware sites, sorted. Repeatable."""
+
+    def crontab_version(site):
+        """Return an int that grows with every change of the site's crontab or its logs;
+        0 for an unknown site. Repeatable."""
+
+    def load_crontab(site, uid=None):
+        """Return the dict {version, activated, crons} of the site: crons in position
+        order, each a dict (uid, name, periodicity, timezone, activated, environ,
+        logs_limit, user, misfire, misfire_grace, position) with its ``logs`` newest
+        first ({id, date, status, messages}); only the cron ``uid`` when given. An
+        unknown site: version 0, activated, no crons. Repeatable."""
+
+    def save_crontab(site, activated, upserts, deletes, new_logs, deleted_logs):
+        """Apply one crontab change in one transaction: ``activated`` (bool, or None to
+        leave it), ``upserts`` (cron dicts with position, inserted or replaced by uid),
+        ``deletes`` (uids: the crons and their logs go), ``new_logs`` ((uid, {date,
+        status, messages}) pairs, oldest first; each cron then keeps its newest
+        logs_limit), ``deleted_logs`` (log ids). Return (new version, list of the new
+        logs' ids in order). Unsafe: new logs would be added twice."""
+
+    def add_log(site, cron_uid, entry, limit):
+        """Append ``entry`` ({date, status, messages}) to the cron's logs and keep its
+        newest ``limit``; return (log id, new crontab version). Unsafe: twice is two
+        logs."""
 
 
 class IJobStore(Interface):
-    """Where jobs, their history and their claims live."""
+    """Where jobs, their claims and their history live (see ICrontabStore for errors
+    and the Repeatable / Unsafe marking). A job row is a dict of every column of
+    ``cronkit_jobs``, its payload a dict."""
 
     def add_jobs(rows, ignore_duplicates=False):
-        """Insert job rows; return their ids. A second row for one (site, cron uid,
-        scheduled time) raises DuplicateFiring (or is skipped if ignore_duplicates)."""
+        """Insert job rows in one transaction; return their ids (list of int) in order.
+        A second job for one cron firing (site, cron_uid, fire_at) raises DuplicateFiring
+        and inserts nothing, or with ``ignore_duplicates`` is skipped (no id in the
+        result). Unsafe: a plain job would be inserted twice, a firing's id lost."""
+
+    def add_unique_job(row):
+        """Insert ``row`` unless a PENDING job has its ``unique_key``; return (id,
+        created). Calls at once with one key make one job. Unsafe: a retry answers
+        created=False, or makes a second job once the first was claimed."""
 
     def get_job(job_id):
-        """Return the job row (dict); raise NoSuchJob."""
+        """Return the job row; raise NoSuchJob. Repeatable."""
 
-    def list_jobs(site=None, cron_uid=None, status=None, type=None, limit=None, offset=0):
-        """Return job rows, newest first."""
+    def list_jobs(site=None, cron_uid=None, status=None, type=None, limit=None, offset=0,
+                  oldest_first=False):
+        """Return the job rows matching every filter given (``status``: a str or several),
+        newest first (oldest first with ``oldest_first``), ``limit`` of them from
+        ``offset``. Repeatable."""
 
-    def claim(now, limit, worker):
-        """Atomically move up to ``limit`` due pending jobs to RUNNING; return them."""
+    def count_jobs(site=None, cron_uid=None, status=None, type=None):
+        """Return how many jobs (int) match every filter given. Repeatable."""
+
+    def cron_job_statuses(site, cron_uid):
+        """Return the set of statuses (str) the cron's jobs are in. Repeatable."""
+
+    def pending_cron_jobs(site):
+        """Return uid -> {id, cron_uid, signature, run_after, fire_at} of the site's
+        PENDING cron jobs (the oldest, when a cron has several). Repeatable."""
+
+    def running_cron_uids(site):
+        """Return the set of uids of the site's crons with a RUNNING job. Repeatable."""
+
+    def delete_pending_cron_jobs(site, uids):
+        """Delete the PENDING jobs of those crons (running and finished ones stay);
+        return how many. Unsafe: a retry counts none."""
+
+    def claim(now, limit, worker, pid=None):
+        """Atomically move up to ``limit`` due PENDING jobs (run_after <= now) to RUNNING
+        for ``worker`` (str) and ``pid``: started_at and heartbeat ``now``, attempts + 1,
+        progress 0. Highest priority first, then earliest run_after, then submission
+        order; a cron job waits while a job of its cron runs, and one claim takes one
+        job per cron. No two claims get the same job. Return the rows in claim order.
+        Unsafe: a retry would claim other jobs."""
 
     def next_due():
-        """Return the earliest run_after of a pending job, or None."""
+        """Return the earliest run_after of a PENDING job, or None. Repeatable."""
 
     def update_job(job_id, **fields):
-        """Set fields of a job row."""
+        """Set columns of the job (``payload`` a dict); an unknown id changes nothing.
+        Return None. Repeatable."""
 
-    def add_history(job_id, date, comment, status):
-        """Add a Job History record."""
+    def append_text(job_id, text):
+        """Append ``text`` to the job's status_text. Return None. Unsafe: twice appends
+        twice."""
 
-    def history(job_id):
-        """Return the job's history records, oldest first."""
+    def finish_job(job_id, status, now, message=None, progress=None, only_running=True,
+                   attempt=None):
+        """End the job as ``status`` at ``now`` (finished_at and heartbeat), with
+        ``message`` and ``progress`` when given (else kept). With ``only_running`` only
+        a RUNNING job changes; with ``attempt`` (int) only one whose attempts equals it,
+        so an old attempt's late end never closes a newer attempt. A SUCCESS of a job
+        whose cancel was asked ends CANCELED. Return the final status (str), or None
+        when nothing changed. Unsafe: a retry answers None."""
+
+    def cancel_job(job_id, now):
+        """Cancel: a PENDING job ends CANCELED at ``now`` (with its canceled flag), a
+        RUNNING one gets its canceled flag, a finished one stays as it is. Return the
+        status (str) after the call; raise NoSuchJob. Repeatable."""
+
+    def is_canceled(job_id):
+        """True once a cancel was asked for the job (False for an unknown id).
+        Repeatable."""
+
+    def heartbeat(job_ids, now):
+        """Set the heartbeat of those jobs that are RUNNING to ``now``. Return None.
+        Repeatable."""
+
+    def stale_jobs(before):
+        """Return the RUNNING job rows whose heartbeat is older than ``before``.
+        Repeatable."""
+
+    def running_jobs():
+        """Return every RUNNING job row. Repeatable."""
+
+    def requeue_job(job_id, run_after, message, attempt=None):
+        """Put a RUNNING job (of that ``attempt``, when given) back to PENDING, due at
+        ``run_after``, with ``message``; worker, pid and heartbeat are cleared, attempts
+        kept. Return True if it changed. Unsafe: a retry answers False."""
+
+    def adopt_job(job_id, attempt, owner, worker, pid, now):
+        """Hand a RUNNING job from its claimer ``owner`` to ``worker`` and ``pid``
+        (heartbeat ``now``; a remote executor's process), only if it is still that claim
+        (``attempt``, ``owner``): a message delivered twice, late, or after a retry
+        adopts nothing. Return the row, or None. Unsafe: a retry finds the job no longer
+        the owner's."""
+
+    def remove_job(job_id):
+        """Delete the job, whatever its state, and its history. Return None; raise
+        NoSuchJob. Unsafe: a retry raises NoSuchJob."""
 
     def delete_jobs(job_ids):
-        """Delete those jobs and their history."""
+        """Delete those jobs (unknown ids are ignored) and their history; return how
+        many. Unsafe: a retry counts none."""
+
+    def cleanup(success_before, all_before):
+        """Delete the SUCCESS jobs finished before ``success_before`` and every finished
+        job finished before ``all_before`` (None keeps them), with their history;
+        return how many. Unsafe: a retry counts none."""
+
+    def add_history(job_id, date, comment, status="info"):
+        """Add a Job History record. Return None. Unsafe: twice is two records."""
+
+    def history(job_id):
+        """Return the job's history records ({date, status, comment}), oldest first.
+        Repeatable."""
+
+
+class IStore(ICrontabStore, IJobStore):
+    """A whole store, built from its URL by ``cronkit.stores.open_store``."""
+
+    url = Attribute("The URL the store was opened with (str).")
+
+    def schema_version():
+        """Return the schema version (int) of the database. Repeatable."""
+
+    def close():
+        """Let go of every connection; the store is not used afterwards. No database
+        operation."""
+
+    def after_fork():
+        """In a forked child (the processes executor): forget, never close, the parent's
+        connections; the store opens its own from then on. No database operation."""
+
+
+class IListeningStore(Interface):
+    """A store that wakes idle workers when work arrives (PostgreSQL: LISTEN/NOTIFY on
+    ``notify_channel``). Polling stays the fallback: a lost notification costs one poll.
+    None of these methods is a retried database operation."""
+
+    notify_channel = Attribute("The channel notifications are sent on (str).")
+
+    def start_listener(callback=None, timeout=10.0):
+        """Call ``callback()`` whenever a job is queued or requeued, or a crontab saved,
+        by any process on this database (once more after every reconnection). Start
+        listening on first use and wait up to ``timeout`` seconds for it; return True
+        if listening."""
+
+    def stop_listener(callback=None):
+        """Forget ``callback``; with none given, or none left, stop listening."""
+
+    def wait_for_notify(timeout):
+        """Sleep until a notification arrives or ``timeout`` seconds pass; return True
+        if one did (one that arrived since the previous wait counts)."""
 
 
 class IExecutor(Interface):

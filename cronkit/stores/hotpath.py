@@ -80,6 +80,8 @@ class HotPath:
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path is None:
+            raise StoreError("the hot path of a memory:// store has no file to connect to")
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=60000")

@@ -131,7 +131,7 @@ class PostgresStore(SQLStore):
 
     def _prepare_statements(self) -> None:
         super()._prepare_statements()
-        self._claim = visitors.replacement_traverse(self._claim, {}, _materialize_locking_in)
+        self._stmts.claim = visitors.replacement_traverse(self._stmts.claim, {}, _materialize_locking_in)
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
@@ -193,10 +193,11 @@ class PostgresStore(SQLStore):
                 return SQLStore.add_unique_job(self, row)
         return self._retry("add_unique_job", call)
 
-    def requeue_job(self, job_id: int, run_after: datetime, message: str) -> bool:
-        def call(attempt: int) -> bool:
+    def requeue_job(self, job_id: int, run_after: datetime, message: str,
+                    attempt: int | None = None) -> bool:
+        def call(_try: int) -> bool:
             with self._notifying():
-                return SQLStore.requeue_job(self, job_id, run_after, message)
+                return SQLStore.requeue_job(self, job_id, run_after, message, attempt)
         return self._retry("requeue_job", call)
 
     def save_crontab(self, *args: Any, **kwargs: Any) -> tuple[int, list[int]]:

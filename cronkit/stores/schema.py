@@ -1,0 +1,213 @@
+"""The SQL schema of the store (SQLAlchemy Core, one for SQLite and PostgreSQL), its
+versioned migrations, and the conversion of job rows between Python and the database.
+
+Datetimes are stored as integer microseconds since the epoch (UTC): portable, exact,
+and ordered the same way in every database. A cron firing is unique on (site, cron
+uid, scheduled time) by the ``ux_cronkit_jobs_firing`` index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..exceptions import StoreError
+from .hotpath import from_micros, to_micros
+
+SCHEMA_VERSION = 1
+
+T = TypeVar("T")
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes stored as integer microseconds since the epoch (UTC)."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> int | None:
+        return None if value is None else to_micros(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        return from_micros(value)
+
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "cronkit_meta", metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+sites = sa.Table(
+    "cronkit_sites", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("marked", sa.Boolean, nullable=False, default=False),
+    sa.Column("activated", sa.Boolean, nullable=False, default=True),
+    sa.Column("version", sa.BigInteger, nullable=False, default=0),
+)
+
+crons = sa.Table(
+    "cronkit_crons", metadata,
+    sa.Column("site", sa.String(200), primary_key=True),
+    sa.Column("uid", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Float, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("periodicity", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(100)),
+    sa.Column("activated", sa.Boolean, nullable=False),
+    sa.Column("environ", sa.Text, nullable=False),
+    sa.Column("logs_limit", sa.Integer, nullable=False),
+    sa.Column("user", sa.String(200)),
+    sa.Column("misfire", sa.String(10), nullable=False),
+    sa.Column("misfire_grace", sa.Float),
+)
+
+logs = sa.Table(
+    "cronkit_logs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.String(200), nullable=False),
+    sa.Column("cron_uid", sa.String(200), nullable=False),
+    sa.Column("date", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("messages", sa.Text, nullable=False),
+    sa.Index("ix_cronkit_logs_cron", "site", "cron_uid", "id"),
+    sqlite_autoincrement=True,
+)
+
+jobs = sa.Table(
+    "cronkit_jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("run_after", UTCDateTime, nullable=False),
+    sa.Column("cron_uid", sa.String(200)),
+    sa.Column("fire_at", UTCDateTime),          # scheduled time of a cron firing
+    sa.Column("signature", sa.String(500)),     # the cron definition the job was made for
+    sa.Column("unique_key", sa.String(64)),
+    sa.Column("progress", sa.Integer, nullable=False, default=0),
+    sa.Column("status_text", sa.Text, nullable=False, default=""),
+    sa.Column("message", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("worker", sa.String(300)),
+    sa.Column("heartbeat", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("user", sa.String(200)),
+    sa.Column("timeout", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("canceled", sa.Boolean, nullable=False, default=False),
+    sa.Index("ux_cronkit_jobs_firing", "site", "cron_uid", "fire_at", unique=True),
+    sa.Index("ix_cronkit_jobs_due", "status", "run_after"),
+    sa.Index("ix_cronkit_jobs_site", "site", "status", "id"),
+    sa.Index("ix_cronkit_jobs_site_id", "site", "id"),
+    sa.Index("ix_cronkit_jobs_unique", "unique_key"),
+    sqlite_autoincrement=True,
+)
+
+# The claim walks this index in claim order and stops at its LIMIT: no sort of the queue.
+sa.Index("ix_cronkit_jobs_claim", jobs.c.status, jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id)
+
+history = sa.Table(
+    "cronkit_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("date", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+JOB_COLUMNS = [c.name for c in jobs.columns]
+CRON_COLUMNS = [c.name for c in crons.columns if c.name not in ("site", "position")]
+
+
+# -- migrations ---------------------------------------------------------------------------
+
+
+def _migrate_1(conn: sa.Connection) -> None:
+    metadata.create_all(conn)
+
+
+# Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1}
+
+
+def migrate(conn: sa.Connection, url: str) -> int:
+    """Bring the database of ``conn`` to SCHEMA_VERSION inside the caller's transaction;
+    return the version it had. Raise StoreError when it is newer than this cronkit."""
+    meta.create(conn, checkfirst=True)
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    found = version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"store {url!r} has schema version {version}, newer than "
+                         f"this cronkit ({SCHEMA_VERSION}): upgrade cronkit")
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+    if row is None:
+        conn.execute(meta.insert().values(key="schema_version", value=str(version)))
+    elif found != version:
+        conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+    return found
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+_JOB_DEFAULTS: dict[str, Any] = {c.name: None for c in jobs.columns if c.name != "id"}
+_JOB_DEFAULTS.update(priority=0, progress=0, status_text="", attempts=0, canceled=False)
+_TIME_COLUMNS = [c.name for c in jobs.columns if isinstance(c.type, UTCDateTime)]
+
+
+def job_values(row: dict[str, Any]) -> dict[str, Any]:
+    """A job row as given to ``add_jobs`` as the values of its INSERT (every column)."""
+    values = dict(_JOB_DEFAULTS)
+    values.update(row)
+    values["payload"] = json.dumps(row.get("payload") or {})
+    return values
+
+
+def job_row(row: sa.Row[Any]) -> dict[str, Any]:
+    """A job row read through SQLAlchemy as the store returns it."""
+    data = dict(row._mapping)
+    data["payload"] = json.loads(data["payload"])
+    data["canceled"] = bool(data["canceled"])
+    return data
+
+
+def raw_job_row(values: Sequence[Any]) -> dict[str, Any]:
+    """A job row read on the hot path (a plain tuple in column order) as job_row's dict."""
+    data = dict(zip(JOB_COLUMNS, values, strict=True))
+    for name in _TIME_COLUMNS:
+        data[name] = from_micros(data[name])
+    data["payload"] = json.loads(data["payload"])
+    data["canceled"] = bool(data["canceled"])
+    return data
+
+
+def claim_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows sorted as they are claimed: priority, then run_after, then submission order."""
+    rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
+    return rows
+
+
+def insert(dialect: str, table: sa.Table) -> Any:
+    """The dialect's INSERT (with ON CONFLICT) for ``table``."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``: IN lists and batches stay bounded."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
