@@ -318,6 +318,18 @@ def test_cancel_pending_job_then_cancel_again_conflicts(client, site):
     error_of(client.post(f"{API}/jobs/{job.id}/cancel"), 409, "id")
 
 
+def test_cancel_from_the_api_ends_the_job_once(client, site):
+    ended = []
+    receiver = cronkit.subscribe(cronkit.JobFinishedEvent)(ended.append)
+    try:
+        job = site.submit("echo", {"count": 1})
+        client.post(f"{API}/jobs/{job.id}/cancel")
+        client.post(f"{API}/jobs/{job.id}/cancel")   # 409: ends nothing again
+    finally:
+        cronkit.unsubscribe(cronkit.JobFinishedEvent, receiver)
+    assert [(e.job_id, e.status) for e in ended] == [(job.id, "canceled")]
+
+
 def test_retry_a_failed_job_submits_it_again(client, site, kit):
     job = site.submit("anything", {"a": 1}, priority=3)
     kit.run_pending()

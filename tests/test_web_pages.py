@@ -333,6 +333,18 @@ def test_cancel_and_retry_from_the_pages(client, site):
     assert post(client, f"/sites/plone/jobs/{job.id}/explode").status_code == 404
 
 
+def test_cancel_from_the_pages_ends_the_job_once(client, site):
+    ended = []
+    receiver = cronkit.subscribe(cronkit.JobFinishedEvent)(ended.append)
+    try:
+        job = site.submit("free", {})
+        post(client, f"/sites/plone/jobs/{job.id}/cancel")
+        post(client, f"/sites/plone/jobs/{job.id}/cancel")   # 409: ends nothing again
+    finally:
+        cronkit.unsubscribe(cronkit.JobFinishedEvent, receiver)
+    assert [(e.job_id, e.status) for e in ended] == [(job.id, "canceled")]
+
+
 def test_cancel_a_running_job_asks_it_to_stop(client, site, kit):
     job = site.submit("free", {})
     kit.store.claim(kit.clock.now(), 1, "w", 1)
