@@ -370,3 +370,17 @@ def test_a_cron_deleted_meanwhile_is_not_brought_back_by_a_save(site, other):
     site.crontab.save()
     assert list(site.crontab.crons) == [one.uid]
     assert pending(site, two) == []
+
+
+def test_a_uid_deleted_and_added_again_before_a_save_is_a_new_cron(site, other, clock):
+    cron = add(site, uid="a")
+    clock.advance(minutes=1)
+    other.run_pending()                                # the old cron's log is stored
+    assert len(site.crontab.by_uid("a").logs) == 1
+    crontab = site.crontab
+    del crontab.crons["a"]
+    crontab.add_cron(Cron(name="quiet", periodicity="*/5 * * * *", uid="a"))
+    crontab.save()
+    stored = other.site("plone").crontab.by_uid("a")
+    assert (stored.periodicity, stored.logs) == ("*/5 * * * *", [])
+    assert cron.crontab is None

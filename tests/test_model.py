@@ -508,3 +508,127 @@ def test_reprs_read_like_collective_cron(site):
     cron.activated = False
     assert repr(cron) == "cron: mycronjob/u [OFF] (1 logs) {'foo': 'bar'}"
     assert repr(site.crontab) == "<Crontab ON 1 crons (unsaved)>"
+
+
+# -- persistence API (what the storage side uses) -----------------------------------
+
+
+def row(uid, position, logs=(), **kw):
+    """A store row, as ``load_crontab`` returns it."""
+    data = make(uid=uid, **kw).definition()
+    return data | {"activated": int(data["activated"]), "position": position,
+                   "logs": [{"id": i, "date": T0 + timedelta(minutes=i), "status": "OK",
+                             "messages": []} for i in logs]}
+
+
+def store_data(*rows, version=7, activated=True):
+    return {"version": version, "activated": activated, "crons": list(rows)}
+
+
+def test_from_row_trusts_the_store_row():
+    cron = Cron.from_row(row("a", 3.0, logs=[2, 1]))
+    assert (cron.uid, cron.activated, cron.position, cron.crontab) == ("a", True, 3.0, None)
+    assert [entry.id for entry in cron.logs] == [2, 1]
+
+
+def test_a_new_cron_has_no_position():
+    assert make().position is None
+
+
+def test_from_store_is_clean_at_the_store_version(site):
+    crontab = Crontab.from_store(store_data(row("a", 1.0), row("b", 2.0), activated=False), site)
+    assert (list(crontab.crons), crontab.activated, crontab.version) == (["a", "b"], False, 7)
+    assert crontab.site is site and crontab.by_uid("a").crontab is crontab
+    assert not crontab.dirty and crontab.changes().upserts == []
+
+
+def test_version_is_read_only():
+    with pytest.raises(AttributeError):
+        Crontab().version = 3
+
+
+def test_refresh_from_keeps_cron_objects_and_detaches_the_gone():
+    crontab = Crontab.from_store(store_data(row("a", 1.0), row("b", 2.0)))
+    a, b = crontab.crons["a"], crontab.crons["b"]
+    a.environ = {"unsaved": 1}
+    crontab.refresh_from(store_data(row("a", 1.0, logs=[4], user="bob"), version=9))
+    assert crontab.crons["a"] is a and a.user == "bob" and a.environ == {}
+    assert [entry.id for entry in a.logs] == [4]
+    assert b.crontab is None and list(crontab.crons) == ["a"]
+    assert not crontab.dirty and crontab.version == 9
+
+
+def test_changes_name_what_a_save_writes():
+    crontab = Crontab.from_store(store_data(row("a", 1.0, logs=[1, 2]), row("b", 5.0, logs=[3])))
+    a = crontab.crons["a"]
+    del a.logs[0]                                     # the log of id 1
+    new = a.log("WARN", ["x"], date=T0)
+    del crontab.crons["b"]
+    crontab.add_cron(make(uid="c"))
+    crontab.add_cron(make(uid="d"))
+    crontab.activated = False
+    changes = crontab.changes()
+    assert [(r["uid"], r["position"]) for r in changes.upserts] == [("a", 1.0), ("c", 2.0), ("d", 3.0)]
+    assert changes.deletes == ["b"] and changes.deleted_logs == [1]
+    assert changes.new_logs == [("a", new.to_dict() | {"date": T0})] and changes.logs == [new]
+    assert changes.activated is False and changes.only is None
+
+
+def test_changes_of_one_cron():
+    crontab = Crontab.from_store(store_data(row("a", 1.0), row("b", 2.0)))
+    crontab.crons["a"].user = "x"
+    del crontab.crons["b"]
+    changes = crontab.changes(only="a")
+    assert [r["uid"] for r in changes.upserts] == ["a"]
+    assert (changes.deletes, changes.activated, changes.only) == ([], None, "a")
+
+
+def test_saved_gives_ids_and_positions_and_cleans():
+    crontab = Crontab.from_store(store_data(version=7))
+    cron = crontab.add_cron(make(uid="a"))
+    entry = cron.log("OK", date=T0)
+    assert crontab.saved(crontab.changes(), 8, [42]) is True
+    assert (entry.id, cron.position, crontab.version, crontab.dirty) == (42, 1.0, 8, False)
+    del cron.logs[0]
+    assert crontab.changes().deleted_logs == [42]
+
+
+def test_saved_after_others_wrote_keeps_the_old_version():
+    crontab = Crontab.from_store(store_data(version=7))
+    crontab.add_cron(make(uid="a"))
+    assert crontab.saved(crontab.changes(), 10, []) is False
+    assert crontab.version == 7 and not crontab.dirty
+
+
+def test_saving_one_cron_leaves_the_others_changes():
+    crontab = Crontab.from_store(store_data(row("a", 1.0), row("b", 2.0)))
+    crontab.crons["a"].user = "x"
+    crontab.crons["b"].user = "y"
+    crontab.saved(crontab.changes(only="a"), 8, [])
+    assert crontab.dirty and [r["uid"] for r in crontab.changes().upserts] == ["b"]
+
+
+def test_a_uid_deleted_and_added_again_is_a_new_cron():
+    crontab = Crontab.from_store(store_data(row("a", 1.0, logs=[1, 2]), row("b", 2.0)))
+    del crontab.crons["a"]
+    crontab.add_cron(make(uid="a", user="new"))
+    changes = crontab.changes()
+    assert changes.deletes == [] and changes.deleted_logs == [1, 2]
+    assert [(r["uid"], r["position"]) for r in changes.upserts] == [("a", 3.0)]
+
+
+def test_log_added_shows_a_stored_log_when_clean_and_in_step():
+    crontab = Crontab.from_store(store_data(row("a", 1.0, logs=[1], logs_limit=1), version=7))
+    entry = Log(T0 + timedelta(hours=1), "OK", id=5)
+    assert crontab.log_added("a", entry, 9) is False          # missed version 8
+    assert crontab.log_added("nope", entry, 8) is False
+    assert crontab.log_added("a", entry, 8) is True
+    assert crontab.crons["a"].logs == [entry] and crontab.version == 8 and not crontab.dirty
+    assert crontab.changes(only="a").deleted_logs == []       # id 1 was trimmed by the store
+
+
+def test_log_added_leaves_a_dirty_crontab_alone():
+    crontab = Crontab.from_store(store_data(row("a", 1.0), version=7))
+    crontab.crons["a"].user = "x"
+    assert crontab.log_added("a", Log(T0, id=5), 8) is False
+    assert crontab.crons["a"].logs == [] and crontab.version == 7
