@@ -81,7 +81,7 @@ def plan_entries(crontab: Crontab, entries: list[CronEntry],
 
 
 def apply_entries(crontab: Crontab, entries: list[CronEntry], default_activated: bool,
-                  activated: Any = None, source: str | None = None,
+                  activated: bool | str | None = None, source: str | None = None,
                   line: int | None = None) -> Crontab:
     """Apply ``entries`` (and the crontab switch ``activated``, unless None) to the
     site's live ``crontab``, whole or not at all, then save it if anything changed."""

@@ -25,13 +25,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
 from ..exceptions import ProfileError
 from ..model import Crontab, as_bool
 from . import CRON_ATTRIBUTES, CronEntry, apply_entries
+
+if TYPE_CHECKING:
+    from ..site import Site
+
+#: What import_crons reads: a path, XML text or bytes.
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 __all__ = ["export_crons", "export_json", "export_zcml", "import_crons", "parse_crons"]
 
@@ -63,7 +69,7 @@ class _Refused(Exception):
         self.line = line
 
 
-def _read(source: Any) -> tuple[bytes | str, str]:
+def _read(source: Source) -> tuple[bytes | str, str]:
     """(the XML, the name errors give as its file) of a path, XML text or bytes."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<string>"
@@ -132,7 +138,7 @@ def _text(element: Element) -> str:
     return "".join(element.text).strip()
 
 
-def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEntry], Any]:
+def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEntry], str | None]:
     """Read a crons.xml document: (its entries in order, the crontab switch or None)."""
     root = parse_xml(data, name)
 
@@ -187,7 +193,7 @@ def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEnt
     return entries, activated
 
 
-def import_crons(site: Any, source: Any) -> Crontab:
+def import_crons(site: Site, source: Source) -> Crontab:
     """Apply a crons.xml (path, XML text or bytes) to ``site``'s live crontab, whole or
     not at all; save it (which syncs the queue) and return it."""
     data, name = _read(source)
@@ -208,7 +214,7 @@ def _cdata(text: str) -> str:
     return "<![CDATA[\n" + text.replace("]]>", "]]\\u003e") + "\n]]>"
 
 
-def export_crons(site: Any) -> str:
+def export_crons(site: Site) -> str:
     """The crontab of ``site`` as crons.xml text, in collective.cron's layout."""
     crontab = site.crontab
     head = "<crons>" if crontab.activated else '<crons activated="False">'
@@ -226,7 +232,7 @@ def export_crons(site: Any) -> str:
     return "".join(parts)
 
 
-def export_json(site: Any) -> str:
+def export_json(site: Site) -> str:
     """The crontab of ``site`` as JSON (``Crontab.dump()``, logs included)."""
     return json.dumps(site.crontab.dump(), indent=2, ensure_ascii=False) + "\n"
 
@@ -239,7 +245,7 @@ def _dotted(factory: Any) -> str | None:
     return f"{module}.{qualname}"
 
 
-def export_zcml(site: Any) -> str:
+def export_zcml(site: Site) -> str:
     """A ZCML profile declaring ``site``'s own runners and its crontab."""
     from .zcml import site_runners
     crontab = site.crontab

@@ -28,7 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax import SAXParseException
 
 from zope.configuration import xmlconfig
@@ -44,6 +44,10 @@ from ..interfaces import IJobRunner
 from ..model import Cron, as_bool
 from ..runner import register_runner
 from . import CRON_ATTRIBUTES, CronEntry, apply_entries, plan_entries
+
+if TYPE_CHECKING:
+    from ..kit import Cronkit
+    from ..site import Site
 
 __all__ = ["ICronDirective", "ICrontabDirective", "IRunnerDirective", "ISubscriberDirective",
            "CrontabDirective", "Plan", "load_profile", "runner", "subscriber"]
@@ -106,7 +110,7 @@ class ICronDirective(Interface):
 class Plan:
     """What one profile load will do; applied once, by the last action."""
 
-    def __init__(self, kit: Any = None):
+    def __init__(self, kit: Cronkit | None = None):
         self.kit = kit
         self.runners: list[tuple[str, Callable, str | None]] = []
         self.subscribers: list[tuple[type, Callable]] = []
@@ -125,7 +129,7 @@ class Plan:
     def add_switch(self, site: str, activated: bool, info: Any) -> None:
         self.switches[site] = (activated, info)
 
-    def _site(self, name: str, info: Any = None):
+    def _site(self, name: str, info: Any = None) -> Site:
         if self.kit is None:
             raise ProfileError(f"site {name!r} needs a kit: load this profile with "
                                "kit.load_profile(path)", *_where(info))
@@ -139,15 +143,15 @@ class Plan:
             first = entries[0] if entries else None
             site = self._site(name, self.switches.get(name, (None, None))[1] or first)
             plan_entries(site.crontab, entries, default_activated=True)
-        for name, factory, site in self.runners:
-            registry = self._site(site).registry if site is not None else None
+        for name, factory, site_name in self.runners:
+            registry = self._site(site_name).registry if site_name is not None else None
             register_runner(factory, name, registry=registry)
         for event, handler in self.subscribers:
             subscribe(event)(handler)   # blinker keys receivers by id: loading twice is a no-op
         for name in sorted(sites):
             activated, info = self.switches.get(name, (None, None))
             source, line = _where(info)
-            apply_entries(self.kit.site(name).crontab, self.crons.get(name, []),
+            apply_entries(self._site(name).crontab, self.crons.get(name, []),
                           default_activated=True, activated=activated, source=source, line=line)
 
 
@@ -245,7 +249,7 @@ class CrontabDirective:
 # -- loading ------------------------------------------------------------------
 
 
-def load_profile(kit: Any, path: Any) -> None:
+def load_profile(kit: Cronkit, path: str | os.PathLike[str]) -> None:
     """Load the ZCML profile at ``path`` into ``kit``, whole or not at all.
 
     cronkit's ``meta.zcml`` is loaded first, so a profile need not include it
@@ -315,7 +319,7 @@ def _profile_error(exc: BaseException, path: str) -> CronkitError:
     return ProfileError(f"{type(exc).__name__}: {exc}", file=file, line=line)
 
 
-def site_runners(site: Any) -> list[tuple[str, Callable]]:
+def site_runners(site: Site) -> list[tuple[str, Callable]]:
     """(name, factory) of every runner registered on ``site`` itself, by name."""
     found = [(r.name, r.factory) for r in site.registry.registeredAdapters()
              if r.provided is IJobRunner and r.name]
