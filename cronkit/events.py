@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from blinker import NamedSignal, Namespace
@@ -83,7 +84,7 @@ class Event:
             return
         for name, attr in names.items():
             value = getattr(obj, attr, None)
-            self._fill(name, value.value if hasattr(value, "value") else value)
+            self._fill(name, str(value) if isinstance(value, Enum) else value)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain values of the event, JSON-compatible, with its class name."""

@@ -7,12 +7,16 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
 from .exceptions import CronkitError, InvalidParameters
 from .interfaces import IJob
+
+if TYPE_CHECKING:
+    from .model import Cron
+    from .site import Site
 
 
 class Status(StrEnum):
@@ -174,7 +178,32 @@ class Job:
     ``history`` always read the store.
     """
 
-    def __init__(self, site: Any, row: dict, debug: bool = False):
+    # The row's fields (see the store's job rows), set by ``_set``.
+    id: int
+    type: str
+    name: str
+    status: Status
+    site_name: str
+    priority: int
+    payload: dict[str, Any]
+    run_after: datetime
+    cron_uid: str | None
+    fire_at: datetime | None
+    progress: int
+    status_text: str
+    message: str | None
+    pid: int | None
+    worker: str | None
+    heartbeat: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    user: str | None
+    timeout: float | None
+    attempts: int
+    cron: Cron | None
+
+    def __init__(self, site: Site, row: dict, debug: bool = False):
         self.site = site
         self._store = site.kit.store
         self._clock = site.kit.clock
@@ -263,7 +292,7 @@ class Job:
 
     def _output(self, text: str) -> None:
         if self._debug:
-            sys.__stdout__.write(text)
+            print(text, end="", file=sys.__stdout__)
             return
         self._buffer += text
         if "\n" in self._buffer:

@@ -95,7 +95,7 @@ class Cronkit:
     def run_pending(self) -> list[Job]:
         """Run every due job now, one at a time in this thread, in claim order."""
         self.reap()
-        done = []
+        done: list[Job] = []
         while True:
             rows = self.lifecycle.claim(self.clock.now(), 1)
             if not rows:

@@ -63,20 +63,6 @@ def _listened(site: Site, cls: type[Event]) -> bool:
     return bool(site.registry.adapters.subscriptions([implementedBy(cls)], None))
 
 
-def _TMP_finish(store, *a, attempt=None, **kw):  # TEMPORARY until the store takes attempt
-    import inspect
-    if "attempt" in inspect.signature(store.finish_job).parameters:
-        return store.finish_job(*a, attempt=attempt, **kw)
-    return store.finish_job(*a, **kw)
-
-
-def _TMP_requeue(store, *a, attempt=None, **kw):  # TEMPORARY until the store takes attempt
-    import inspect
-    if "attempt" in inspect.signature(store.requeue_job).parameters:
-        return store.requeue_job(*a, attempt=attempt, **kw)
-    return store.requeue_job(*a, **kw)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -236,7 +222,7 @@ class JobLifecycle:
             delay = float(getattr(factory, "retry_backoff", 10.0)) * 2 ** (attempt - 1)
         run_after = now + timedelta(seconds=delay)
         text = f"attempt {attempt} failed: {why}"
-        if not _TMP_requeue(self.kit.store, job.id, run_after, text, attempt=job.attempts):
+        if not self.kit.store.requeue_job(job.id, run_after, text, attempt=job.attempts):
             return False
         self.kit.store.add_history(job.id, now, f"{text}; retry in {delay:g} s", "retry")
         job.status, job.run_after, job.message = Status.PENDING, run_after, text
@@ -263,8 +249,8 @@ class JobLifecycle:
                 # a running nor a pending job, or another worker's restore or register
                 # would queue a firing of its own and those in between would be lost.
                 site.cron_manager(cron).reschedule(base, version=version)
-        final = _TMP_finish(store, job.id, status, now, message, progress=progress,
-                            attempt=job.attempts)
+        final = store.finish_job(job.id, status, now, message, progress=progress,
+                                 attempt=job.attempts)
         if final is None:      # ended already, or another attempt owns the job
             job.refresh()
             return None

@@ -189,7 +189,7 @@ class CeleryExecutor(BaseExecutor):
         self._heartbeat = 15.0
 
     @property
-    def capacity(self) -> int:  # type: ignore[override]
+    def capacity(self) -> int:
         with self._lock:
             return self._concurrency - (len(self._inflight) - len(self._owned))
 
@@ -221,6 +221,7 @@ class CeleryExecutor(BaseExecutor):
             self._owned.add(job_id)
             self._attempts[job_id] = row["attempts"]
             self._callbacks[job_id] = done
+        assert self.app is not None, "start() sets the Celery app"
         try:
             self.app.send_task(TASK_NAME, kwargs={
                 "job_id": job_id, "attempt": row["attempts"], "owner": self.kit.worker_id,

@@ -1,0 +1,375 @@
+"""One lifecycle: every end of a job, whatever its cause, is written once and sent once.
+
+Each test ends a job in one way and counts what was sent: exactly one
+``JobFinishedEvent`` per end and, for a cron firing, one Log and one
+``FinishedCronJobEvent``. They run on SQLite and on PostgreSQL, with real child
+processes where a process matters. Events are recorded to a file, so that an event
+sent in a forked child is counted too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+import cronkit
+from cronkit import FinishedCronJobEvent, JobFinishedEvent, LogStatus, Status
+from cronkit.events import JobRetriedEvent, JobStartedEvent
+from cronkit.executors.celery import execute_adopted
+from tests import jobrunners
+
+RECORDED = (JobFinishedEvent, FinishedCronJobEvent, JobRetriedEvent, JobStartedEvent)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cronkit.db'}"
+    return request.getfixturevalue("pg_db")
+
+
+@pytest.fixture
+def kit(store_url, clock):
+    kit = cronkit.Cronkit(store=store_url, clock=clock, error_timeout=60)
+    yield kit
+    kit.close()
+
+
+class Recorder:
+    """Appends each event's plain values to a file, one JSON line each."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, event):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event.to_dict()) + "\n")
+
+    def events(self, name, **match):
+        if not self.path.exists():
+            return []
+        found = [json.loads(line) for line in self.path.read_text().splitlines()]
+        return [e for e in found if e["event"] == name
+                and all(e.get(k) == v for k, v in match.items())]
+
+    def ends(self, job_id):
+        return self.events("JobFinishedEvent", job_id=job_id)
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    rec = Recorder(tmp_path / "events.jsonl")
+    for cls in RECORDED:
+        cls.signal.connect(rec, weak=False)
+    yield rec
+    for cls in RECORDED:
+        cls.signal.disconnect(rec)
+
+
+class Ok(cronkit.Runner):
+    def run(self):
+        return None
+
+
+class Boom(cronkit.Runner):
+    def run(self):
+        raise RuntimeError("boom")
+
+
+class CancelsItself(cronkit.Runner):
+    """Asks for its own cancel, then returns as a cooperative runner does."""
+
+    def run(self):
+        self.context.jobs.cancel(self.job.id)
+        assert self.job.canceled
+
+
+class FailsOnce(cronkit.Runner):
+    retries = 1
+    retry_backoff = 1.0
+
+    def run(self):
+        if self.job.attempts == 1:
+            raise RuntimeError("first attempt fails")
+
+
+class WaitsForCancel(cronkit.Runner):
+    """Runs (real time) until its canceled flag is set."""
+
+    def run(self):
+        deadline = time.monotonic() + 60
+        while not self.job.canceled and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def site(kit):
+    site = kit.site("plone")
+    for name, cls in {"ok": Ok, "boom": Boom, "cancels": CancelsItself, "fails-once": FailsOnce,
+                      "waits": WaitsForCancel}.items():
+        site.register_runner(cls, name=name)
+    for name, cls in jobrunners.RUNNERS.items():
+        site.register_runner(cls, name=name)
+    return site
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.02)
+
+
+def add_cron(site, name="ok", periodicity="*/5 * * * *"):
+    cron = cronkit.Cron(name=name, periodicity=periodicity)
+    site.crontab.add_cron(cron)
+    site.crontab.save()
+    return site.crontab.by_uid(cron.uid)
+
+
+def claim_as_other_worker(kit, now=None):
+    rows = kit.store.claim(now or kit.clock.now(), 1, "elsewhere.example:4242", 4242)
+    assert len(rows) == 1
+    return rows[0]
+
+
+# -- submitted jobs ---------------------------------------------------------------
+
+
+def test_a_run_that_returns_ends_success_once(kit, site, recorder):
+    job = site.submit("ok")
+    kit.run_pending()
+    assert [e["status"] for e in recorder.ends(job.id)] == ["success"]
+    assert len(recorder.events("JobStartedEvent", job_id=job.id)) == 1
+
+
+def test_a_run_that_raises_ends_failed_once(kit, site, recorder):
+    job = site.submit("boom")
+    kit.run_pending()
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "failed" and "RuntimeError: boom" in end["message"]
+
+
+def test_a_pending_job_canceled_ends_canceled_once(kit, site, recorder):
+    job = site.submit("ok")
+    site.jobs.cancel(job.id)
+    site.jobs.cancel(job.id)
+    kit.run_pending()
+    assert [e["status"] for e in recorder.ends(job.id)] == ["canceled"]
+    assert site.jobs.get(job.id).status == Status.CANCELED
+
+
+def test_a_cooperative_cancel_ends_canceled_once(kit, site, recorder):
+    job = site.submit("cancels")
+    kit.run_pending()
+    assert [e["status"] for e in recorder.ends(job.id)] == ["canceled"]
+
+
+def test_a_manual_run_is_a_new_attempt_with_an_end_of_its_own(kit, site, recorder):
+    job = site.submit("ok")
+    kit.run_pending()
+    again = site.jobs.run(job.id)
+    assert again.status == Status.SUCCESS and again.attempts == 2
+    assert [e["attempt"] for e in recorder.ends(job.id)] == [1, 2]
+
+
+def test_a_retried_attempt_is_retried_not_finished(kit, site, recorder, clock):
+    job = site.submit("fails-once")
+    kit.run_pending()
+    assert recorder.ends(job.id) == []
+    [retried] = recorder.events("JobRetriedEvent", job_id=job.id)
+    assert retried["attempt"] == 1 and "first attempt fails" in retried["reason"]
+    clock.advance(seconds=2)
+    kit.run_pending()
+    assert [e["status"] for e in recorder.ends(job.id)] == ["success"]
+
+
+def test_a_job_whose_worker_is_lost_is_failed_once(kit, site, recorder, clock):
+    job = site.submit("ok")
+    claim_as_other_worker(kit)
+    clock.advance(seconds=61)
+    assert kit.reap() == [job.id]
+    assert kit.reap() == []
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "failed" and end["message"] == "worker lost"
+
+
+def test_the_end_of_an_attempt_that_no_longer_owns_the_job_is_refused(kit, site, recorder, clock):
+    job = site.submit("fails-once")
+    first = claim_as_other_worker(kit)
+    clock.advance(seconds=61)
+    kit.reap()                                 # attempt 1 lost: retried
+    clock.advance(seconds=20)
+    second = claim_as_other_worker(kit)
+    assert second["attempts"] == 2
+    assert kit.lifecycle.finish(first, Status.SUCCESS) is None   # the orphan's late end
+    assert site.jobs.get(job.id).status == Status.RUNNING
+    assert recorder.ends(job.id) == []
+    assert kit.lifecycle.finish(second, Status.SUCCESS) == "success"
+    assert [e["attempt"] for e in recorder.ends(job.id)] == [2]
+
+
+def test_a_thread_past_its_timeout_is_failed_once_and_its_own_end_refused(kit, site, recorder,
+                                                                        clock):
+    job = site.submit("waits", timeout=5)
+    worker = kit.worker(concurrency=1)
+    worker.executor.start(kit)
+    try:
+        worker.tick(clock.now())
+        wait_for(lambda: recorder.events("JobStartedEvent", job_id=job.id), what="start")
+        clock.advance(seconds=10)
+        worker.tick(clock.now())
+        wait_for(lambda: not worker.executor.running(), what="the thread's end")
+    finally:
+        worker.executor.shutdown(wait=True)
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "failed" and end["message"] == "timed out after 5 s"
+
+
+# -- real processes -----------------------------------------------------------------
+
+
+@pytest.fixture
+def processes(kit):
+    worker = kit.worker(concurrency=2, executor="processes")
+    worker.executor.start(kit)
+    yield worker
+    worker.executor.shutdown(wait=False)
+
+
+def run_in_process(kit, processes, job):
+    processes.tick(kit.clock.now())
+    assert kit.store.get_job(job.id)["status"] != "pending"    # claimed, given to a child
+
+
+def test_a_child_process_that_returns_ends_success_once(kit, site, recorder, processes):
+    job = site.submit("whoami")
+    run_in_process(kit, processes, job)
+    wait_for(lambda: not processes.executor.running(), what="the child's end")
+    [end] = recorder.ends(job.id)      # sent by the child, recorded through the file
+    assert end["status"] == "success"
+
+
+def test_a_child_process_that_crashes_ends_failed_once(kit, site, recorder, processes):
+    job = site.submit("exit")
+    run_in_process(kit, processes, job)
+    wait_for(lambda: not processes.executor.running(), what="the child's end")
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "failed" and end["message"] == "process exited with code 1"
+
+
+def test_a_child_past_its_hard_timeout_is_killed_and_failed_once(kit, site, recorder, processes,
+                                                               clock):
+    job = site.submit("hang", timeout=3)
+    run_in_process(kit, processes, job)
+    clock.advance(seconds=5)
+    processes.tick(clock.now())
+    wait_for(lambda: not processes.executor.running(), what="the child's end")
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "failed" and end["message"] == "timed out after 3 s"
+
+
+def test_a_forced_cancel_kills_the_child_and_ends_canceled_once(kit, site, recorder, processes):
+    job = site.submit("hang")
+    run_in_process(kit, processes, job)
+    wait_for(lambda: site.jobs.get(job.id).pid not in (None, 0), what="the child's pid")
+    site.jobs.cancel(job.id, force=True)
+    wait_for(lambda: not processes.executor.running(), what="the child's end")
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "canceled"
+
+
+# -- Celery --------------------------------------------------------------------------
+
+
+def test_a_celery_job_canceled_before_it_started_ends_canceled_once(kit, site, recorder):
+    job = site.submit("ok")
+    [row] = kit.lifecycle.claim(kit.clock.now(), 1)
+    site.jobs.cancel(job.id)                      # running (sent to Celery): flag set
+    assert execute_adopted(kit, job.id, row["attempts"], kit.worker_id) == "canceled"
+    assert execute_adopted(kit, job.id, row["attempts"], kit.worker_id) == "skipped"
+    assert [e["status"] for e in recorder.ends(job.id)] == ["canceled"]
+
+
+def test_a_celery_job_whose_celery_worker_died_is_failed_once(kit, site, recorder, clock):
+    job = site.submit("ok")
+    [row] = kit.lifecycle.claim(kit.clock.now(), 1)
+    # A Celery worker on another host adopts it, then dies: no more heartbeats.
+    assert kit.store.adopt_job(job.id, row["attempts"], kit.worker_id, "celery.example:77", 77,
+                               clock.now())
+    clock.advance(seconds=61)
+    kit.reap()
+    [end] = recorder.ends(job.id)
+    assert end["status"] == "failed" and end["message"] == "worker lost"
+
+
+# -- cron firings -------------------------------------------------------------------
+
+
+def firing_counts(recorder, site, cron, job_id):
+    crontab = site.crontab
+    logs = crontab.by_uid(cron.uid).logs
+    return (len(recorder.ends(job_id)), len(recorder.events("FinishedCronJobEvent", job_id=job_id)),
+            logs)
+
+
+def test_a_cron_firing_that_runs_is_logged_once_and_rescheduled(kit, site, recorder, clock):
+    cron = add_cron(site)
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after)
+    kit.run_pending()
+    ends, finished, logs = firing_counts(recorder, site, cron, pending.id)
+    assert (ends, finished) == (1, 1)
+    assert [entry.status for entry in logs] == [LogStatus.OK]
+    [nxt] = site.jobs.list(cron=cron, status="pending")
+    assert nxt.run_after == pending.run_after + timedelta(minutes=5)
+
+
+def test_a_lost_cron_firing_is_logged_failure_once_and_rescheduled(kit, site, recorder, clock):
+    cron = add_cron(site)
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after)
+    claim_as_other_worker(kit)
+    clock.advance(seconds=61)
+    kit.reap()
+    kit.reap()
+    ends, finished, logs = firing_counts(recorder, site, cron, pending.id)
+    assert (ends, finished) == (1, 1)
+    assert [(entry.status, entry.messages) for entry in logs] == [(LogStatus.FAILURE, ["worker lost"])]
+    [event] = recorder.events("FinishedCronJobEvent", job_id=pending.id)
+    assert event["cron_uid"] == cron.uid and event["status"] == "FAILURE"
+    assert len(site.jobs.list(cron=cron, status="pending")) == 1
+
+
+def test_a_pending_cron_firing_canceled_is_logged_notrun_and_the_next_one_queued(kit, site,
+                                                                                recorder):
+    cron = add_cron(site)
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    site.jobs.cancel(pending.id)
+    site.jobs.cancel(pending.id)
+    ends, finished, logs = firing_counts(recorder, site, cron, pending.id)
+    assert (ends, finished) == (1, 1)
+    assert [entry.status for entry in logs] == [LogStatus.NOTRUN]
+    [nxt] = site.jobs.list(cron=cron, status="pending")
+    assert nxt.run_after > pending.run_after
+
+
+def test_a_cron_firing_past_its_timeout_is_logged_failure_once(kit, site, recorder, clock,
+                                                             processes):
+    cron = add_cron(site, name="hang")
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    kit.store.update_job(pending.id, timeout=3)
+    clock.set(pending.run_after)
+    run_in_process(kit, processes, pending)
+    clock.advance(seconds=5)
+    processes.tick(clock.now())
+    wait_for(lambda: not processes.executor.running(), what="the child's end")
+    ends, finished, logs = firing_counts(recorder, site, cron, pending.id)
+    assert (ends, finished) == (1, 1)
+    assert [(entry.status, entry.messages) for entry in logs] == \
+        [(LogStatus.FAILURE, ["timed out after 3 s"])]
+    assert len(site.jobs.list(cron=cron, status="pending")) == 1
