@@ -373,3 +373,82 @@ def test_a_cron_firing_past_its_timeout_is_logged_failure_once(kit, site, record
     assert [(entry.status, entry.messages) for entry in logs] == \
         [(LogStatus.FAILURE, ["timed out after 3 s"])]
     assert len(site.jobs.list(cron=cron, status="pending")) == 1
+
+
+# -- events per kit, on the kit's clock ----------------------------------------------
+
+
+def test_two_kits_in_one_process_do_not_see_each_others_core_events(tmp_path, clock):
+    from cronkit.interfaces import IJobFinishedEvent, IModifiedCrontabEvent
+    kits = [cronkit.Cronkit(store=f"sqlite:///{tmp_path / name}.db", clock=clock)
+            for name in ("a", "b")]
+    seen: dict[int, list] = {0: [], 1: []}
+    for n, k in enumerate(kits):
+        k.registry.registerHandler(lambda event, n=n: seen[n].append(type(event).__name__),
+                                   (IModifiedCrontabEvent,))
+        k.registry.registerHandler(lambda event, n=n: seen[n].append(type(event).__name__),
+                                   (IJobFinishedEvent,))
+    try:
+        site = kits[0].site("same-name")
+        site.register_runner(Ok, name="ok")
+        add_cron(site)
+        site.submit("ok")
+        kits[0].run_pending()
+        assert seen[0] == ["ModifiedCrontabEvent", "JobFinishedEvent"]
+        assert seen[1] == []
+        assert kits[1].site("same-name").jobs.list() == []   # b's queue was never synced
+    finally:
+        for k in kits:
+            k.close()
+
+
+def test_events_carry_ids_and_plain_values_and_the_kits_time(kit, site, recorder, clock):
+    clock.advance(hours=3)
+    job = site.submit("ok", payload={"x": 1})
+    kit.run_pending()
+    [end] = recorder.ends(job.id)
+    assert end == {"event": "JobFinishedEvent", "timestamp": clock.now().isoformat(),
+                   "site_name": "plone", "job_id": job.id, "type": "ok", "cron_uid": None,
+                   "status": "success", "message": None, "attempt": 1}
+    assert json.loads(json.dumps(end)) == end
+
+
+def test_an_event_is_frozen():
+    event = JobFinishedEvent(job_id=3, status="success")
+    with pytest.raises(AttributeError):
+        event.status = "failed"          # type: ignore[misc]
+    assert event.site is None and event.timestamp.tzinfo is not None
+
+
+def test_a_subscriber_that_raises_never_breaks_the_job(kit, site):
+    def broken(event):
+        raise RuntimeError("subscriber bug")
+    JobFinishedEvent.signal.connect(broken, weak=False)
+    try:
+        job = site.submit("ok")
+        kit.run_pending()
+    finally:
+        JobFinishedEvent.signal.disconnect(broken)
+    assert site.jobs.get(job.id).status == Status.SUCCESS
+
+
+# -- time holds ------------------------------------------------------------------------
+
+
+def test_tick_reaps_and_cleans_up_at_the_now_it_is_given(kit, site, recorder, clock):
+    old = site.submit("ok")
+    kit.run_pending()
+    lost = site.submit("ok")
+    claim_as_other_worker(kit)
+    worker = kit.worker(concurrency=1)
+    worker.executor.start(kit)
+    try:
+        later = clock.now() + timedelta(days=31)    # the clock itself does not move
+        worker.tick(later)
+    finally:
+        worker.executor.shutdown(wait=True)
+    [end] = recorder.ends(lost.id)
+    assert end["message"] == "worker lost" and end["timestamp"] == later.isoformat()
+    assert site.jobs.get(lost.id).finished_at == later
+    with pytest.raises(cronkit.NoSuchJob):
+        site.jobs.get(old.id)                        # past the 30 days' retention at ``later``

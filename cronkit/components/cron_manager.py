@@ -11,7 +11,6 @@ from zope.interface import implementer
 from ..interfaces import ICron, ICronManager, IQueueManager, ISite
 from ..jobs import Job
 from ..model import Cron, Crontab
-from .crontab_registry_manager import cron_from_row
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -111,11 +110,5 @@ def load_cron(site: Site, uid: str) -> tuple[Cron | None, bool, int]:
     """The cron ``uid`` of ``site`` as the store holds it, in a crontab of its own:
     (cron or None, whether its crontab is activated, the crontab's version)."""
     data = site.kit.store.load_crontab(site.name, uid=uid)
-    if not data["crons"]:
-        return None, data["activated"], data["version"]
-    crontab = Crontab(activated=data["activated"])
-    crontab.site = site
-    cron = cron_from_row(data["crons"][0])
-    crontab.add_cron(cron)
-    crontab._mark_saved(data["version"])
-    return cron, data["activated"], data["version"]
+    crontab = Crontab.from_store(data, site)
+    return crontab.crons.get(uid), data["activated"], data["version"]

@@ -227,7 +227,7 @@ class JobLifecycle:
         self.kit.store.add_history(job.id, now, f"{text}; retry in {delay:g} s", "retry")
         job.status, job.run_after, job.message = Status.PENDING, run_after, text
         notify(JobRetriedEvent(site=job.site, job=job, attempt=attempt, run_after=run_after,
-                               reason=why))
+                               reason=why, timestamp=now))
         self.kit.wake()
         return True
 
@@ -259,20 +259,22 @@ class JobLifecycle:
             job.message = message
         if progress is not None and final == Status.SUCCESS:
             job.progress = progress
-        self._ended(job, cron, log or log_of(job.status, message), log_date or now)
+        self._ended(job, cron, log or log_of(job.status, message), log_date or now, now)
         return final
 
-    def _ended(self, job: Job, cron: Cron | None, log: LogEntry, date: datetime) -> None:
-        """What follows an end the caller wrote: the firing's Log and event, then
-        JobFinishedEvent."""
+    def _ended(self, job: Job, cron: Cron | None, log: LogEntry, date: datetime,
+               now: datetime) -> None:
+        """What follows an end the caller wrote at ``now``: the firing's Log (dated
+        ``date``) and event, then JobFinishedEvent."""
         site = job.site
         if cron is not None:
             entry = Log(date, log[0], log[1])
             entry.id, version = self.kit.store.add_log(
                 site.name, cron.uid, entry.to_dict() | {"date": date}, cron.logs_limit)
             site._log_added(cron.uid, entry, version)
-            notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id))
-        notify(JobFinishedEvent(site=site, job=job))
+            notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id,
+                                        timestamp=now))
+        notify(JobFinishedEvent(site=site, job=job, timestamp=now))
 
     # -- canceled ---------------------------------------------------------------------
 
@@ -286,7 +288,7 @@ class JobLifecycle:
             if cron is not None:
                 base = max(now, job.fire_at) if job.fire_at is not None else None
                 site.cron_manager(cron).reschedule(base)
-            self._ended(job, cron, (LogStatus.NOTRUN, ["canceled before it ran"]), now)
+            self._ended(job, cron, (LogStatus.NOTRUN, ["canceled before it ran"]), now, now)
         elif force and status == Status.RUNNING:
             self.kill(Job(site, store.get_job(job_id)))
         return status
