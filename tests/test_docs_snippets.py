@@ -482,11 +482,14 @@ def test_the_design_page_names_exactly_the_components_and_events_of_the_code():
     text = (DOCS / "design.rst").read_text()
     assert ext.check_design_text(text) == []
     assert set(ext.component_names()) == {"CrontabRegistryManager", "CrontabManager",
-                                          "CronManager", "QueueManager", "QueueMarker"}
+                                          "CronManager", "QueueManager", "QueueMarker",
+                                          "JobLifecycle"}
     assert ext.check_design_text(text.replace("QueueMarker", "Queue marker")) == [
         "component QueueMarker is not on the design page"]
-    assert ext.check_design_text(text + "\nThe JobRetriedEvent.\n") == [
-        "JobRetriedEvent is on the design page but not in the code"]
+    assert ext.check_design_text(text + "\nThe JobPausedEvent.\n") == [
+        "JobPausedEvent is on the design page but not in the code"]
+    assert ext.check_design_text(text.replace("JobLifecycle", "job lifecycle")) == [
+        "component JobLifecycle is not on the design page"]
 
 
 def test_the_cli_reference_is_the_parser_with_its_help_escaped():

@@ -161,17 +161,18 @@ class EventsDirective(ApiDirective):
 
 
 def component_names() -> list[str]:
-    from cronkit.components import COMPONENTS
-    return [cls.__name__ for cls in COMPONENTS]
+    from cronkit.components import COMPONENTS, JobLifecycle
+    return [cls.__name__ for cls in (*COMPONENTS, JobLifecycle)]
 
 
 def check_design_text(text: str) -> list[str]:
     """What is wrong with the design page ``text``: every component and event class of
-    the code named in it, and no other ``...Manager`` / ``...Marker`` / ``...Event``."""
+    the code named in it, and no other ``...Manager`` / ``...Marker`` / ``...Lifecycle`` /
+    ``...Event``."""
     problems = []
     components = set(component_names())
     events = {cls.__name__ for cls in event_classes()}
-    named = set(re.findall(r"\b(?:I?[A-Z][A-Za-z]*(?:Manager|Marker|Event))\b", text))
+    named = set(re.findall(r"\b(?:I?[A-Z][A-Za-z]*(?:Manager|Marker|Lifecycle|Event))\b", text))
     named = {n[1:] if n.startswith("I") and n[1:] in components else n for n in named}
     for name in sorted(components - named):
         problems.append(f"component {name} is not on the design page")
