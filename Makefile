@@ -23,7 +23,9 @@ system-deps:
 	scripts/install-system-deps
 
 # Browser tests use Debian's Chromium: `playwright install` is never run.
+# mypy first (settings in setup.cfg): a type error fails the run before the suite starts.
 test: .venv system-deps
+	$(BIN)/mypy
 	$(BIN)/python -m pytest --cov=cronkit --cov-report=term-missing:skip-covered \
 		--cov-fail-under=95 $(PYTEST_ARGS)
 
