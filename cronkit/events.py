@@ -35,6 +35,8 @@ from . import interfaces as i
 from .clock import system_clock
 
 if TYPE_CHECKING:
+    from .jobs import Job
+    from .model import Cron, Crontab, Log
     from .site import Site
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ class Event:
 class ModifiedCrontabEvent(Event):
     """A crontab was saved."""
 
-    crontab: Any = _live()
+    crontab: Crontab | None = _live()
 
 
 @implementer(i.ICrontabSynchronisationEvent)
@@ -110,8 +112,8 @@ class ModifiedCrontabEvent(Event):
 class CrontabSynchronisationEvent(Event):
     """The queue of a site must be brought in line with its crontab."""
 
-    site: Any = _live()
-    crontab: Any = _live()
+    site: Site | None = _live()
+    crontab: Crontab | None = _live()
 
 
 @implementer(i.IServerRestartEvent)
@@ -119,8 +121,8 @@ class CrontabSynchronisationEvent(Event):
 class ServerRestartEvent(Event):
     """A worker or server started: cron jobs wiped from the queue come back."""
 
-    site: Any = _live()
-    crontab: Any = _live()
+    site: Site | None = _live()
+    crontab: Crontab | None = _live()
 
 
 @implementer(i.IStartedCronJobEvent)
@@ -128,8 +130,8 @@ class ServerRestartEvent(Event):
 class StartedCronJobEvent(Event):
     """A cron firing is about to run."""
 
-    site: Any = _live()
-    cron: Any = _live()
+    site: Site | None = _live()
+    cron: Cron | None = _live()
     cron_uid: str | None = None
     job_id: int | None = None
 
@@ -143,9 +145,9 @@ class StartedCronJobEvent(Event):
 class FinishedCronJobEvent(Event):
     """A cron firing ended; ``log`` says how (``status`` and ``messages`` too)."""
 
-    site: Any = _live()
-    cron: Any = _live()
-    log: Any = _live()
+    site: Site | None = _live()
+    cron: Cron | None = _live()
+    log: Log | None = _live()
     cron_uid: str | None = None
     job_id: int | None = None
     status: str | None = None
@@ -169,8 +171,8 @@ def _fill_job(event: Event) -> None:
 class JobQueuedEvent(Event):
     """A job entered the queue."""
 
-    site: Any = _live()
-    job: Any = _live()
+    site: Site | None = _live()
+    job: Job | None = _live()
     job_id: int | None = None
     type: str | None = None
     cron_uid: str | None = None
@@ -185,8 +187,8 @@ class JobQueuedEvent(Event):
 class JobStartedEvent(Event):
     """A job moved to RUNNING and its runner is about to run."""
 
-    site: Any = _live()
-    job: Any = _live()
+    site: Site | None = _live()
+    job: Job | None = _live()
     job_id: int | None = None
     type: str | None = None
     cron_uid: str | None = None
@@ -203,8 +205,8 @@ class JobStartedEvent(Event):
 class JobProgressEvent(Event):
     """A running job reported progress or status text."""
 
-    site: Any = _live()
-    job: Any = _live()
+    site: Site | None = _live()
+    job: Job | None = _live()
     progress: int | None = None
     text: str | None = None
     job_id: int | None = None
@@ -221,8 +223,8 @@ class JobProgressEvent(Event):
 class JobRetriedEvent(Event):
     """An attempt of a job failed or was lost: it is PENDING again, due at ``run_after``."""
 
-    site: Any = _live()
-    job: Any = _live()
+    site: Site | None = _live()
+    job: Job | None = _live()
     job_id: int | None = None
     type: str | None = None
     cron_uid: str | None = None
@@ -240,8 +242,8 @@ class JobRetriedEvent(Event):
 class JobFinishedEvent(Event):
     """A job ended (SUCCESS, FAILED or CANCELED); sent exactly once per job end."""
 
-    site: Any = _live()
-    job: Any = _live()
+    site: Site | None = _live()
+    job: Job | None = _live()
     job_id: int | None = None
     type: str | None = None
     cron_uid: str | None = None

@@ -11,7 +11,7 @@ from typing import Any
 from zope.component import getGlobalSiteManager
 from zope.interface.registry import Components
 
-from .clock import SystemClock
+from .clock import Clock, SystemClock
 from .components import JobLifecycle, register_components
 from .events import ServerRestartEvent, notify
 from .exceptions import CronkitError
@@ -19,13 +19,15 @@ from .interfaces import IClock, IJobLifecycle
 from .jobs import Job
 from .site import Site
 from .stores import open_store
+from .stores.base import Store
 
 
 class Cronkit:
     """Entry point of the library. It never starts threads or runs jobs by itself: a
     worker (``kit.worker()``, ``cronkit worker``) or ``run_pending()`` does."""
 
-    def __init__(self, store: Any = None, executor: str = "threads", clock: Any = None,
+    def __init__(self, store: str | Store | None = None, executor: str = "threads",
+                 clock: Clock | None = None,
                  profile: str | None = None, error_timeout: float = 60.0,
                  backlog_days: float = 30, all_backlog_days: float = 60):
         self.clock = clock or SystemClock()

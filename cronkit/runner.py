@@ -6,7 +6,7 @@ import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.component import adapter, getGlobalSiteManager
 from zope.interface import implementer
@@ -14,6 +14,9 @@ from zope.interface import implementer
 from .exceptions import CronkitError
 from .interfaces import IJob, IJobRunner, ISite
 from .jobs import Job, Param, Status, capture_output
+
+if TYPE_CHECKING:
+    from .site import Site
 
 
 @implementer(IJobRunner)
@@ -34,7 +37,7 @@ class Runner:
     retry_backoff: float = 10.0
     timeout: float | None = None
 
-    def __init__(self, context: Any, job: Any):
+    def __init__(self, context: Site, job: Job):
         self.context = self.site = context
         self.job = job
         self.cron = getattr(job, "cron", None)
@@ -85,7 +88,7 @@ def runner(name: str | None = None, *, parameters: dict[str, Param] | None = Non
     return decorate
 
 
-def runner_factory(site: Any, name: str) -> Callable | None:
+def runner_factory(site: Site, name: str) -> Callable | None:
     """The runner registered under ``name`` for ``site`` (site's own first), or None."""
     return site.registry.adapters.lookup((ISite, IJob), IJobRunner, name)
 
@@ -97,13 +100,13 @@ def help_text(factory: Callable) -> str:
     return doc
 
 
-def available_jobs(site: Any) -> dict[str, str]:
+def available_jobs(site: Site) -> dict[str, str]:
     """Every job type the site can run: name -> help text."""
     found = site.registry.adapters.lookupAll((ISite, IJob), IJobRunner)
     return {name: help_text(factory) for name, factory in sorted(found) if name}
 
 
-def job_types(site: Any) -> dict[str, Callable]:
+def job_types(site: Site) -> dict[str, Callable]:
     """name -> runner factory for the site."""
     found = site.registry.adapters.lookupAll((ISite, IJob), IJobRunner)
     return {name: f for name, f in sorted(found) if name}
@@ -123,7 +126,7 @@ class Outcome:
     unknown: bool = False         # no runner has that name
 
 
-def call_runner(site: Any, job: Job, check_canceled: bool = True) -> Outcome:
+def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     """Look up and run the job's runner, its output captured into the job. Without
     ``check_canceled`` a SUCCESS may still be turned CANCELED by the store's finish."""
     factory = runner_factory(site, job.type)

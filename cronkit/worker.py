@@ -9,15 +9,18 @@ import logging
 import signal
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .executors import make_executor
+
+if TYPE_CHECKING:
+    from .kit import Cronkit
 
 log = logging.getLogger("cronkit.worker")
 
 
 class Worker:
-    def __init__(self, kit: Any, concurrency: int = 6, executor: str = "threads",
+    def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
                  reap_interval: float | None = None, cleanup_interval: float = 3600.0):
         self.kit = kit

@@ -37,6 +37,7 @@ def on_modified_crontab(event: ModifiedCrontabEvent) -> None:
 
 
 def on_synchronisation(event: CrontabSynchronisationEvent) -> None:
+    assert event.site is not None, "sent by on_modified_crontab with a site"
     event.site.registry.getMultiAdapter((event.site, event.crontab), ICrontabManager).synchronize()
 
 

@@ -16,9 +16,6 @@ from ..model import Cron, Crontab
 if TYPE_CHECKING:
     from ..site import Site
 
-#: The old name of :meth:`Cron.from_row`, kept for the modules that import it.
-cron_from_row = Cron.from_row
-
 
 @implementer(ICrontabRegistryManager)
 @adapter(ISite)

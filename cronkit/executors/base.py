@@ -6,12 +6,15 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
 from ..interfaces import IExecutor
 from ..jobs import Status
+
+if TYPE_CHECKING:
+    from ..kit import Cronkit
 
 log = logging.getLogger("cronkit.executors")
 
@@ -23,11 +26,11 @@ class BaseExecutor:
 
     def __init__(self, concurrency: int = 6):
         self.capacity = concurrency
-        self.kit: Any = None
+        self.kit: Cronkit = None  # type: ignore[assignment]  # set by start()
         self._lock = threading.Lock()
         self._inflight: dict[int, dict] = {}
 
-    def start(self, kit: Any) -> None:
+    def start(self, kit: Cronkit) -> None:
         self.kit = kit
 
     def running(self) -> set[int]:

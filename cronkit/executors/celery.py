@@ -38,12 +38,15 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from ..jobs import Status
 from .base import BaseExecutor
+
+if TYPE_CHECKING:
+    from ..kit import Cronkit
 
 log = logging.getLogger("cronkit.executors.celery")
 
@@ -81,7 +84,7 @@ def make_app(broker: str | None = None, queue: str | None = None,
 
 # -- the Celery side ----------------------------------------------------------------
 
-_kit: Any = None
+_kit: Cronkit | None = None
 _kit_pid: int | None = None
 _kit_lock = threading.Lock()
 
@@ -104,7 +107,7 @@ def worker_kit() -> Any:
 class _Heartbeat(threading.Thread):
     """Heartbeats one job every ``interval`` seconds until stopped."""
 
-    def __init__(self, kit: Any, job_id: int, interval: float):
+    def __init__(self, kit: Cronkit, job_id: int, interval: float):
         super().__init__(name=f"cronkit-heartbeat-{job_id}", daemon=True)
         self.kit, self.job_id, self.interval = kit, job_id, interval
         self._stopped = threading.Event()
@@ -126,7 +129,7 @@ def run_job(job_id: int, attempt: int, owner: str, heartbeat: float | None = Non
     return execute_adopted(worker_kit(), job_id, attempt, owner, heartbeat)
 
 
-def execute_adopted(kit: Any, job_id: int, attempt: int, owner: str,
+def execute_adopted(kit: Cronkit, job_id: int, attempt: int, owner: str,
                     heartbeat: float | None = None) -> str:
     """Adopt the job from its claimer ``owner`` and run it to its end in this thread.
     Return what happened: "skipped" (no longer that claim), "canceled" (canceled before
@@ -152,7 +155,7 @@ def execute_adopted(kit: Any, job_id: int, attempt: int, owner: str,
         beat.stop()
 
 
-def _end_unstarted(kit: Any, row: dict, message: str) -> None:
+def _end_unstarted(kit: Cronkit, row: dict, message: str) -> None:
     """A claimed job canceled before it ran: it ends CANCELED (a firing is logged NOTRUN
     and its cron goes on)."""
     kit.lifecycle.finish(row, Status.CANCELED, message)
@@ -197,7 +200,7 @@ class CeleryExecutor(BaseExecutor):
     def capacity(self, value: int) -> None:
         self._concurrency = value
 
-    def start(self, kit: Any) -> None:
+    def start(self, kit: Cronkit) -> None:
         super().start(kit)
         if self.app is None:
             self.app = app

@@ -13,14 +13,17 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CronkitError
 from ..jobs import Status
 from .base import BaseExecutor
 
+if TYPE_CHECKING:
+    from ..kit import Cronkit
 
-def _forked_child(kit: Any, row: dict) -> None:
+
+def _forked_child(kit: Cronkit, row: dict) -> None:
     faulthandler.disable()  # a crash is reported by the parent, from the exit status
     kit.store.after_fork()
     try:
@@ -67,7 +70,7 @@ class ProcessExecutor(BaseExecutor):
         self._spawn = multiprocessing.get_context("spawn")
         self._procs: dict[int, Any] = {}
 
-    def start(self, kit: Any) -> None:
+    def start(self, kit: Cronkit) -> None:
         if getattr(kit.store, "url", "").startswith("memory://"):
             raise CronkitError("the processes executor needs a shared store (SQLite file or "
                                "PostgreSQL), not memory://")

@@ -324,7 +324,6 @@ class Crontab:
             self._changed.discard(only)
         self._version = version
 
-    _mark_saved = mark_saved    # the old name, until cron_manager.py uses from_store
 
     def log_added(self, uid: str, log: Log, version: int) -> bool:
         """The store appended ``log`` to cron ``uid`` at ``version``: show it if this
