@@ -65,10 +65,14 @@ class Cronkit:
                 site.timezone = timezone
             return site
 
+    def site_names(self) -> list[str]:
+        """The names of every site known to the store (and to this kit), sorted; no
+        site is created."""
+        return sorted({row["name"] for row in self.store.sites()} | set(self._sites))
+
     def sites(self) -> list[Site]:
         """Every site known to the store (and to this kit)."""
-        names = {row["name"] for row in self.store.sites()} | set(self._sites)
-        return [self.site(n) for n in sorted(names)]
+        return [self.site(n) for n in self.site_names()]
 
     # -- profiles ---------------------------------------------------------------
 

@@ -16,11 +16,14 @@ from .interfaces import (
     IQueueManager,
     ISite,
 )
-from .model import Crontab, Log, zone
+from .model import Cron, Crontab, Log, zone
 from .runner import register_runner
 
 if TYPE_CHECKING:
+    from .components.cron_manager import CronManager
     from .components.crontab_registry_manager import CrontabRegistryManager
+    from .components.queue_manager import QueueManager
+    from .jobs import Job
 
 
 @implementer(ISite)
@@ -63,25 +66,25 @@ class Site:
         with self._lock:
             self._registry_manager.save(crontab, only=only)
 
-    def _log_added(self, uid: str, log: Log, version: int) -> None:
+    def log_added(self, uid: str, log: Log, version: int) -> None:
         """A worker of this kit logged a run: show it in the live crontab at once
         (when the crontab shows everything else the store holds)."""
         with self._lock:
             if self._crontab is not None:
                 self._crontab.log_added(uid, log, version)
 
-    def cron_manager(self, cron: Any):
+    def cron_manager(self, cron: Cron) -> CronManager:
         """The ICronManager of ``cron`` in this site."""
         return self.registry.getMultiAdapter((self, cron), ICronManager)
 
     # -- jobs -------------------------------------------------------------------
 
     @property
-    def jobs(self):
+    def jobs(self) -> QueueManager:
         """The site's IQueueManager."""
         return self.registry.getAdapter(self, IQueueManager)
 
-    def submit(self, type: str, payload: Any = None, **options: Any):
+    def submit(self, type: str, payload: Any = None, **options: Any) -> Job:
         """Queue a job (see IQueueManager.submit); returns it at once, PENDING."""
         return self.jobs.submit(type, payload, **options)
 

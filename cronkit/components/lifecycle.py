@@ -184,6 +184,7 @@ class JobLifecycle:
         start = self.kit.clock.now()
         manager = site.cron_manager(cron)
         skipped, missed = manager.skip_reason(job, crontab_on, start)
+        message: str | None
         if skipped is not None:
             status, message, log = Status.CANCELED, skipped, (LogStatus.NOTRUN, [skipped])
         else:
@@ -271,7 +272,7 @@ class JobLifecycle:
             entry = Log(date, log[0], log[1])
             entry.id, version = self.kit.store.add_log(
                 site.name, cron.uid, entry.to_dict() | {"date": date}, cron.logs_limit)
-            site._log_added(cron.uid, entry, version)
+            site.log_added(cron.uid, entry, version)
             notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id,
                                         timestamp=now))
         notify(JobFinishedEvent(site=site, job=job, timestamp=now))

@@ -110,10 +110,13 @@ class QueueManager:
     def _job(self, row: dict) -> Job:
         return Job(self.site, row)
 
-    def get(self, job_id: int) -> Job:
+    def get(self, job_id: int | str | None) -> Job:
+        """The job ``job_id`` of this site (an int, or its text); raise NoSuchJob."""
+        if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
+            raise NoSuchJob(f"no job with id {job_id!r}")
         try:
             row = self.store.get_job(int(job_id))
-        except (TypeError, ValueError):
+        except ValueError:
             raise NoSuchJob(f"no job with id {job_id!r}") from None
         if row["site"] != self.site.name:
             raise NoSuchJob(f"no job with id {job_id!r} in site {self.site.name!r}")

@@ -65,12 +65,12 @@ async def off_the_loop(fn: Handler, request: Request, kit: Cronkit) -> Response:
 
 def site_names(kit: Cronkit) -> list[str]:
     """Sites that exist: in the store, or already made in this kit."""
-    return sorted({row["name"] for row in kit.store.sites()} | set(kit._sites))
+    return kit.site_names()
 
 
 def get_site(kit: Cronkit, name: str) -> Site:
     """The site ``name``, or WebError 404: a URL never creates a site."""
-    if name not in kit._sites and name not in {row["name"] for row in kit.store.sites()}:
+    if name not in kit.site_names():
         raise WebError(404, f"no site named {name!r}", "site")
     return kit.site(name)
 
