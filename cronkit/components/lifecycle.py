@@ -73,11 +73,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _failure(out: Outcome) -> str | None:
+    """The job message of a failed run: the error, then its traceback."""
+    return out.error if out.trace is None else f"{out.error}\n{out.trace}"
+
+
 def end_of(out: Outcome) -> tuple[Status, str | None, int | None]:
     """A submitted job's end from its runner's outcome: (status, message, progress)."""
     if out.status == Status.FAILED:
-        message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
-        return Status.FAILED, message, None
+        return Status.FAILED, _failure(out), None
     message = "\n".join(messages_of(out.result)) or None
     return out.status, message, 100 if out.status == Status.SUCCESS else None
 
@@ -90,8 +94,7 @@ def firing_end_of(out: Outcome, name: str) -> tuple[Status, str | None, LogEntry
         text = f"not run: no runner named {name!r}"
         return Status.CANCELED, text, (LogStatus.NOTRUN, [text])
     if out.status == Status.FAILED:
-        message = out.error if out.trace is None else f"{out.error}\n{out.trace}"
-        return Status.FAILED, message, (LogStatus.FAILURE, [out.error or "failed"])
+        return Status.FAILED, _failure(out), (LogStatus.FAILURE, [out.error or "failed"])
     if out.status == Status.CANCELED:
         text = "not run to its end: canceled"
         return Status.CANCELED, text, (LogStatus.NOTRUN, [text])
