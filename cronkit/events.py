@@ -60,7 +60,8 @@ class Event:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.signal = signals.signal(cls.__name__, doc=cls.__doc__)
+        if not cls.__name__.startswith("_"):    # a private base shares no signal
+            cls.signal = signals.signal(cls.__name__, doc=cls.__doc__)
 
     def __post_init__(self) -> None:
         site = self._site()
@@ -161,100 +162,68 @@ class FinishedCronJobEvent(Event):
             self._fill("messages", tuple(self.log.messages))
 
 
-def _fill_job(event: Event) -> None:
-    """Fields every job event reads from its job when not given."""
-    event._fill_from(getattr(event, "job", None), job_id="id", type="type", cron_uid="cron_uid")
+@dataclass(frozen=True, kw_only=True)
+class _JobEvent(Event):
+    """What every job event carries; read from its ``job`` when not given."""
+
+    site: Site | None = _live()
+    job: Job | None = _live()
+    job_id: int | None = None
+    type: str | None = None
+    cron_uid: str | None = None
+
+    #: Further fields read from the job: field name -> Job attribute.
+    _from_job: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._fill_from(self.job, job_id="id", type="type", cron_uid="cron_uid",
+                        **self._from_job)
 
 
 @implementer(i.IJobQueuedEvent)
 @dataclass(frozen=True, kw_only=True)
-class JobQueuedEvent(Event):
+class JobQueuedEvent(_JobEvent):
     """A job entered the queue."""
-
-    site: Site | None = _live()
-    job: Job | None = _live()
-    job_id: int | None = None
-    type: str | None = None
-    cron_uid: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _fill_job(self)
 
 
 @implementer(i.IJobStartedEvent)
 @dataclass(frozen=True, kw_only=True)
-class JobStartedEvent(Event):
+class JobStartedEvent(_JobEvent):
     """A job moved to RUNNING and its runner is about to run."""
 
-    site: Site | None = _live()
-    job: Job | None = _live()
-    job_id: int | None = None
-    type: str | None = None
-    cron_uid: str | None = None
     attempt: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _fill_job(self)
-        self._fill_from(self.job, attempt="attempts")
+    _from_job = {"attempt": "attempts"}
 
 
 @implementer(i.IJobProgressEvent)
 @dataclass(frozen=True, kw_only=True)
-class JobProgressEvent(Event):
+class JobProgressEvent(_JobEvent):
     """A running job reported progress or status text."""
 
-    site: Site | None = _live()
-    job: Job | None = _live()
     progress: int | None = None
     text: str | None = None
-    job_id: int | None = None
-    type: str | None = None
-    cron_uid: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _fill_job(self)
 
 
 @implementer(i.IJobRetriedEvent)
 @dataclass(frozen=True, kw_only=True)
-class JobRetriedEvent(Event):
+class JobRetriedEvent(_JobEvent):
     """An attempt of a job failed or was lost: it is PENDING again, due at ``run_after``."""
 
-    site: Site | None = _live()
-    job: Job | None = _live()
-    job_id: int | None = None
-    type: str | None = None
-    cron_uid: str | None = None
     attempt: int | None = None
     run_after: datetime | None = None
     reason: str | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _fill_job(self)
-
 
 @implementer(i.IJobFinishedEvent)
 @dataclass(frozen=True, kw_only=True)
-class JobFinishedEvent(Event):
+class JobFinishedEvent(_JobEvent):
     """A job ended (SUCCESS, FAILED or CANCELED); sent exactly once per job end."""
 
-    site: Site | None = _live()
-    job: Job | None = _live()
-    job_id: int | None = None
-    type: str | None = None
-    cron_uid: str | None = None
     status: str | None = None
     message: str | None = None
     attempt: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _fill_job(self)
-        self._fill_from(self.job, status="status", message="message", attempt="attempts")
+    _from_job = {"status": "status", "message": "message", "attempt": "attempts"}
 
 
 def notify(event: Event) -> None:

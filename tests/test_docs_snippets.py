@@ -403,7 +403,8 @@ def _receivers() -> dict[type, set]:
             yield from walk(sub)
     def live(ref):
         return ref() if isinstance(ref, weakref.ref) else ref
-    return {cls: {live(r) for r in cls.signal.receivers.values()} for cls in walk(Event)}
+    return {cls: {live(r) for r in cls.signal.receivers.values()} for cls in walk(Event)
+            if "signal" in cls.__dict__}
 
 
 @pytest.fixture

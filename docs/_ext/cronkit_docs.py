@@ -137,7 +137,8 @@ class InterfacesDirective(ApiDirective):
 def event_classes() -> list[type]:
     from cronkit import events
     return [obj for obj in vars(events).values()
-            if inspect.isclass(obj) and issubclass(obj, events.Event) and obj is not events.Event]
+            if inspect.isclass(obj) and issubclass(obj, events.Event) and obj is not events.Event
+            and not obj.__name__.startswith("_")]
 
 
 class EventsDirective(ApiDirective):
