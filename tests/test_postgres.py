@@ -2,7 +2,8 @@
 
 Wake-ups by LISTEN/NOTIFY, connection loss survived, and exactly-once under
 contention with real ``cronkit worker`` processes on a real server. The store
-contract itself is in ``tests/contracts``.
+contract itself is in ``tests/contracts``; lost COMMITs, operation by operation, in
+``test_postgres_retries.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import cronkit
 from cronkit import DuplicateFiring, StoreError
 from cronkit.stores import open_store
 from cronkit.stores.postgres import PostgresStore, engine_url
-from cronkit.stores.sql import SQLStore
 from tests.children import child_env
 from tests.contracts import runner_classes as runners
 
@@ -223,27 +223,6 @@ def test_the_listener_reconnects_after_a_restart(store, listening, postgres_serv
     assert listening.wait(15)          # the reconnection itself wakes (notifications lost)
     store.add_jobs([job_row()])
     assert listening.wait(5)
-
-
-def test_a_claim_whose_answer_was_lost_is_recovered_not_repeated(store, monkeypatch):
-    """The commit went through but the connection died before the answer: the retry
-    finds the rows this claim took instead of claiming more."""
-    store.add_jobs([job_row(name=f"j{i}") for i in range(4)])
-    real = SQLStore.claim
-    calls = []
-
-    def lose_the_answer(self, now, limit, worker, pid=None):
-        calls.append(limit)
-        real(self, now, limit, worker, pid)
-        if len(calls) == 1:
-            from cronkit.stores.postgres import _ConnectionLost
-            raise _ConnectionLost("server closed the connection unexpectedly")
-        return []
-
-    monkeypatch.setattr(SQLStore, "claim", lose_the_answer)
-    got = store.claim(NOW, 2, "w:1", 1)
-    assert [r["name"] for r in got] == ["j0", "j1"] and calls == [2]
-    assert store.count_jobs(status="pending") == 2
 
 
 # -- many worker processes ------------------------------------------------------------

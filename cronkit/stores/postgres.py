@@ -7,13 +7,25 @@ needs when many workers on many hosts use it at once.
   that ``LISTEN``\\ s on a dedicated psycopg connection and calls the callbacks (a
   worker passes ``kit.wake``); ``wait_for_notify(timeout)`` is the same wait as a
   blocking call. Polling stays the fallback: a lost notification costs one poll.
-- **Connection loss.** Pooled connections are pinged before use; a call that fails on
-  a lost or refused connection (server restart, failover, network cut) is retried with
-  backoff for ``retry_for`` seconds before it raises StoreError. A claim whose commit
-  may have gone through is recovered rather than repeated (its rows carry this
-  worker and this ``now``), so no claimed job is left without its worker. The
-  listener reconnects on its own and wakes its callbacks once it has (notifications
-  sent meanwhile are gone).
+- **Connection loss.** Pooled connections are pinged before use. What a call does
+  after a lost or refused connection (server restart, failover, network cut) follows
+  the marking of its operation in ``base.py``, declared per operation:
+
+  - *repeatable* ones are retried as they are, with backoff, for ``retry_for``
+    seconds before they raise StoreError;
+  - *unsafe* ones are made exactly-once: each runs as one transaction that reads its
+    own transaction id just before COMMIT. When the connection is lost before that,
+    nothing was committed and the call runs again. When the answer to the COMMIT is
+    lost, the retry first asks the server whether that transaction committed
+    (``pg_xact_status``): if it did, the answer computed before the COMMIT is
+    returned and nothing is done again; if it did not, the call runs again. A
+    transaction still in progress (its session outlived our end of the connection)
+    is ended first, so the question always gets a final answer;
+  - any other call (an operation with no marking) is never retried: a lost
+    connection raises StoreError.
+
+  The listener reconnects on its own and wakes its callbacks once it has
+  (notifications sent meanwhile are gone).
 """
 
 from __future__ import annotations
@@ -24,30 +36,55 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.selectable import ScalarSelect
+from zope.interface import implementer
 
-from ..exceptions import StoreError
+from ..exceptions import CronkitError, StoreError
+from ..interfaces import IListeningStore
+from .base import REPEATABLE, UNSAFE
 from .hotpath import refused
-from .sql import SQLStore, _job_row, jobs
+from .sql import SQLStore
 
 log = logging.getLogger("cronkit.stores.postgres")
+
+T = TypeVar("T")
 
 CHANNEL = "cronkit"
 # pg_advisory_xact_lock key held while the schema is created or migrated ("cronkit").
 SCHEMA_LOCK = int.from_bytes(b"cronkit", "big")
 _NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
+# The operations whose commit wakes the listeners of every process.
+NOTIFYING = frozenset({"add_jobs", "add_unique_job", "requeue_job", "save_crontab"})
+# Store methods that are no database operation: neither retried nor refused.
+LOCAL = frozenset({"close", "after_fork"})
+
+_XACT_ID = sa.text("SELECT pg_current_xact_id()::text")
+_XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
+# backend_xid is the 32-bit xid: the low half of the xid8.
+_END_XACT = sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE backend_xid::text = :xid32")
 
 
 class _ConnectionLost(StoreError):
     """A call failed on a lost or refused connection: worth another try. Never leaves
     this module (after ``retry_for`` seconds it becomes a plain StoreError)."""
+
+
+class _Try:
+    """One try of an unsafe operation: its answer, and its transaction id once its
+    COMMIT was about to be sent."""
+
+    __slots__ = ("result", "xid")
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.xid: str | None = None
 
 
 def engine_url(url: str) -> str:
@@ -75,12 +112,13 @@ def _materialize_locking_in(element: Any) -> Any:
     materialized CTE runs once."""
     if (getattr(element, "operator", None) is operators.in_op
             and isinstance(element.right, ScalarSelect)
-            and element.right.element._for_update_arg is not None):
+            and getattr(element.right.element, "_for_update_arg", None) is not None):
         due = element.right.element.cte("cronkit_due").prefix_with("MATERIALIZED")
         return element.left.in_(sa.select(due.c.id))
     return None
 
 
+@implementer(IListeningStore)
 class PostgresStore(SQLStore):
     """The store for ``postgresql://`` and ``postgresql+psycopg://`` URLs (psycopg 3).
 
@@ -104,12 +142,12 @@ class PostgresStore(SQLStore):
     def _migrate(self) -> None:
         self._retry("opening the store", lambda attempt: SQLStore._migrate(self))
 
-    def _lock_unique(self, conn, key: str) -> None:
+    def _lock_unique(self, conn: sa.Connection, key: str) -> None:
         # Two submissions of one unique job at once: the second waits for the first's
         # commit, then (READ COMMITTED: a new snapshot per statement) finds its job.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
-    def _lock_schema(self, conn) -> None:
+    def _lock_schema(self, conn: sa.Connection) -> None:
         # Two processes creating the schema of a fresh database at once would clash on
         # PostgreSQL's catalog (pg_type); the second waits here and finds it made.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
@@ -131,24 +169,43 @@ class PostgresStore(SQLStore):
 
     def _prepare_statements(self) -> None:
         super()._prepare_statements()
-        self._stmts.claim = visitors.replacement_traverse(self._stmts.claim, {}, _materialize_locking_in)
+        opts: dict[str, Any] = {}
+        self._stmts.claim = visitors.replacement_traverse(
+            self._stmts.claim, opts, _materialize_locking_in)  # type: ignore[call-overload]
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
+        joined = getattr(self._local, "conn", None)
+        if joined is not None:   # inside an exactly-once operation: its one transaction
+            yield joined
+            return
+        with self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, attempt: _Try | None = None) -> Iterator[sa.Connection]:
+        """One transaction; with ``attempt``, its transaction id is noted in it just
+        before COMMIT."""
         try:
             with self.engine.connect() as conn:
                 with conn.begin():
                     yield conn
                     if getattr(self._local, "notify", False):
                         conn.execute(_NOTIFY)  # delivered at COMMIT, never before
+                    if attempt is not None:
+                        attempt.xid = conn.execute(_XACT_ID).scalar_one()
         except IntegrityError as exc:
             raise refused(self.url, exc.orig) from None
         except DBAPIError as exc:
             if _transient(exc):
                 raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None
             raise StoreError(f"store {self.url!r}: {exc.orig}") from None
+        except StatementError as exc:
+            if isinstance(exc.orig, CronkitError):  # raised by a type, e.g. a naive datetime
+                raise exc.orig from None
+            raise
 
-    def _retry(self, what: str, call: Callable[[int], Any]) -> Any:
+    def _retry(self, what: str, call: Callable[[int], T]) -> T:
         """Run ``call(attempt)`` until it does not fail on the connection, with
         exponential backoff (50 ms doubling to 2 s, jittered) for ``retry_for`` s."""
         deadline = time.monotonic() + self.retry_for
@@ -166,6 +223,70 @@ class PostgresStore(SQLStore):
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 
+    def _repeated(self, what: str, call: Callable[[], T]) -> T:
+        """A repeatable operation: retried as it is."""
+        if getattr(self._local, "conn", None) is not None:
+            return call()   # part of an enclosing operation's transaction
+        return self._retry(what, lambda attempt: call())
+
+    def _once(self, what: str, call: Callable[[], T], notify: bool = False) -> T:
+        """An unsafe operation, made exactly-once: one transaction whose outcome is
+        asked of the server when the answer to its COMMIT is lost."""
+        if getattr(self._local, "conn", None) is not None:
+            return call()   # part of an enclosing operation's transaction
+        lost: _Try | None = None
+
+        def attempt(n: int) -> T:
+            nonlocal lost
+            if lost is not None and lost.xid is not None:
+                if self._committed(lost.xid):
+                    log.warning("%s: its COMMIT went through before the connection was "
+                                "lost: not done again", what)
+                    return lost.result
+                lost = None
+            this = _Try()
+            try:
+                with self._notifying() if notify else nullcontext(), \
+                        self._transaction(this) as conn:
+                    self._local.conn = conn
+                    try:
+                        this.result = call()
+                    finally:
+                        self._local.conn = None
+            except _ConnectionLost:
+                if this.xid is not None:   # COMMIT was sent: it may have gone through
+                    lost = this
+                raise
+            return this.result
+
+        return self._retry(what, attempt)
+
+    def _committed(self, xid: str) -> bool:
+        """Whether the transaction ``xid``, whose COMMIT's answer was lost, committed.
+        Raise _ConnectionLost while the server cannot tell yet."""
+        try:
+            with self.engine.connect() as conn:
+                status = conn.execute(_XACT_STATUS, {"xid": xid}).scalar()
+                if status == "in progress":
+                    # Its session outlived our end of the connection and may still be
+                    # waiting for the COMMIT: end it, then the answer is final.
+                    log.warning("transaction %s still in progress after its connection "
+                                "was lost: ending its session", xid)
+                    conn.execute(_END_XACT, {"xid32": str(int(xid) % 2 ** 32)})
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "22023":
+                return False   # "in the future": a server that lost it (crash, failover)
+            if _transient(exc):
+                raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None
+            raise StoreError(f"store {self.url!r}: cannot tell whether transaction {xid} "
+                             f"committed: {exc.orig}") from None
+        if status == "in progress":
+            raise _ConnectionLost(f"store {self.url!r}: transaction {xid} still in progress")
+        if status is None:
+            raise StoreError(f"store {self.url!r}: too late to tell whether transaction "
+                             f"{xid} committed")
+        return bool(status == "committed")
+
     @contextmanager
     def _notifying(self) -> Iterator[None]:
         """Transactions opened inside send NOTIFY cronkit before they commit."""
@@ -175,56 +296,6 @@ class PostgresStore(SQLStore):
             yield
         finally:
             self._local.notify = previous
-
-    # -- writes that wake idle workers ------------------------------------------------
-
-    def add_jobs(self, rows: list[dict], ignore_duplicates: bool = False) -> list[int]:
-        def call(attempt: int) -> list[int]:
-            with self._notifying():
-                # A retry after a commit whose answer was lost must not insert twice:
-                # firings are unique in the store, so skip them quietly instead.
-                return SQLStore.add_jobs(self, rows, ignore_duplicates or attempt > 0
-                                         and all(r.get("fire_at") for r in rows))
-        return self._retry("add_jobs", call)
-
-    def add_unique_job(self, row: dict) -> tuple[int, bool]:
-        def call(attempt: int) -> tuple[int, bool]:
-            with self._notifying():
-                return SQLStore.add_unique_job(self, row)
-        return self._retry("add_unique_job", call)
-
-    def requeue_job(self, job_id: int, run_after: datetime, message: str,
-                    attempt: int | None = None) -> bool:
-        def call(_try: int) -> bool:
-            with self._notifying():
-                return SQLStore.requeue_job(self, job_id, run_after, message, attempt)
-        return self._retry("requeue_job", call)
-
-    def save_crontab(self, *args: Any, **kwargs: Any) -> tuple[int, list[int]]:
-        def call(attempt: int) -> tuple[int, list[int]]:
-            with self._notifying():
-                return SQLStore.save_crontab(self, *args, **kwargs)
-        return self._retry("save_crontab", call)
-
-    # -- claim: recovered, never repeated ------------------------------------------
-
-    def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None) -> list[dict]:
-        """SQLStore.claim (FOR UPDATE SKIP LOCKED) through connection loss. When a try
-        fails, the next one first looks for the rows it may have claimed after all:
-        RUNNING, this ``worker``, started at this ``now``."""
-        def call(attempt: int) -> list[dict]:
-            if attempt:
-                with self._tx(write=False) as conn:
-                    rows = [_job_row(r) for r in conn.execute(sa.select(jobs).where(
-                        jobs.c.status == "running", jobs.c.worker == worker,
-                        jobs.c.started_at == now))]
-                if rows:
-                    log.warning("claim: recovered %d job(s) claimed before the connection "
-                                "was lost", len(rows))
-                    rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
-                    return rows
-            return SQLStore.claim(self, now, limit, worker, pid)
-        return self._retry("claim", call)
 
     # -- listening ------------------------------------------------------------------
 
@@ -324,19 +395,48 @@ class PostgresStore(SQLStore):
         super().close()
 
 
-def _retrying(name: str) -> Callable:
+def _repeatable(name: str) -> Callable[..., Any]:
     base = getattr(SQLStore, name)
 
     @functools.wraps(base)
     def method(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-        return self._retry(name, lambda attempt: base(self, *args, **kwargs))
+        return self._repeated(name, lambda: base(self, *args, **kwargs))
 
     return method
 
 
-# Every other store call is one transaction: retried whole through a lost connection.
-for _name, _value in list(vars(SQLStore).items()):
-    if (callable(_value) and not _name.startswith("_") and _name not in vars(PostgresStore)
-            and _name not in ("close", "after_fork")):
-        setattr(PostgresStore, _name, _retrying(_name))
-del _name, _value
+def _exactly_once(name: str) -> Callable[..., Any]:
+    base, notify = getattr(SQLStore, name), name in NOTIFYING
+
+    @functools.wraps(base)
+    def method(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        return self._once(name, lambda: base(self, *args, **kwargs), notify)
+
+    return method
+
+
+def _never_retried(name: str) -> Callable[..., Any]:
+    base = getattr(SQLStore, name)
+
+    @functools.wraps(base)
+    def method(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return base(self, *args, **kwargs)
+        except _ConnectionLost as exc:
+            raise StoreError(f"{exc} ({name} is not marked safe to repeat: not retried)") from None
+
+    return method
+
+
+def _wrap_operations() -> None:
+    """Give every store operation of SQLStore its behaviour through connection loss."""
+    for name in dir(SQLStore):
+        if name.startswith("_") or name in LOCAL or name in vars(PostgresStore) \
+                or not callable(getattr(SQLStore, name)):
+            continue
+        wrap = _repeatable if name in REPEATABLE else _exactly_once if name in UNSAFE \
+            else _never_retried
+        setattr(PostgresStore, name, wrap(name))
+
+
+_wrap_operations()
