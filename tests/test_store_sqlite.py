@@ -417,6 +417,34 @@ def test_an_anonymous_sqlite_database_has_no_hot_path():
     store.close()
 
 
+def test_without_the_hot_path_finish_and_requeue_go_by_attempt_too():
+    store = SQLStore("sqlite://")
+    [job_id] = store.add_jobs([plain()])
+    store.claim(FIRE, 1, "w")
+    assert store.requeue_job(job_id, FIRE, "attempt 1 failed", attempt=2) is False
+    assert store.requeue_job(job_id, FIRE, "attempt 1 failed", attempt=1) is True
+    store.claim(FIRE, 1, "w")
+    assert store.finish_job(job_id, Status.FAILED, LATER, "late", attempt=1) is None
+    assert store.finish_job(job_id, Status.SUCCESS, LATER, attempt=2) == "success"
+    store.close()
+
+
+def test_the_hot_path_compiles_finish_by_attempt_apart_from_the_common_finish(kit):
+    finish = kit.store._hot_stmts.finish
+    assert set(finish) == {(True, False), (True, True), (False, False), (False, True)}
+    assert "attempts" not in finish[True, False].sql.split("WHERE", 1)[1]
+    assert "attempts" in finish[True, True].sql.split("WHERE", 1)[1]
+
+
+def test_a_memory_store_keeps_its_data_after_fork():
+    """A forked child has its own copy of a memory:// database, on its one connection."""
+    store = SQLStore("memory://")
+    [job_id] = store.add_jobs([plain()])
+    store.after_fork()
+    assert store.claim(FIRE, 1, "w")[0]["id"] == job_id
+    store.close()
+
+
 def test_close_and_after_fork_let_go_of_the_hot_connections(kit):
     kit.store.add_jobs([plain()])
     hot = kit.store._hot

@@ -140,8 +140,11 @@ class HotPath:
         for conn in idle:
             conn.close()
 
-    def forget(self) -> None:
-        """After a fork: the parent's connections are not this process's to use or close."""
+    def forget(self, lock: threading.RLock | None = None) -> None:
+        """After a fork: the parent's connections are not this process's to use or close
+        (a shared connection stays, under ``lock``)."""
+        if lock is not None:
+            self._lock = lock
         self._pool_lock = threading.Lock()
         self._idle = []
         self._closed = False

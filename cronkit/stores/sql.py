@@ -181,7 +181,14 @@ class SQLStore(CrontabQueries, Store):
         self.engine.dispose()
 
     def after_fork(self) -> None:
-        """Drop connections inherited from a parent process (processes executor)."""
+        """Drop connections inherited from a parent process (processes executor). A
+        memory:// database is its one connection: the child keeps its own copy of it,
+        under a new lock (the parent's may be held by a thread the child does not have)."""
+        if self._lock is not None:
+            self._lock = threading.RLock()
+            if self._hot is not None:
+                self._hot.forget(lock=self._lock)
+            return
         if self._hot is not None:
             self._hot.forget()
         self.engine.dispose(close=False)

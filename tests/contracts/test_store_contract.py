@@ -6,12 +6,18 @@ Each test runs on memory://, a SQLite file and a real PostgreSQL database (see
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from zope.interface.verify import verifyObject
 
 import cronkit
+from cronkit.interfaces import ICrontabStore, IJobStore, IStore
+from cronkit.stores import open_store
+from cronkit.stores.base import OPERATIONS, REPEATABLE, Store
 from cronkit.stores.sql import SCHEMA_VERSION
 
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
@@ -474,3 +480,241 @@ def test_marking_keeps_the_crontab(store):
     store.mark_site("plone")
     assert store.load_crontab("plone")["crons"][0]["uid"] == "a"
     assert store.crontab_version("plone") == version
+
+
+# -- the contract itself -----------------------------------------------------------------
+
+
+def test_the_store_provides_the_store_interfaces(store):
+    for iface in (IStore, ICrontabStore, IJobStore):
+        assert verifyObject(iface, store)
+    assert isinstance(store, Store)
+
+
+def test_every_operation_of_the_contract_is_declared_in_the_interfaces():
+    assert OPERATIONS | {"close", "after_fork"} == set(IStore.names(all=True)) - {"url"}
+
+
+def test_every_operation_of_the_contract_is_exercised_by_this_suite():
+    source = Path(__file__).read_text()
+    missing = {name for name in OPERATIONS | {"close", "after_fork"}
+               if not re.search(rf"\.{name}\(", source)}
+    assert missing == set()
+
+
+def test_the_store_keeps_its_url(store, store_url):
+    assert store.url == store_url
+
+
+def test_close_can_be_called_twice_and_a_new_store_finds_the_data(store, store_url):
+    [job_id] = store.add_jobs([row()])
+    store.close()
+    store.close()
+    if store_url != "memory://":   # memory:// keeps nothing past its store
+        again = open_store(store_url)
+        try:
+            assert again.get_job(job_id)["id"] == job_id
+        finally:
+            again.close()
+
+
+def test_after_fork_the_store_goes_on_with_connections_of_its_own(store):
+    [job_id] = store.add_jobs([row()])
+    store.after_fork()
+    assert store.get_job(job_id)["status"] == "pending"
+    assert [r["id"] for r in claim_all(store)] == [job_id]
+
+
+@pytest.mark.parametrize("name", ["ensure_site", "mark_site", "update_job", "cancel_job",
+                                  "heartbeat"])
+def test_a_repeatable_write_done_twice_gives_what_it_gives_once(store, name):
+    assert name in REPEATABLE
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    calls = {"ensure_site": lambda: store.ensure_site("plone"),
+             "mark_site": lambda: store.mark_site("plone"),
+             "update_job": lambda: store.update_job(job_id, progress=5),
+             "cancel_job": lambda: store.cancel_job(job_id, NOW),
+             "heartbeat": lambda: store.heartbeat([job_id], NOW + timedelta(seconds=1))}
+    first = calls[name]()
+    state = (store.get_job(job_id), store.sites())
+    assert calls[name]() == first
+    assert (store.get_job(job_id), store.sites()) == state
+
+
+# -- more of the jobs --------------------------------------------------------------------
+
+
+def test_add_jobs_of_nothing_returns_nothing(store):
+    assert store.add_jobs([]) == [] and store.count_jobs() == 0
+
+
+def test_list_jobs_pages_with_limit_and_offset(store):
+    ids = store.add_jobs([row(name=f"j{i}") for i in range(5)])
+    assert [j["id"] for j in store.list_jobs(limit=2, offset=1)] == [ids[3], ids[2]]
+    assert [j["id"] for j in store.list_jobs(limit=2, offset=4)] == [ids[0]]
+
+
+def test_list_jobs_oldest_first(store):
+    ids = store.add_jobs([row(name=f"j{i}") for i in range(3)])
+    assert [j["id"] for j in store.list_jobs(oldest_first=True)] == ids
+    assert [j["id"] for j in store.list_jobs(oldest_first=True, limit=1, offset=1)] == [ids[1]]
+
+
+def test_update_job_of_an_unknown_id_changes_nothing(store):
+    store.update_job(12345, progress=5)
+    assert store.count_jobs() == 0
+
+
+def test_is_canceled_of_an_unknown_job_is_false(store):
+    assert store.is_canceled(12345) is False
+
+
+def test_history_of_a_job_without_records_is_empty(store):
+    [job_id] = store.add_jobs([row()])
+    assert store.history(job_id) == [] and store.history(12345) == []
+
+
+def test_claim_without_a_pid_records_none(store):
+    store.add_jobs([row()])
+    [claimed] = store.claim(NOW, 1, "w:1")
+    assert claimed["pid"] is None and claimed["worker"] == "w:1"
+
+
+def test_next_due_ignores_jobs_that_are_not_pending(store):
+    store.add_jobs([row()])
+    claim_all(store)
+    assert store.next_due() is None
+
+
+def test_pending_cron_jobs_gives_the_oldest_of_a_cron_with_several(store):
+    first, _ = store.add_jobs([firing("c1", NOW), firing("c1", NOW + timedelta(minutes=1))])
+    assert store.pending_cron_jobs("plone")["c1"]["id"] == first
+
+
+def test_cron_job_statuses_of_a_cron_without_jobs_is_empty(store):
+    assert store.cron_job_statuses("plone", "nothing") == set()
+
+
+def test_stale_jobs_leaves_out_finished_jobs(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    store.finish_job(job_id, "success", NOW)
+    assert store.stale_jobs(NOW + timedelta(hours=1)) == []
+    assert store.running_jobs() == []
+
+
+# -- finish and requeue by attempt -------------------------------------------------------
+
+
+def second_attempt(store):
+    """A job claimed, requeued (attempt 1 failed), and claimed again: attempt 2 runs."""
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    store.requeue_job(job_id, NOW, "attempt 1 failed")
+    claim_all(store)
+    assert store.get_job(job_id)["attempts"] == 2
+    return job_id
+
+
+def test_finish_by_the_attempt_that_runs_the_job_ends_it(store):
+    job_id = second_attempt(store)
+    assert store.finish_job(job_id, "success", NOW, "done", attempt=2) == "success"
+    assert store.get_job(job_id)["status"] == "success"
+
+
+def test_a_late_finish_of_an_older_attempt_never_ends_the_newer_one(store):
+    job_id = second_attempt(store)
+    assert store.finish_job(job_id, "failed", NOW, "attempt 1 timed out", attempt=1) is None
+    got = store.get_job(job_id)
+    assert got["status"] == "running" and got["message"] == "attempt 1 failed"
+
+
+def test_finish_by_attempt_holds_even_when_not_only_running(store):
+    job_id = second_attempt(store)
+    assert store.finish_job(job_id, "failed", NOW, only_running=False, attempt=1) is None
+    assert store.finish_job(job_id, "failed", NOW, only_running=False, attempt=2) == "failed"
+
+
+def test_finish_by_attempt_of_a_canceled_job_ends_canceled(store):
+    job_id = second_attempt(store)
+    store.cancel_job(job_id, NOW)
+    assert store.finish_job(job_id, "success", NOW, attempt=2) == "canceled"
+
+
+def test_finish_takes_message_and_progress_by_position(store):
+    [job_id] = store.add_jobs([row()])
+    claim_all(store)
+    assert store.finish_job(job_id, "success", NOW, "done", 100) == "success"
+    got = store.get_job(job_id)
+    assert (got["message"], got["progress"]) == ("done", 100)
+
+
+def test_requeue_by_the_attempt_that_runs_the_job_puts_it_back(store):
+    job_id = second_attempt(store)
+    assert store.requeue_job(job_id, NOW + timedelta(seconds=9), "attempt 2 failed", attempt=2)
+    got = store.get_job(job_id)
+    assert got["status"] == "pending" and got["run_after"] == NOW + timedelta(seconds=9)
+
+
+def test_a_late_requeue_of_an_older_attempt_changes_nothing(store):
+    job_id = second_attempt(store)
+    assert store.requeue_job(job_id, NOW, "attempt 1 lost", attempt=1) is False
+    got = store.get_job(job_id)
+    assert got["status"] == "running" and got["worker"] == "w:1"
+
+
+# -- adoption by a remote executor -------------------------------------------------------
+
+
+def test_adopt_hands_a_running_job_from_its_claimer_to_another_worker(store):
+    [job_id] = store.add_jobs([row()])
+    store.claim(NOW, 1, "owner", 1)
+    later = NOW + timedelta(seconds=3)
+    adopted = store.adopt_job(job_id, 1, "owner", "celery:7", 7, later)
+    assert (adopted["worker"], adopted["pid"], adopted["heartbeat"]) == ("celery:7", 7, later)
+    assert store.get_job(job_id)["worker"] == "celery:7"
+
+
+@pytest.mark.parametrize("attempt, owner", [(2, "owner"), (1, "someone else")])
+def test_adopt_of_a_claim_that_is_not_that_one_changes_nothing(store, attempt, owner):
+    [job_id] = store.add_jobs([row()])
+    store.claim(NOW, 1, "owner", 1)
+    assert store.adopt_job(job_id, attempt, owner, "celery:7", 7, NOW) is None
+    assert store.get_job(job_id)["worker"] == "owner"
+
+
+def test_adopt_of_a_finished_job_changes_nothing(store):
+    [job_id] = store.add_jobs([row()])
+    store.claim(NOW, 1, "owner", 1)
+    store.finish_job(job_id, "success", NOW)
+    assert store.adopt_job(job_id, 1, "owner", "celery:7", 7, NOW) is None
+
+
+# -- more of the crontabs and sites ------------------------------------------------------
+
+
+def test_ensure_site_makes_a_site_known_unmarked_at_version_0(store):
+    store.ensure_site("bare")
+    store.ensure_site("bare")
+    assert store.sites() == [{"name": "bare", "marked": False, "activated": True, "version": 0}]
+
+
+def test_sites_show_each_site_with_its_flags_and_version(store):
+    store.save_crontab("plone", False, [cron("a")], [], [], [])
+    store.mark_site("zope")
+    got = {s["name"]: s for s in store.sites()}
+    assert (got["plone"]["activated"], got["plone"]["marked"]) == (False, False)
+    assert got["plone"]["version"] == store.crontab_version("plone")
+    assert (got["zope"]["marked"], got["zope"]["version"]) == (True, 0)
+
+
+def test_load_crontab_of_an_unknown_uid_has_no_crons(store):
+    store.save_crontab("plone", None, [cron("a")], [], [], [])
+    assert store.load_crontab("plone", uid="nothing")["crons"] == []
+
+
+def test_add_log_bumps_the_version(store):
+    v1, _ = store.save_crontab("plone", None, [cron("a")], [], [], [])
+    _, v2 = store.add_log("plone", "a", entry(1), 5)
+    assert v2 > v1
