@@ -80,3 +80,48 @@ def serve(store: str, executor: str = "threads", concurrency: int = 2) -> None:
 
 if __name__ == "__main__":  # pragma: no cover - used as a subprocess entry point
     serve(sys.argv[1], *sys.argv[2:3])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+class Stamp(cronkit.Runner):
+    """Records in a SQLite table (payload["db"]) its begin and its end for the job
+    (payload["key"]), and an "overlap" row when an earlier run of that job still lives;
+    sleeps payload["seconds"] in between. Lost runs are retried."""
+
+    retries = 1000
+    retry_backoff = 0.0
+
+    def _stamp(self, what: str) -> list[int]:
+        conn = sqlite3.connect(self.job.payload["db"], timeout=60)
+        try:
+            with conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS stamps (key TEXT, pid INTEGER, what TEXT)")
+                earlier = [p for (p,) in conn.execute(
+                    "SELECT pid FROM stamps WHERE key = ? AND what = 'begin'",
+                    (self.job.payload["key"],))]
+                conn.execute("INSERT INTO stamps VALUES (?, ?, ?)",
+                             (self.job.payload["key"], os.getpid(), what))
+        finally:
+            conn.close()
+        return earlier
+
+    def run(self):
+        earlier = self._stamp("begin")
+        if any(_alive(pid) for pid in earlier):
+            self._stamp("overlap")
+        time.sleep(self.job.payload.get("seconds", 0.2))
+        self._stamp("done")
+
+
+RUNNERS["stamp"] = Stamp

@@ -5,6 +5,7 @@ because they watch real processes; they poll for outcomes, never sleep for sched
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -196,3 +197,40 @@ def test_two_workers_never_run_one_job(real_kit, db_url, tmp_path):
     assert sorted(keys) == sorted(f"job-{i}" for i in range(n))   # each exactly once
     assert len(pids) == 2                                           # both workers worked
     assert real_kit.store.count_jobs(status="success") == n
+
+
+def test_kill_9_of_processes_workers_never_runs_a_job_twice(real_kit, db_url, tmp_path):
+    """50 times: a processes worker is killed with SIGKILL mid-work and another starts.
+    The children die with their worker, a job is reaped only once its process is gone,
+    and a retried attempt never overlaps the one before; no finished work is recorded
+    lost, nothing stays running."""
+    site = real_kit.site("s")
+    runs_db = str(tmp_path / "stamps.db")
+    jobs = [site.submit("stamp", payload={"db": runs_db, "key": f"job-{i}", "seconds": 0.3})
+            for i in range(40)]
+    rng = random.Random(13)
+    started = time.monotonic()
+    for _cycle in range(50):
+        worker = _spawn_worker(db_url, "processes", 4)
+        try:
+            time.sleep(rng.uniform(0.1, 0.8))    # fault injection: kill at a random moment
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+    assert time.monotonic() - started < 180
+    last = _spawn_worker(db_url, "processes", 4)
+    try:
+        wait_for(lambda: real_kit.store.count_jobs(status=["pending", "running"]) == 0,
+                 timeout=240, what="every job ended")
+    finally:
+        last.send_signal(signal.SIGTERM)
+        last.wait(timeout=60)
+    conn = sqlite3.connect(runs_db)
+    rows = conn.execute("SELECT key, what FROM stamps").fetchall()
+    conn.close()
+    overlaps = [k for k, what in rows if what == "overlap"]
+    done = [k for k, what in rows if what == "done"]
+    assert overlaps == []                                          # never two runs at once
+    assert sorted(done) == sorted(f"job-{i}" for i in range(40))   # each work done once
+    ended = [site.jobs.get(j.id) for j in jobs]
+    assert [j.id for j in ended if j.status != Status.SUCCESS] == []

@@ -22,7 +22,6 @@ sends FinishedCronJobEvent; then JobFinishedEvent, as for every job.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from ..events import (
     StartedCronJobEvent,
     notify,
 )
+from ..executors.processes import kill_group
 from ..interfaces import IJobLifecycle
 from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
@@ -64,13 +64,19 @@ def _listened(site: Site, cls: type[Event]) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` lives (a zombie, dead but not yet waited for, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):   # no /proc (not Linux), or gone meanwhile
+        return True
+    return state not in (b"Z", b"X")
 
 
 def _failure(out: Outcome) -> str | None:
@@ -119,6 +125,11 @@ class JobLifecycle:
 
     def __init__(self, kit: Cronkit):
         self.kit = kit
+        #: How many job ends are being written now (a job's child process that is
+        #: told its worker died finishes writing them first).
+        self.finishing = 0
+        #: Set in such a child: exit once the end is written.
+        self.exit_after_finish = False
 
     def _job(self, job: Job | dict) -> Job:
         return job if isinstance(job, Job) else Job(self.kit.site(job["site"]), job)
@@ -242,10 +253,19 @@ class JobLifecycle:
                now: datetime | None = None, *, log_date: datetime | None = None,
                cron: Cron | None = None, base: datetime | None = None,
                version: int | None = None) -> str | None:
-        job = self._job(job)
+        self.finishing += 1
+        try:
+            return self._finish(self._job(job), Status(status), message, progress, log,
+                                now or self.kit.clock.now(), log_date, cron, base, version)
+        finally:
+            self.finishing -= 1
+            if self.exit_after_finish and not self.finishing:
+                os._exit(1)
+
+    def _finish(self, job: Job, status: Status, message: str | None, progress: int | None,
+                log: LogEntry | None, now: datetime, log_date: datetime | None,
+                cron: Cron | None, base: datetime | None, version: int | None) -> str | None:
         site, store = job.site, self.kit.store
-        now = now or self.kit.clock.now()
-        status = Status(status)
         if job.cron_uid is not None:
             cron = cron or job.cron or load_cron(site, job.cron_uid)[0]
             if cron is not None:
@@ -304,10 +324,7 @@ class JobLifecycle:
         if (name != socket.gethostname() or not job.pid or job.pid == os.getpid()
                 or str(job.pid) == worker_pid):
             return False
-        try:
-            os.kill(job.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(job.pid)
         self.finish(job, Status.CANCELED, "canceled (killed)")
         return True
 
@@ -323,8 +340,19 @@ class JobLifecycle:
             if name == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 stale[row["id"]] = row
         for row in stale.values():
+            if self._process_alive(row, host):
+                continue      # no heartbeat, but its own process runs: not lost
             job = self._job(row)
             if job.cron_uid is None and self._retry_if_allowed(job, "worker lost", now):
                 continue
             self.finish(job, Status.FAILED, "worker lost", now=now)
-        return list(stale)
+        return [job_id for job_id, row in stale.items() if not self._process_alive(row, host)]
+
+    @staticmethod
+    def _process_alive(row: dict, host: str) -> bool:
+        """Whether the job runs in a process of its own on this host that still lives
+        (the processes executor's child, or an orphan of a killed worker)."""
+        name, _, worker_pid = (row.get("worker") or "").rpartition(":")
+        pid = row.get("pid")
+        return bool(name == host and pid and str(pid) != worker_pid and pid != os.getpid()
+                    and _alive(pid))

@@ -3,6 +3,16 @@
 Each job gets its own pid, a hard timeout (the child is killed and the job failed
 "timed out after N s"), and crash isolation: a child that dies (``os._exit(1)``, a
 segfault) fails its job with what is known, and the worker goes on.
+
+A child dies with its worker. It leads a process group of its own (a timeout or a
+forced cancel kills the group: the job's own subprocesses too; a Ctrl-C meant for the
+worker does not reach it), and on Linux asks the kernel for SIGTERM when its parent
+dies (``PR_SET_PDEATHSIG``). On that signal a child still running its runner exits at
+once; one that is writing its job's end finishes writing it first, so that work
+done is never recorded as lost. The reaper never reaps a job whose own process is
+still alive on its host, and a job's end is accepted only from the attempt that owns
+it: an orphan that outlived its worker can neither be run over nor close a newer
+attempt.
 """
 
 from __future__ import annotations
@@ -23,8 +33,37 @@ if TYPE_CHECKING:
     from ..kit import Cronkit
 
 
-def _forked_child(kit: Cronkit, row: dict) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int, lifecycle: Any = None) -> None:
+    """Make this process (a job's child) end when ``parent`` (its worker) does: its own
+    process group, and SIGTERM from the kernel at the parent's death (Linux). On it,
+    exit at once unless ``lifecycle`` is writing a job's end (then exit after)."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:     # already a group leader, or not allowed: it still dies below
+        pass
+
+    def on_parent_death(signum: int, frame: Any) -> None:
+        if lifecycle is None or not lifecycle.finishing:
+            os._exit(1)
+        lifecycle.exit_after_finish = True
+
+    signal.signal(signal.SIGTERM, on_parent_death)
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):   # not Linux: the reaper's pid checks remain
+        pass
+    if os.getppid() != parent:          # the worker died before the prctl took hold
+        os._exit(1)
+
+
+def _forked_child(kit: Cronkit, row: dict, parent: int) -> None:
     faulthandler.disable()  # a crash is reported by the parent, from the exit status
+    die_with_parent(parent, kit.lifecycle)
     kit.store.after_fork()
     try:
         kit.execute(dict(row, pid=os.getpid()))
@@ -32,10 +71,12 @@ def _forked_child(kit: Cronkit, row: dict) -> None:
         os._exit(0)
 
 
-def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: float) -> None:
+def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: float,
+                   parent: int) -> None:
     """A fresh interpreter: nothing inherited from the worker's threads (locks held at
     fork time cannot hang it). The runner is imported by its module path."""
     faulthandler.disable()
+    die_with_parent(parent)
     from importlib import import_module
 
     from ..kit import Cronkit
@@ -44,11 +85,26 @@ def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: f
     for part in qualname.split("."):
         factory = getattr(factory, part)
     kit = Cronkit(store=store_url, error_timeout=error_timeout)
+    die_with_parent(parent, kit.lifecycle)     # now it may finish writing an end first
     kit.site(row["site"]).register_runner(factory, name=row["type"])
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
         os._exit(0)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by a job's child ``pid`` (the job's subprocesses
+    too), or the process alone if it leads none yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+        return
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def describe_exit(code: int | None) -> str:
@@ -96,8 +152,9 @@ class ProcessExecutor(BaseExecutor):
         if isinstance(self.kit.clock, SystemClock) and "<locals>" not in qualname:
             ref = f"{factory.__module__}:{qualname}"
             return self._spawn.Process(target=_spawned_child, daemon=True, args=(
-                self.kit.store.url, row, ref, self.kit.error_timeout))
-        return self._ctx.Process(target=_forked_child, args=(self.kit, row), daemon=True)
+                self.kit.store.url, row, ref, self.kit.error_timeout, os.getpid()))
+        return self._ctx.Process(target=_forked_child, args=(self.kit, row, os.getpid()),
+                                 daemon=True)
 
     def _watch(self, row: dict, proc: Any, done: Callable[[int], None]) -> None:
         proc.join()
@@ -119,8 +176,8 @@ class ProcessExecutor(BaseExecutor):
 
     def _stop_job(self, job_id: int) -> None:
         proc = self._procs.get(job_id)
-        if proc is not None and proc.is_alive():
-            proc.kill()
+        if proc is not None and proc.is_alive() and proc.pid:
+            kill_group(proc.pid)
 
     def shutdown(self, wait: bool = True) -> None:
         for proc in list(self._procs.values()):
