@@ -452,3 +452,65 @@ def test_tick_reaps_and_cleans_up_at_the_now_it_is_given(kit, site, recorder, cl
     assert site.jobs.get(lost.id).finished_at == later
     with pytest.raises(cronkit.NoSuchJob):
         site.jobs.get(old.id)                        # past the 30 days' retention at ``later``
+
+
+# -- every firing that does not run is recorded -------------------------------------
+
+
+def test_firings_due_while_one_waits_in_the_queue_are_counted_on_its_log(kit, site, clock):
+    cron = add_cron(site, periodicity="* * * * *")       # misfire "once", the default
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after + timedelta(minutes=5, seconds=30))   # stuck behind a burst
+    kit.run_pending()
+    [entry] = site.crontab.by_uid(cron.uid).logs
+    due = [pending.run_after + timedelta(minutes=m) for m in range(1, 6)]
+    assert entry.status == LogStatus.OK
+    assert entry.messages == [f"missed: 5 more firing(s) not run (misfire 'once'), due "
+                              f"{due[0].isoformat()} to {due[-1].isoformat()}"]
+    [nxt] = site.jobs.list(cron=cron, status="pending")
+    assert nxt.run_after == pending.run_after + timedelta(minutes=6)
+
+
+def test_a_firing_on_time_counts_nothing_missed(kit, site, clock):
+    cron = add_cron(site, periodicity="* * * * *")
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after + timedelta(seconds=2))
+    kit.run_pending()
+    assert site.crontab.by_uid(cron.uid).logs[0].messages == []
+
+
+def test_a_skipped_firing_counts_the_others_it_skipped(kit, site, clock):
+    cron = cronkit.Cron(name="ok", periodicity="* * * * *", misfire="skip")
+    site.crontab.add_cron(cron)
+    site.crontab.save()
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after + timedelta(minutes=2, seconds=10))
+    kit.run_pending()
+    [entry] = site.crontab.by_uid(cron.uid).logs
+    assert entry.status == LogStatus.NOTRUN
+    assert entry.messages[0].startswith("missed: due at ")
+    assert entry.messages[1].startswith("missed: 2 more firing(s) not run (misfire 'skip')")
+
+
+def test_a_lost_firing_counts_the_firings_due_while_it_was_lost(kit, site, clock):
+    cron = add_cron(site, periodicity="* * * * *")
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after)
+    claim_as_other_worker(kit)
+    clock.advance(minutes=3)
+    kit.reap()
+    [entry] = site.crontab.by_uid(cron.uid).logs
+    assert entry.status == LogStatus.FAILURE
+    assert entry.messages[0] == "worker lost"
+    assert entry.messages[1].startswith("missed: 3 more firing(s) not run")
+
+
+def test_misfire_all_runs_every_firing_and_counts_none(kit, site, clock):
+    cron = cronkit.Cron(name="ok", periodicity="* * * * *", misfire="all")
+    site.crontab.add_cron(cron)
+    site.crontab.save()
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after + timedelta(minutes=2, seconds=10))
+    kit.run_pending()
+    logs = site.crontab.by_uid(cron.uid).logs
+    assert [(e.status, e.messages) for e in logs] == [(LogStatus.OK, [])] * 3

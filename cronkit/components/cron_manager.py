@@ -88,22 +88,44 @@ class CronManager:
             return f"missed: due at {scheduled.isoformat()}, {late:.0f} s late", missed
         return None, False
 
-    def reschedule(self, base: datetime | None, version: int | None = None) -> None:
+    def reschedule(self, base: datetime | None, version: int | None = None) -> bool:
         """Queue the cron's next firing after ``base`` (default now) unless it has a
-        pending one. The cron is read again from the store unless its crontab is still
-        at ``version`` (the cron may have been edited during the run)."""
+        pending one; return True if it queued one. The cron is read again from the
+        store unless its crontab is still at ``version`` (the cron may have been edited
+        during the run)."""
         cron, crontab_on = self.cron, self._active()
         if version is None or self.store.crontab_version(self.site.name) != version:
             fresh, crontab_on, _ = load_cron(self.site, cron.uid)
             if fresh is None:
-                return
+                return False
             cron = fresh
         if not (crontab_on and cron.activated):
-            return
+            return False
         if self.store.cron_job_statuses(self.site.name, cron.uid) & {"pending"}:
-            return
+            return False
         nxt = cron.next_after(base or self.clock.now())
-        self.queue.register_cron_jobs([(cron, nxt, nxt)])
+        return bool(self.queue.register_cron_jobs([(cron, nxt, nxt)]))
+
+
+#: Missed firings are counted one by one up to this many (then "at least").
+MISSED_CAP = 100_000
+
+
+def missed_note(cron: Cron, after: datetime, until: datetime) -> str | None:
+    """The Log message for the firings of ``cron`` due after ``after`` and up to
+    ``until`` that will not run (misfire "once" or "skip" counts the next time from
+    ``until``), or None when there are none."""
+    n, first, last, t = 0, None, None, after
+    while n < MISSED_CAP:
+        t = cron.next_after(t)
+        if t > until:
+            break
+        n, first, last = n + 1, first or t, t
+    if first is None or last is None:
+        return None
+    count = f"at least {n}" if n == MISSED_CAP else str(n)
+    span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
+    return f"missed: {count} more firing(s) not run (misfire {cron.misfire!r}), due {span}"
 
 
 def load_cron(site: Site, uid: str) -> tuple[Cron | None, bool, int]:

@@ -44,7 +44,7 @@ from ..interfaces import IJobLifecycle
 from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
 from ..runner import Outcome, call_runner, messages_of, runner_factory
-from .cron_manager import load_cron
+from .cron_manager import load_cron, missed_note
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
@@ -266,13 +266,17 @@ class JobLifecycle:
                 log: LogEntry | None, now: datetime, log_date: datetime | None,
                 cron: Cron | None, base: datetime | None, version: int | None) -> str | None:
         site, store = job.site, self.kit.store
+        note = None
         if job.cron_uid is not None:
             cron = cron or job.cron or load_cron(site, job.cron_uid)[0]
-            if cron is not None:
-                # Queued while this firing still runs: at no instant has the cron neither
-                # a running nor a pending job, or another worker's restore or register
-                # would queue a firing of its own and those in between would be lost.
-                site.cron_manager(cron).reschedule(base, version=version)
+            # Queued while this firing still runs: at no instant has the cron neither a
+            # running nor a pending job, or another worker's restore or register would
+            # queue a firing of its own and those in between would be lost.
+            if cron is not None and site.cron_manager(cron).reschedule(base or now,
+                                                                        version=version):
+                if base is None and job.fire_at is not None:
+                    # Counted from now: the firings due since this one do not run.
+                    note = missed_note(cron, job.fire_at, now)
         final = store.finish_job(job.id, status, now, message, progress=progress,
                                  attempt=job.attempts)
         if final is None:      # ended already, or another attempt owns the job
@@ -283,7 +287,10 @@ class JobLifecycle:
             job.message = message
         if progress is not None and final == Status.SUCCESS:
             job.progress = progress
-        self._ended(job, cron, log or log_of(job.status, message), log_date or now, now)
+        entry = log or log_of(job.status, message)
+        if note is not None:
+            entry = (entry[0], [*entry[1], note])
+        self._ended(job, cron, entry, log_date or now, now)
         return final
 
     def _ended(self, job: Job, cron: Cron | None, log: LogEntry, date: datetime,
