@@ -532,3 +532,98 @@ def test_a_refused_number_is_kept_in_a_text_input(client):
     html = post(client, "/sites/plone/crons/new", {"name": "export", "periodicity": "@daily",
                                                    "logs_limit": "lots"}).text
     assert '<input id="logs_limit" name="logs_limit" type="text" value="lots">' in html
+
+
+# -- sessions, lock-outs, caching ------------------------------------------------------------
+
+
+def test_a_session_cookie_copied_before_logout_no_longer_works(kit, site, cron):
+    app = create_app(kit, password="pw", secret_key="key")
+    browser = TestClient(app)
+    assert login(browser, "pw").status_code == 303
+    copied = dict(browser.cookies)
+    assert post(browser, "/logout").headers["location"] == "/login"
+    thief = TestClient(app, cookies=copied)
+    assert thief.get("/", follow_redirects=False).status_code == 303
+    assert thief.get("/api/v1/sites").status_code == 401
+    assert "Log out" not in thief.get("/login").text
+
+
+def test_logging_out_ends_that_session_only(kit, site, cron):
+    app = create_app(kit, password="pw", secret_key="key")
+    one, two = TestClient(app), TestClient(app)
+    assert login(one, "pw").status_code == 303 and login(two, "pw").status_code == 303
+    post(one, "/logout")
+    assert one.get("/", follow_redirects=False).status_code == 303
+    assert two.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_session_ends_after_seven_days_on_the_server_too(guarded, clock):
+    assert login(guarded, "pw").status_code == 303
+    clock.advance(days=7, seconds=-1)
+    assert guarded.get("/", follow_redirects=False).status_code == 200
+    clock.advance(seconds=1)
+    assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+def test_sessions_are_held_by_the_server_that_made_them(kit, site, cron):
+    browser = TestClient(create_app(kit, password="pw", secret_key="key"))
+    assert login(browser, "pw").status_code == 303
+    restarted = TestClient(create_app(kit, password="pw", secret_key="key"),
+                           cookies=dict(browser.cookies))
+    assert restarted.get("/", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_secure_cookies_mark_the_session_cookie_secure(kit, site, secure):
+    client = TestClient(create_app(kit, password="pw", secure_cookies=secure),
+                        base_url="https://testserver")
+    response = login(client, "pw")
+    assert response.status_code == 303
+    assert ("; secure" in response.headers["set-cookie"].lower()) is secure
+
+
+def test_authenticated_responses_are_never_stored(kit, site, cron):
+    client = TestClient(create_app(kit, auth_token="tok", password="pw"))
+    bearer = {"Authorization": "Bearer tok"}
+    assert client.get("/api/v1/sites", headers=bearer).headers["cache-control"] == "no-store"
+    assert client.get("/login").headers["cache-control"] == "no-store"
+    assert login(client, "pw").headers["cache-control"] == "no-store"
+    for url in ("/", "/sites/plone", "/sites/plone/crons/c1", "/jobs", "/api/v1/sites"):
+        response = client.get(url)
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    assert "cache-control" not in client.get("/static/cronkit.css").headers
+
+
+def test_a_browser_that_logged_in_before_is_not_locked_out_by_others(kit, site, cron):
+    """Behind a proxy every browser has the proxy's address: the wrong passwords of one
+    must not lock the others out, at least those that logged in here before."""
+    app = create_app(kit, password="pw", secret_key="key")
+    known, stranger = TestClient(app), TestClient(app)
+    assert login(known, "pw").status_code == 303
+    post(known, "/logout")
+    for _ in range(5):
+        assert login(stranger, "nope").status_code == 401
+    assert login(stranger, "pw").status_code == 429
+    assert TestClient(app).get("/login").status_code == 200
+    assert login(TestClient(app), "pw").status_code == 429    # a new browser: the address
+    assert login(known, "pw").status_code == 303
+
+
+def test_the_throttle_of_a_known_browser_is_its_own(kit, site, cron):
+    app = create_app(kit, password="pw", secret_key="key")
+    known = TestClient(app)
+    assert login(known, "pw").status_code == 303
+    post(known, "/logout")
+    for _ in range(5):
+        assert login(known, "nope").status_code == 401
+    assert login(known, "pw").status_code == 429
+    assert login(TestClient(app), "pw").status_code == 303    # the address is not locked
+
+
+@pytest.mark.parametrize("one, two, same", [
+    ("192.0.2.1", "192.0.2.1", True), ("192.0.2.1", "192.0.2.2", False),
+    ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", True), ("2001:db8:1:2::1", "2001:db8:1:3::1", False)])
+def test_the_throttle_takes_an_ipv6_slash_64_as_one_address(one, two, same):
+    from cronkit.web.security import address_key
+    assert (address_key(one) == address_key(two)) is same

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from .profiles import _load_zcml
 if TYPE_CHECKING:
     from ..worker import Worker
 
-Serve = Callable[..., object]   # cronkit.web.serve(kit, host=, port=, token=, password=)
+Serve = Callable[..., object]   # cronkit.web.serve(kit, host=, port=, token=, password=, ...)
+
+SIZE_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+              "g": 1 << 30, "gib": 1 << 30}
+# The web options passed on only when given: cronkit.web.serve owns their defaults.
+WEB_EXTRAS = ("max_body", "secure_cookies", "forwarded_allow_ips")
 
 
 def _logging(level: str) -> None:
@@ -45,10 +51,22 @@ def cmd_worker(ctx: Context) -> int:
     return 0
 
 
+def _credential(args: argparse.Namespace, name: str) -> str | None:
+    """``--token`` / ``--password``, else ``$CRONKIT_TOKEN`` / ``$CRONKIT_PASSWORD`` (an
+    empty variable is an unset one). A blank one (only whitespace) is a mistake: it
+    would count as auth, and let the dashboard listen off loopback."""
+    value = getattr(args, name)
+    where = f"--{name}"
+    if value is None:
+        where = f"$CRONKIT_{name.upper()}"
+        value = os.environ.get(f"CRONKIT_{name.upper()}") or None
+    if value is not None and not value.strip():
+        raise UsageError(f"{where} is blank")
+    return value
+
+
 def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    token = args.token if args.token is not None else os.environ.get("CRONKIT_TOKEN")
-    password = args.password if args.password is not None else os.environ.get("CRONKIT_PASSWORD")
-    return token or None, password or None
+    return _credential(args, "token"), _credential(args, "password")
 
 
 def _web_serve() -> tuple[Serve | None, str | None]:
@@ -71,11 +89,14 @@ def _serve(ctx: Context, serve: Serve) -> None:
     (the worker of ``cronkit run`` is stopped first) instead of killing the process."""
     args = ctx.args
     token, password = _credentials(args)
+    extras = {name: getattr(args, name) for name in WEB_EXTRAS
+              if getattr(args, name) not in (None, False)}
     ctx.note(f"dashboard on http://{args.host}:{args.port}/ (REST API under /api/v1)")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        serve(ctx.kit, host=args.host, port=args.port, token=token, password=password)
+        serve(ctx.kit, host=args.host, port=args.port, token=token, password=password,
+              **extras)
     except SystemExit as exc:   # uvicorn exits when it cannot start (it said why above)
         if exc.code in (0, None):
             raise Terminated from None
@@ -87,6 +108,7 @@ def _serve(ctx: Context, serve: Serve) -> None:
 
 
 def cmd_web(ctx: Context) -> int:
+    _credentials(ctx.args)   # a blank one is refused before anything starts
     serve, why = _web_serve()
     if serve is None:
         raise UsageError(f"the dashboard is not available ({why}): "
@@ -100,6 +122,8 @@ def cmd_run(ctx: Context) -> int:
     _logging(args.log_level)
     if args.profile:
         _load_zcml(ctx, args.profile)
+    if not args.no_web:
+        _credentials(args)   # a blank one is refused before the worker starts
     serve, why = (None, None) if args.no_web else _web_serve()
     worker = _worker(ctx)
     if serve is None:
@@ -134,8 +158,30 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                         metavar="M", help="delete every finished job after M days (default 60, 0 keeps)")
 
 
+def _size(text: str) -> int:
+    """A number of bytes: ``4194304``, or with a binary suffix, ``512K``, ``4M``, ``4MiB``,
+    ``1G``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-z]*)\s*", text.lower())
+    if not match or match.group(2) not in SIZE_UNITS or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a size in bytes >= 1, such as 4194304, 512K, 4M or 1G, got {text!r}")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+
+
 def _web_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="default 8080")
     parser.add_argument("--token", help="API token (default: $CRONKIT_TOKEN)")
     parser.add_argument("--password", help="login password (default: $CRONKIT_PASSWORD)")
+    parser.add_argument("--max-body", dest="max_body", type=_size, metavar="SIZE",
+                        help="the largest request body taken, in bytes or with a K, M or G "
+                             "suffix (binary: 4M is 4 MiB); a larger one is refused with "
+                             "413 (default 4M)")
+    parser.add_argument("--forwarded-allow-ips", dest="forwarded_allow_ips", metavar="IPS",
+                        help="the reverse proxies whose X-Forwarded-For and "
+                             "X-Forwarded-Proto are believed: comma-separated addresses or "
+                             "networks (10.0.0.0/8), or '*' for any peer (default: none, "
+                             "the client is the peer)")
+    parser.add_argument("--secure-cookies", dest="secure_cookies", action="store_true",
+                        help="mark the session cookie Secure: browsers send it over HTTPS "
+                             "only (use it when the dashboard is reached by HTTPS)")
