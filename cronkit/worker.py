@@ -11,6 +11,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .exceptions import StoreError
 from .executors import make_executor
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ log = logging.getLogger("cronkit.worker")
 class Worker:
     def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
-                 reap_interval: float | None = None, cleanup_interval: float = 3600.0):
+                 reap_interval: float | None = None, cleanup_interval: float = 3600.0,
+                 max_backoff: float = 30.0):
         self.kit = kit
         self.concurrency = concurrency
         self.executor = make_executor(executor, concurrency) if isinstance(executor, str) else executor
@@ -30,6 +32,9 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval or max(0.2, kit.error_timeout / 4)
         self.reap_interval = reap_interval or max(0.2, kit.error_timeout / 2)
         self.cleanup_interval = cleanup_interval
+        self.max_backoff = max(float(max_backoff), poll_interval)
+        #: Ticks failed in a row (see step()).
+        self.failures = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,6 +78,32 @@ class Worker:
         # a job to finish (it wakes us) or the poll, never spin.
         return delay if delay > 0 else (0.0 if claimed else self.poll_interval)
 
+    def step(self, now: datetime | None = None) -> float:
+        """One turn of the service: ``tick(now)``, and the seconds to sleep after it.
+
+        A tick that fails (the store is away: a full disk, a locked file, a lost
+        server) is retried with a back-off that doubles from the poll interval up to
+        ``max_backoff``, with one log line per back-off (a traceback only the first
+        time for an error that is not the store's), and one line when the store answers
+        again: the worker recovers by itself once the fault clears."""
+        try:
+            delay = self.tick(now)
+        except Exception as exc:
+            self.failures += 1
+            backoff = min(self.poll_interval * 2 ** (self.failures - 1), self.max_backoff)
+            if isinstance(exc, StoreError) or self.failures > 1:
+                log.warning("worker %s: %s: %s; trying again in %.3g s (%d failed in a row)",
+                            self.kit.worker_id, type(exc).__name__, exc, backoff, self.failures)
+            else:
+                log.exception("worker %s: tick failed; trying again in %.3g s",
+                              self.kit.worker_id, backoff)
+            return backoff
+        if self.failures:
+            log.warning("worker %s: working again after %d failed tick(s)", self.kit.worker_id,
+                        self.failures)
+            self.failures = 0
+        return min(delay, self.poll_interval)
+
     def _finished(self, job_id: int) -> None:
         self._wake.set()
 
@@ -103,12 +134,7 @@ class Worker:
                  type(self.executor).__name__, self.concurrency)
         try:
             while not self._stop.is_set():
-                try:
-                    delay = self.tick()
-                except Exception:
-                    log.exception("worker tick failed; retrying")
-                    delay = self.poll_interval
-                delay = min(delay, self.poll_interval)
+                delay = self.step()
                 if delay > 0:
                     self._wake.wait(delay)
                 self._wake.clear()
