@@ -165,7 +165,7 @@ def test_a_failing_tick_is_logged_and_retried(kit, monkeypatch, caplog):
     monkeypatch.setattr(worker, "tick", bad_tick)
     worker.run_forever(install_signals=False)
     assert len(calls) == 3
-    assert "worker tick failed" in caplog.text
+    assert "tick failed" in caplog.text and "3 failed in a row" in caplog.text
 
 
 # -- the kit ----------------------------------------------------------------------
