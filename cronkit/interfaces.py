@@ -419,6 +419,11 @@ class IJobStore(Interface):
     def running_cron_uids(site):
         """Return the set of uids of the site's crons with a RUNNING job. Repeatable."""
 
+    def pending_and_running_cron_jobs(site):
+        """Return (pending_cron_jobs(site), running_cron_uids(site)) read at one instant:
+        a cron whose run is ending shows its running job or its next pending one, never
+        neither (two separate reads can see neither). Repeatable."""
+
     def delete_pending_cron_jobs(site, uids):
         """Delete the PENDING jobs of those crons (running and finished ones stay);
         return how many. Unsafe: a retry counts none."""

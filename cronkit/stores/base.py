@@ -158,6 +158,13 @@ class JobStore(ABC):
         """Return the uids of the site's crons that have a RUNNING job."""
 
     @abstractmethod
+    @repeatable
+    def pending_and_running_cron_jobs(self, site: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """Return what ``pending_cron_jobs`` and ``running_cron_uids`` return, read at
+        one instant: a cron whose run is ending shows its running job or its next
+        pending one, never neither (two separate reads can see neither)."""
+
+    @abstractmethod
     @unsafe
     def delete_pending_cron_jobs(self, site: str, uids: Iterable[str]) -> int:
         """Delete the PENDING jobs of those crons (running and finished ones stay);

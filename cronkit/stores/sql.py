@@ -280,6 +280,23 @@ class SQLStore(CrontabQueries, Store):
                 jobs.c.site == site, jobs.c.status == "running",
                 jobs.c.cron_uid.is_not(None))).scalars())
 
+    def pending_and_running_cron_jobs(self, site: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        # One statement, so one snapshot: the next firing is queued before a run ends.
+        q = sa.select(jobs.c.id, jobs.c.cron_uid, jobs.c.signature, jobs.c.run_after,
+                      jobs.c.fire_at, jobs.c.status).where(
+            jobs.c.site == site, jobs.c.status.in_(["pending", "running"]),
+            jobs.c.cron_uid.is_not(None)).order_by(jobs.c.id)
+        pending: dict[str, dict[str, Any]] = {}
+        running: set[str] = set()
+        with self._tx(write=False) as conn:
+            for r in conn.execute(q):
+                if r.status == "running":
+                    running.add(r.cron_uid)
+                else:
+                    pending.setdefault(r.cron_uid, {k: v for k, v in r._mapping.items()
+                                                    if k != "status"})
+        return pending, running
+
     def delete_pending_cron_jobs(self, site: str, uids: Iterable[str]) -> int:
         n = 0
         with self._tx() as conn:

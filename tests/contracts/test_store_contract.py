@@ -592,6 +592,26 @@ def test_pending_cron_jobs_gives_the_oldest_of_a_cron_with_several(store):
     assert store.pending_cron_jobs("plone")["c1"]["id"] == first
 
 
+def test_pending_and_running_cron_jobs_are_the_two_reads_at_one_instant(store):
+    store.add_jobs([firing("c1", NOW), firing("c2", NOW + timedelta(minutes=1)), row()])
+    store.add_jobs([firing("c9", NOW, site="other")])
+    store.claim(NOW, 1, "w:1", 1)
+    pending, running = store.pending_and_running_cron_jobs("plone")
+    assert pending == store.pending_cron_jobs("plone") and set(pending) == {"c2"}
+    assert running == store.running_cron_uids("plone") == {"c1"}
+
+
+def test_a_cron_between_two_firings_shows_its_next_one_or_its_run(store):
+    """The next firing is queued before the run ends: read at once, the cron always
+    shows one of them."""
+    [first] = store.add_jobs([firing("c1", NOW)])
+    claim_all(store)
+    store.add_jobs([firing("c1", NOW + timedelta(minutes=1))])
+    store.finish_job(first, "success", NOW)
+    pending, running = store.pending_and_running_cron_jobs("plone")
+    assert set(pending) == {"c1"} and running == set()
+
+
 def test_cron_job_statuses_of_a_cron_without_jobs_is_empty(store):
     assert store.cron_job_statuses("plone", "nothing") == set()
 
