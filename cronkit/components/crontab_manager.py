@@ -33,8 +33,10 @@ class CrontabManager:
             # Unsaved edits, or writes by others this crontab does not show: the queue
             # follows the store, which is what the runs read.
             crontab = self.site.registry.getAdapter(self.site, ICrontabRegistryManager).load()
-        pending = store.pending_cron_jobs(self.site.name)
-        running = store.running_cron_uids(self.site.name)
+        # One read, one snapshot: a cron whose run is ending shows its running job or
+        # its next pending one, never neither (two reads could see neither, and a
+        # firing of our own would then be queued beside the one the run queues).
+        pending, running = store.pending_and_running_cron_jobs(self.site.name)
         stale: list[str] = []
         wanted: list[tuple[Cron, datetime, datetime]] = []
         active = crontab.activated
