@@ -456,6 +456,11 @@ class IJobStore(Interface):
         whose cancel was asked ends CANCELED. Return the final status (str), or None
         when nothing changed. Unsafe: a retry answers None."""
 
+    def cancel_pending(job_id, now):
+        """End the job CANCELED at ``now`` (with its canceled flag) if it is PENDING;
+        return True if this call ended it (the lifecycle then sends its end's
+        events). Unsafe."""
+
     def cancel_job(job_id, now):
         """Cancel: a PENDING job ends CANCELED at ``now`` (with its canceled flag), a
         RUNNING one gets its canceled flag, a finished one stays as it is. Return the

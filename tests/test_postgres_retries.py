@@ -234,6 +234,9 @@ CASES: dict[str, tuple[Setup, Call, Check]] = {
         lambda s: claimed(s, "owner"),
         lambda s, job: s.adopt_job(job, 1, "owner", "w:2", 7, NOW),
         lambda s, job, got: got["worker"] == "w:2" == s.get_job(job)["worker"]),
+    "cancel_pending": (
+        lambda s: s.add_jobs([row()])[0], lambda s, job: s.cancel_pending(job, NOW),
+        lambda s, job, got: got is True and s.get_job(job)["status"] == "canceled"),
     "remove_job": (
         lambda s: s.add_jobs([row()])[0], lambda s, job: s.remove_job(job),
         lambda s, _, got: got is None and s.count_jobs() == 0),

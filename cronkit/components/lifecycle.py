@@ -311,16 +311,18 @@ class JobLifecycle:
 
     def cancel(self, site: Site, job_id: int, force: bool = False) -> str:
         store, now = self.kit.store, self.kit.clock.now()
-        before = store.get_job(job_id)["status"]
-        status = store.cancel_job(job_id, now)
-        if before == Status.PENDING and status == Status.CANCELED:   # it never ran
+        status: str
+        if store.cancel_pending(job_id, now):      # it never ran: ended here, once
+            status = Status.CANCELED
             job = Job(site, store.get_job(job_id))
             cron = load_cron(site, job.cron_uid)[0] if job.cron_uid is not None else None
             if cron is not None:
                 base = max(now, job.fire_at) if job.fire_at is not None else None
                 site.cron_manager(cron).reschedule(base)
             self._ended(job, cron, (LogStatus.NOTRUN, ["canceled before it ran"]), now, now)
-        elif force and status == Status.RUNNING:
+            return status
+        status = store.cancel_job(job_id, now)    # running: its flag; finished: as it is
+        if force and status == Status.RUNNING:
             self.kill(Job(site, store.get_job(job_id)))
         return status
 

@@ -208,6 +208,12 @@ class JobStore(ABC):
         Unsafe: a retry answers None."""
 
     @abstractmethod
+    @unsafe
+    def cancel_pending(self, job_id: int, now: datetime) -> bool:
+        """End the job CANCELED at ``now`` (with its canceled flag) if it is PENDING;
+        return True if this call ended it. Unsafe: a retry answers False."""
+
+    @abstractmethod
     @repeatable
     def cancel_job(self, job_id: int, now: datetime) -> str:
         """Cancel: a PENDING job ends CANCELED at ``now``, a RUNNING one gets its

@@ -352,6 +352,12 @@ class SQLStore(CrontabQueries, Store):
             found = conn.execute(self._stmts.finish[variant], params).first()
         return found[0] if found else None
 
+    def cancel_pending(self, job_id: int, now: datetime) -> bool:
+        with self._tx() as conn:
+            return conn.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.status == "pending").values(
+                status="canceled", canceled=True, finished_at=now)).rowcount == 1
+
     def cancel_job(self, job_id: int, now: datetime) -> str:
         with self._tx() as conn:
             row = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).first()

@@ -279,6 +279,18 @@ def test_cancel_a_pending_job_ends_it_canceled(store):
     assert claim_all(store) == []
 
 
+def test_cancel_pending_ends_a_pending_job_once_and_nothing_else(store):
+    [running, pending] = store.add_jobs([row(), row()])
+    assert [r["id"] for r in store.claim(NOW, 1, "w:1", 1)] == [running]
+    assert store.cancel_pending(pending, NOW) is True
+    assert store.cancel_pending(pending, NOW) is False
+    got = store.get_job(pending)
+    assert got["status"] == "canceled" and got["canceled"] and got["finished_at"] == NOW
+    assert store.cancel_pending(running, NOW) is False
+    assert store.get_job(running)["status"] == "running" and not store.is_canceled(running)
+    assert store.cancel_pending(12345, NOW) is False
+
+
 def test_cancel_a_running_job_sets_its_flag_and_its_success_ends_canceled(store):
     [job_id] = store.add_jobs([row()])
     claim_all(store)
