@@ -514,3 +514,18 @@ def test_misfire_all_runs_every_firing_and_counts_none(kit, site, clock):
     kit.run_pending()
     logs = site.crontab.by_uid(cron.uid).logs
     assert [(e.status, e.messages) for e in logs] == [(LogStatus.OK, [])] * 3
+
+
+def test_a_lost_firing_of_a_misfire_all_cron_is_followed_by_the_next_firing(kit, site, clock):
+    cron = cronkit.Cron(name="ok", periodicity="* * * * *", misfire="all")
+    site.crontab.add_cron(cron)
+    site.crontab.save()
+    [pending] = site.jobs.list(cron=cron, status="pending")
+    clock.set(pending.run_after)
+    claim_as_other_worker(kit)
+    clock.advance(minutes=3)
+    kit.reap()
+    [entry] = site.crontab.by_uid(cron.uid).logs
+    assert entry.messages == ["worker lost"]                  # nothing skipped
+    [nxt] = site.jobs.list(cron=cron, status="pending")
+    assert nxt.fire_at == pending.fire_at + timedelta(minutes=1)

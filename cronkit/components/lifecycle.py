@@ -203,7 +203,9 @@ class JobLifecycle:
             status, message, log = Status.CANCELED, skipped, (LogStatus.NOTRUN, [skipped])
         else:
             status, message, log = firing_end_of(call_runner(site, job), cron.name)
-        base = job.fire_at if cron.misfire == "all" and not missed else None
+        # "all": the next firing follows this one (each is judged on its own lateness);
+        # else the next time is counted from now.
+        base = job.fire_at if cron.misfire == "all" and not missed else self.kit.clock.now()
         self.finish(job, status, message, progress=100 if status == Status.SUCCESS else None,
                     log=log, log_date=start, cron=cron, base=base, version=version)
         return job
@@ -272,11 +274,13 @@ class JobLifecycle:
             # Queued while this firing still runs: at no instant has the cron neither a
             # running nor a pending job, or another worker's restore or register would
             # queue a firing of its own and those in between would be lost.
-            if cron is not None and site.cron_manager(cron).reschedule(base or now,
-                                                                        version=version):
-                if base is None and job.fire_at is not None:
-                    # Counted from now: the firings due since this one do not run.
-                    note = missed_note(cron, job.fire_at, now)
+            if cron is not None:
+                if base is None:      # ended from outside its run: reaped, timed out, killed
+                    base = job.fire_at if cron.misfire == "all" and job.fire_at else now
+                if (site.cron_manager(cron).reschedule(base, version=version)
+                        and job.fire_at is not None and base > job.fire_at):
+                    # Counted from later than this firing: those due between do not run.
+                    note = missed_note(cron, job.fire_at, base)
         final = store.finish_job(job.id, status, now, message, progress=progress,
                                  attempt=job.attempts)
         if final is None:      # ended already, or another attempt owns the job
