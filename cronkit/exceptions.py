@@ -63,6 +63,16 @@ class DuplicateFiring(StoreError):
     """A job for the same (site, cron uid, scheduled time) is already stored."""
 
 
+class ReadOnlyStore(StoreError):
+    """The store is read-only (opened so, or its file or folder is not writable): a
+    write was refused and nothing changed."""
+
+
+class StoreGone(StoreError):
+    """The store's database is no longer the one that was opened: its file was deleted
+    or replaced by another since."""
+
+
 class ProfileError(CronkitError):
     """A profile (ZCML or crons.xml) is invalid; nothing of it was applied."""
 

@@ -338,7 +338,9 @@ class ICrontabStore(Interface):
     safe to repeat after a lost connection (twice leaves the same rows and gives the
     same answer as once). "Unsafe": not, so a store that retries must make it
     idempotent or raise StoreError (``cronkit.stores.base.REPEATABLE`` / ``UNSAFE``).
-    Datetimes are aware; a naive one raises StoreError.
+    Datetimes are aware; a naive one raises StoreError. A read-only store (see
+    IStore.read_only) refuses every operation that writes (``cronkit.stores.base.WRITES``)
+    with ReadOnlyStore, and changes nothing.
     """
 
     def ensure_site(site):
@@ -518,9 +520,19 @@ class IStore(ICrontabStore, IJobStore):
     """A whole store, built from its URL by ``cronkit.stores.open_store``."""
 
     url = Attribute("The URL the store was opened with (str).")
+    read_only = Attribute(
+        "True when the store was opened read-only: with ``mode=ro`` in its URL, "
+        "``read_only=True``, or by itself for a SQLite file or folder that cannot be "
+        "written. Every read works; every write raises ReadOnlyStore and changes nothing.")
 
     def schema_version():
         """Return the schema version (int) of the database. Repeatable."""
+
+    def check():
+        """Raise StoreGone when the database is no longer the one the store opened (its
+        SQLite file deleted, or replaced by another file, since); return None. Cheap (a
+        stat), for a worker to call every second or so; a store with no file of its own
+        (memory://, PostgreSQL) has nothing to check. Repeatable."""
 
     def close():
         """Let go of every connection; the store is not used afterwards. No database

@@ -23,6 +23,7 @@ import cronkit
 from cronkit import DuplicateFiring, StoreError
 from cronkit.stores import open_store
 from cronkit.stores.postgres import PostgresStore, engine_url
+from cronkit.stores.schema import SCHEMA_VERSION
 from tests.children import child_env
 from tests.contracts import runner_classes as runners
 
@@ -69,7 +70,7 @@ def test_processes_opening_a_fresh_database_at_once_all_find_one_schema(pg_db):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(6)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err for _, err in results]
-    assert {out.strip() for out, _ in results} == {"1"}
+    assert {out.strip() for out, _ in results} == {str(SCHEMA_VERSION)}
 
 
 def test_an_integrity_error_that_is_not_a_firing_is_not_a_duplicate_firing(store):

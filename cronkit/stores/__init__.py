@@ -27,8 +27,11 @@ def store_url(url: str | None = None) -> str:
     return url or os.environ.get("CRONKIT_STORE") or DEFAULT_STORE
 
 
-def open_store(url: str | None = None):
-    """Build the store named by ``url`` (see :func:`store_url`); raise StoreError."""
+def open_store(url: str | None = None, read_only: bool = False):
+    """Build the store named by ``url`` (see :func:`store_url`); raise StoreError.
+    ``read_only`` opens it read-only, as ``mode=ro`` in the URL does (reads work, writes
+    raise ReadOnlyStore); a SQLite store whose file or folder cannot be written opens
+    read-only by itself."""
     url = store_url(url)
     if not isinstance(url, str) or "://" not in url:
         raise StoreError(f"invalid store URL {url!r}: expected e.g. sqlite:///cronkit.db, "
@@ -42,4 +45,4 @@ def open_store(url: str | None = None):
     else:
         known = ", ".join(sorted(set(found) | set(_BUILTIN)))
         raise StoreError(f"unknown store scheme {scheme!r} in {url!r}: known schemes are {known}")
-    return factory(url)
+    return factory(url, read_only=True) if read_only else factory(url)

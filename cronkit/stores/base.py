@@ -8,6 +8,12 @@ connection loss retries the repeatable ones as they are, and must make the unsaf
 idempotent or raise StoreError: the PostgreSQL store asks the server whether the lost
 COMMIT went through. :data:`REPEATABLE` and :data:`UNSAFE` are the two sets of names.
 
+Every operation that writes is also marked ``@writes`` (:data:`WRITES`; the others,
+:data:`READS`, only read). A store opened read-only (``read_only`` true: asked for with
+``mode=ro`` in its URL or ``read_only=True``, or found so when its file or folder is not
+writable) answers every read and refuses every write with ReadOnlyStore, before it
+touches the database: nothing changes.
+
 Every operation raises StoreError when the database fails or refuses the change (a
 DuplicateFiring, itself a StoreError, when the refused row is a cron firing's second
 job). Datetimes are timezone-aware; a naive one raises StoreError.
@@ -34,6 +40,7 @@ Statuses = str | Iterable[str] | None
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "__cronkit_repeatable__"
+_WRITES = "__cronkit_writes__"
 
 
 def repeatable(fn: F) -> F:
@@ -48,11 +55,18 @@ def unsafe(fn: F) -> F:
     return fn
 
 
+def writes(fn: F) -> F:
+    """Mark a store operation that writes: a read-only store refuses it."""
+    setattr(fn, _WRITES, True)
+    return fn
+
+
 class CrontabStore(ABC):
     """Sites, their crontabs and the crons' logs (ICrontabStore)."""
 
     @abstractmethod
     @repeatable
+    @writes
     def ensure_site(self, site: str) -> None:
         """Make ``site`` known (unmarked, activated, version 0) unless it is."""
 
@@ -63,6 +77,7 @@ class CrontabStore(ABC):
 
     @abstractmethod
     @repeatable
+    @writes
     def mark_site(self, site: str, marked: bool = True) -> None:
         """Mark (or unmark) ``site`` crontab-aware, making it known; its crontab and
         version do not change."""
@@ -87,6 +102,7 @@ class CrontabStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def save_crontab(self, site: str, activated: bool | None, upserts: list[CronRow],
                      deletes: Iterable[str], new_logs: list[tuple[str, LogEntry]],
                      deleted_logs: Iterable[int]) -> tuple[int, list[int]]:
@@ -98,6 +114,7 @@ class CrontabStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def add_log(self, site: str, cron_uid: str, entry: LogEntry, limit: int) -> tuple[int, int]:
         """Append ``entry`` to the cron's logs and keep its newest ``limit``; return (log
         id, new crontab version). Unsafe: twice is two logs."""
@@ -108,6 +125,7 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def add_jobs(self, rows: list[JobRow], ignore_duplicates: bool = False) -> list[int]:
         """Insert job rows in one transaction; return their ids in order. A second job
         for one cron firing (site, cron_uid, fire_at) raises DuplicateFiring and inserts
@@ -116,6 +134,7 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def add_unique_job(self, row: JobRow) -> tuple[int, bool]:
         """Insert ``row`` unless a PENDING job has its ``unique_key``; return (id,
         created). Calls at once with one key make one job. Unsafe: a retry answers
@@ -166,12 +185,14 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def delete_pending_cron_jobs(self, site: str, uids: Iterable[str]) -> int:
         """Delete the PENDING jobs of those crons (running and finished ones stay);
         return how many. Unsafe: a retry counts none."""
 
     @abstractmethod
     @unsafe
+    @writes
     def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None) -> list[JobRow]:
         """Atomically move up to ``limit`` due PENDING jobs (run_after <= now) to RUNNING
         for ``worker`` and ``pid``: started_at and heartbeat ``now``, attempts + 1,
@@ -187,16 +208,19 @@ class JobStore(ABC):
 
     @abstractmethod
     @repeatable
+    @writes
     def update_job(self, job_id: int, **fields: Any) -> None:
         """Set columns of the job (``payload`` a dict); an unknown id changes nothing."""
 
     @abstractmethod
     @unsafe
+    @writes
     def append_text(self, job_id: int, text: str) -> None:
         """Append ``text`` to the job's status_text. Unsafe: twice appends twice."""
 
     @abstractmethod
     @unsafe
+    @writes
     def finish_job(self, job_id: int, status: str, now: datetime, message: str | None = None,
                    progress: int | None = None, only_running: bool = True,
                    attempt: int | None = None) -> str | None:
@@ -209,12 +233,14 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def cancel_pending(self, job_id: int, now: datetime) -> bool:
         """End the job CANCELED at ``now`` (with its canceled flag) if it is PENDING;
         return True if this call ended it. Unsafe: a retry answers False."""
 
     @abstractmethod
     @repeatable
+    @writes
     def cancel_job(self, job_id: int, now: datetime) -> str:
         """Cancel: a PENDING job ends CANCELED at ``now``, a RUNNING one gets its
         canceled flag, a finished one stays as it is. Return the status after the call;
@@ -227,6 +253,7 @@ class JobStore(ABC):
 
     @abstractmethod
     @repeatable
+    @writes
     def heartbeat(self, job_ids: Iterable[int], now: datetime) -> None:
         """Set the heartbeat of those jobs that are RUNNING to ``now``."""
 
@@ -242,6 +269,7 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def requeue_job(self, job_id: int, run_after: datetime, message: str,
                     attempt: int | None = None) -> bool:
         """Put a RUNNING job (of that ``attempt``, when given) back to PENDING, due at
@@ -250,6 +278,7 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def adopt_job(self, job_id: int, attempt: int, owner: str, worker: str, pid: int | None,
                   now: datetime) -> JobRow | None:
         """Hand a RUNNING job from its claimer ``owner`` to ``worker`` and ``pid``
@@ -258,18 +287,21 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def remove_job(self, job_id: int) -> None:
         """Delete the job, whatever its state, and its history; raise NoSuchJob.
         Unsafe: a retry raises NoSuchJob."""
 
     @abstractmethod
     @unsafe
+    @writes
     def delete_jobs(self, job_ids: Iterable[int]) -> int:
         """Delete those jobs (unknown ids are ignored) and their history; return how
         many. Unsafe: a retry counts none."""
 
     @abstractmethod
     @unsafe
+    @writes
     def cleanup(self, success_before: datetime | None, all_before: datetime | None) -> int:
         """Delete the SUCCESS jobs finished before ``success_before`` and every finished
         job finished before ``all_before`` (None keeps them); return how many. Unsafe:
@@ -277,6 +309,7 @@ class JobStore(ABC):
 
     @abstractmethod
     @unsafe
+    @writes
     def add_history(self, job_id: int, date: datetime, comment: str, status: str = "info") -> None:
         """Add a Job History record. Unsafe: twice is two records."""
 
@@ -290,11 +323,21 @@ class Store(CrontabStore, JobStore):
     """A whole store, built from its URL (IStore)."""
 
     url: str
+    #: True when every write is refused with ReadOnlyStore (see the module docstring).
+    read_only: bool = False
 
     @abstractmethod
     @repeatable
     def schema_version(self) -> int:
         """Return the schema version of the database."""
+
+    @abstractmethod
+    @repeatable
+    def check(self) -> None:
+        """Raise StoreGone when the database is no longer the one opened (a SQLite file
+        deleted or replaced by another since); cheap (one ``stat``), for a worker to call
+        every second or so. A store with no file of its own (memory://, PostgreSQL)
+        has nothing to check."""
 
     @abstractmethod
     def close(self) -> None:
@@ -329,9 +372,9 @@ class ListeningStore(Protocol):
         ...
 
 
-def _marked(value: bool) -> frozenset[str]:
+def _marked(value: bool, mark: str = _MARK) -> frozenset[str]:
     return frozenset(name for cls in Store.__mro__ for name, fn in vars(cls).items()
-                     if getattr(fn, _MARK, None) is value)
+                     if getattr(fn, mark, None) is value)
 
 
 REPEATABLE: frozenset[str] = _marked(True)
@@ -339,3 +382,7 @@ REPEATABLE: frozenset[str] = _marked(True)
 UNSAFE: frozenset[str] = _marked(False)
 """The operations that are not: a retrying store makes them idempotent or raises."""
 OPERATIONS: frozenset[str] = REPEATABLE | UNSAFE
+WRITES: frozenset[str] = _marked(True, _WRITES)
+"""The operations that write: a read-only store refuses them with ReadOnlyStore."""
+READS: frozenset[str] = OPERATIONS - WRITES
+"""The operations that only read: a read-only store answers them."""

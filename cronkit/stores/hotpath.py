@@ -66,23 +66,31 @@ class Statement:
 class HotPath:
     """Plain ``sqlite3`` connections to the store's database, for the hot statements.
 
-    File databases get a small pool of their own connections (WAL lets them share the
-    file with SQLAlchemy's); ``memory://`` shares its single connection and lock.
+    File databases get a small pool of their own connections, made by ``connect`` (WAL
+    lets them share the file with SQLAlchemy's); ``memory://`` shares its single
+    connection and lock. ``error`` turns an error of SQLite into the store's (a
+    StoreError naming the store by default).
     """
 
-    def __init__(self, path: str | None, shared: sqlite3.Connection | None = None,
-                 lock: threading.RLock | None = None):
-        self.path = path
+    def __init__(self, connect: Callable[[], sqlite3.Connection] | None,
+                 shared: sqlite3.Connection | None = None, lock: threading.RLock | None = None,
+                 error: Callable[[sqlite3.Error], StoreError] | None = None):
+        self._open = connect
         self._shared = shared
         self._lock = lock
+        self._error = error
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
 
+    def _fail(self, url: str, exc: sqlite3.Error) -> StoreError:
+        return self._error(exc) if self._error is not None else StoreError(f"store {url!r}: {exc}")
+
     def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
+        if self._open is None:
             raise StoreError("the hot path of a memory:// store has no file to connect to")
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn = self._open()
+        conn.isolation_level = None
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=60000")
         return conn
@@ -122,7 +130,7 @@ class HotPath:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise refused(url, exc) from None
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"store {url!r}: {exc}") from None
+                    raise self._fail(url, exc) from None
                 raise
 
     def read(self, url: str, stmt: Statement, params: dict, one: Callable[[Any], Any]) -> Any:
@@ -130,7 +138,7 @@ class HotPath:
             try:
                 return one(conn.execute(stmt.sql, stmt.args(params)).fetchone())
             except sqlite3.Error as exc:
-                raise StoreError(f"store {url!r}: {exc}") from None
+                raise self._fail(url, exc) from None
 
     def close(self) -> None:
         """Close the idle connections now, and those in use when they are given back."""

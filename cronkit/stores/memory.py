@@ -11,5 +11,7 @@ from .sql import SQLStore
 
 
 class MemoryStore(SQLStore):
-    def __init__(self, url: str = "memory://"):
-        super().__init__(url)
+    """``read_only`` (or ``memory://?mode=ro``): an empty store that refuses writes."""
+
+    def __init__(self, url: str = "memory://", read_only: bool = False):
+        super().__init__(url, read_only=read_only)

@@ -45,7 +45,7 @@ from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.selectable import ScalarSelect
 from zope.interface import implementer
 
-from ..exceptions import CronkitError, StoreError
+from ..exceptions import CronkitError, ReadOnlyStore, StoreError
 from ..interfaces import IListeningStore
 from .base import REPEATABLE, UNSAFE
 from .hotpath import refused
@@ -63,6 +63,9 @@ _NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
 NOTIFYING = frozenset({"add_jobs", "add_unique_job", "requeue_job", "save_crontab"})
 # Store methods that are no database operation: neither retried nor refused.
 LOCAL = frozenset({"close", "after_fork"})
+
+# "cannot execute ... in a read-only transaction" (a read-only store, a standby).
+READ_ONLY_SQL_TRANSACTION = "25006"
 
 _XACT_ID = sa.text("SELECT pg_current_xact_id()::text")
 _XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
@@ -123,17 +126,20 @@ class PostgresStore(SQLStore):
     """The store for ``postgresql://`` and ``postgresql+psycopg://`` URLs (psycopg 3).
 
     ``retry_for``: how long (seconds) a call keeps retrying through a lost connection
-    before it raises StoreError.
+    before it raises StoreError. ``read_only`` (or ``mode=ro`` in the URL, taken out of
+    what psycopg gets): writes are refused with ReadOnlyStore, and the sessions are
+    read-only too (``default_transaction_read_only``); a write the server refuses as
+    read-only (a standby) is a ReadOnlyStore as well.
     """
 
     notify_channel = CHANNEL
 
-    def __init__(self, url: str, retry_for: float = 60.0):
+    def __init__(self, url: str, retry_for: float = 60.0, read_only: bool = False):
         self.retry_for = float(retry_for)
         self._local = threading.local()
         self._init_listener_state()
         try:
-            super().__init__(url)
+            super().__init__(url, read_only=read_only)
         except StoreError as exc:
             if str(exc).startswith("cannot open store"):
                 raise
@@ -157,13 +163,14 @@ class PostgresStore(SQLStore):
     def _make_engine(self, url: str) -> sa.Engine:
         try:
             self._sa_url = sa.engine.make_url(engine_url(url))
-            return sa.create_engine(
-                self._sa_url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                pool_timeout=60,
-                # Dead peers are noticed by the kernel, not after a two-hour TCP timeout.
-                connect_args={"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
-                              "keepalives_interval": 5, "keepalives_count": 3,
-                              "application_name": "cronkit"})
+            # Dead peers are noticed by the kernel, not after a two-hour TCP timeout.
+            connect_args: dict[str, Any] = {
+                "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                "keepalives_interval": 5, "keepalives_count": 3, "application_name": "cronkit"}
+            if self.read_only:
+                connect_args["options"] = "-c default_transaction_read_only=on"
+            return sa.create_engine(self._sa_url, pool_pre_ping=True, pool_size=10,
+                                    max_overflow=20, pool_timeout=60, connect_args=connect_args)
         except (ImportError, sa.exc.ArgumentError) as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
 
@@ -175,6 +182,8 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
+        if write and self.read_only:
+            raise self._refusal()
         joined = getattr(self._local, "conn", None)
         if joined is not None:   # inside an exactly-once operation: its one transaction
             yield joined
@@ -197,6 +206,8 @@ class PostgresStore(SQLStore):
         except IntegrityError as exc:
             raise refused(self.url, exc.orig) from None
         except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+                raise ReadOnlyStore(f"store {self.url!r} is read-only: {exc.orig}") from None
             if _transient(exc):
                 raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None
             raise StoreError(f"store {self.url!r}: {exc.orig}") from None

@@ -19,7 +19,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..exceptions import StoreError
 from .hotpath import from_micros, to_micros
 
-SCHEMA_VERSION = 1
+# Every change of the tables below (a column, an index, a constraint) bumps this and adds
+# a migration to MIGRATIONS: tests/contracts/test_schema.py holds a database made by
+# version 1 and fails when migrating it does not give what a fresh database gets.
+SCHEMA_VERSION = 2
 
 T = TypeVar("T")
 
@@ -137,11 +140,48 @@ CRON_COLUMNS = [c.name for c in crons.columns if c.name not in ("site", "positio
 
 
 def _migrate_1(conn: sa.Connection) -> None:
+    """Version 1, and every table of a fresh database (at the current version: the
+    later migrations then find nothing left to do)."""
     metadata.create_all(conn)
 
 
-# Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1}
+def _index(table: sa.Table, name: str) -> sa.Index:
+    return next(ix for ix in table.indexes if ix.name == name)
+
+
+def _migrate_2(conn: sa.Connection) -> None:
+    """Version 2: the two indexes of the job queue added while the version stayed 1, so
+    that databases made before them never got them: (site, id) for a site's job list,
+    and the claim-order index the claim walks."""
+    for name in ("ix_cronkit_jobs_site_id", "ix_cronkit_jobs_claim"):
+        _index(jobs, name).create(conn, checkfirst=True)
+
+
+# Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1. Each one is
+# idempotent (it creates only what is missing), as _migrate_1 makes the latest tables.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1, 1: _migrate_2}
+
+
+def read_version(value: Any, url: str) -> int:
+    """The schema version stored as ``value``; StoreError when it is not one."""
+    try:
+        version = int(value)
+    except (TypeError, ValueError):
+        version = -1
+    if version < 0:
+        raise StoreError(f"store {url!r} has a corrupt schema version {str(value)[:40]!r}: "
+                         "not a cronkit database, or a damaged one")
+    return version
+
+
+def stored_version(conn: sa.Connection, url: str) -> int | None:
+    """The schema version the database of ``conn`` records, read without writing
+    anything (a read-only store opens with this alone); None when it records none (a
+    new or foreign database). StoreError when the value is corrupt."""
+    if not sa.inspect(conn).has_table(meta.name):
+        return None
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    return None if row is None else read_version(row[0], url)
 
 
 def migrate(conn: sa.Connection, url: str) -> int:
@@ -149,7 +189,7 @@ def migrate(conn: sa.Connection, url: str) -> int:
     return the version it had. Raise StoreError when it is newer than this cronkit."""
     meta.create(conn, checkfirst=True)
     row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
-    found = version = int(row[0]) if row else 0
+    found = version = read_version(row[0], url) if row else 0
     if version > SCHEMA_VERSION:
         raise StoreError(f"store {url!r} has schema version {version}, newer than "
                          f"this cronkit ({SCHEMA_VERSION}): upgrade cronkit")

@@ -15,9 +15,10 @@ import pytest
 from zope.interface.verify import verifyObject
 
 import cronkit
+from cronkit.exceptions import ReadOnlyStore
 from cronkit.interfaces import ICrontabStore, IJobStore, IStore
 from cronkit.stores import open_store
-from cronkit.stores.base import OPERATIONS, REPEATABLE, Store
+from cronkit.stores.base import OPERATIONS, READS, REPEATABLE, WRITES, Store
 from cronkit.stores.sql import SCHEMA_VERSION
 
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
@@ -504,7 +505,14 @@ def test_the_store_provides_the_store_interfaces(store):
 
 
 def test_every_operation_of_the_contract_is_declared_in_the_interfaces():
-    assert OPERATIONS | {"close", "after_fork"} == set(IStore.names(all=True)) - {"url"}
+    assert OPERATIONS | {"close", "after_fork"} == set(IStore.names(all=True)) - {"url",
+                                                                               "read_only"}
+
+
+def test_every_operation_is_a_read_or_a_write():
+    assert READS | WRITES == OPERATIONS and not READS & WRITES
+    assert {"claim", "ensure_site", "update_job", "cleanup"} <= WRITES
+    assert {"check", "list_jobs", "load_crontab", "next_due", "schema_version"} <= READS
 
 
 def test_every_operation_of_the_contract_is_exercised_by_this_suite():
@@ -750,3 +758,144 @@ def test_add_log_bumps_the_version(store):
     v1, _ = store.save_crontab("plone", None, [cron("a")], [], [], [])
     _, v2 = store.add_log("plone", "a", entry(1), 5)
     assert v2 > v1
+
+
+# -- read-only stores --------------------------------------------------------------------
+
+
+def _with_mode_ro(url):
+    return url + ("&" if "?" in url else "?") + "mode=ro"
+
+
+def _filled(store):
+    """A pending job, a running one (with history), a cron with a log, a marked site."""
+    pending, running = store.add_jobs([row(name="pending"), row(name="running")])
+    store.update_job(pending, run_after=NOW + timedelta(hours=1))
+    claim_all(store)
+    store.add_history(running, NOW, "started")
+    store.save_crontab("plone", True, [cron("c1")], [], [("c1", entry(0))], [])
+    store.add_jobs([firing("c1", at=NOW + timedelta(minutes=1))])
+    store.mark_site("plone")
+    return {"pending": pending, "running": running}
+
+
+READ_CALLS = {
+    "check": lambda s, ids: s.check(),
+    "count_jobs": lambda s, ids: s.count_jobs(site="plone"),
+    "cron_job_statuses": lambda s, ids: s.cron_job_statuses("plone", "c1"),
+    "crontab_version": lambda s, ids: s.crontab_version("plone"),
+    "get_job": lambda s, ids: s.get_job(ids["running"]),
+    "history": lambda s, ids: s.history(ids["running"]),
+    "is_canceled": lambda s, ids: s.is_canceled(ids["running"]),
+    "list_jobs": lambda s, ids: s.list_jobs(site="plone"),
+    "load_crontab": lambda s, ids: s.load_crontab("plone"),
+    "marked_sites": lambda s, ids: s.marked_sites(),
+    "next_due": lambda s, ids: s.next_due(),
+    "pending_and_running_cron_jobs": lambda s, ids: s.pending_and_running_cron_jobs("plone"),
+    "pending_cron_jobs": lambda s, ids: s.pending_cron_jobs("plone"),
+    "running_cron_uids": lambda s, ids: s.running_cron_uids("plone"),
+    "running_jobs": lambda s, ids: s.running_jobs(),
+    "schema_version": lambda s, ids: s.schema_version(),
+    "sites": lambda s, ids: s.sites(),
+    "stale_jobs": lambda s, ids: s.stale_jobs(NOW + timedelta(days=1)),
+}
+
+WRITE_CALLS = {
+    "add_history": lambda s, ids: s.add_history(ids["pending"], NOW, "note"),
+    "add_jobs": lambda s, ids: s.add_jobs([row()]),
+    "add_log": lambda s, ids: s.add_log("plone", "c1", entry(2, "WARN"), 5),
+    "add_unique_job": lambda s, ids: s.add_unique_job(row(unique_key="k")),
+    "adopt_job": lambda s, ids: s.adopt_job(ids["running"], 1, "w:1", "w:2", 2, NOW),
+    "append_text": lambda s, ids: s.append_text(ids["running"], "more"),
+    "cancel_job": lambda s, ids: s.cancel_job(ids["pending"], NOW),
+    "cancel_pending": lambda s, ids: s.cancel_pending(ids["pending"], NOW),
+    "claim": lambda s, ids: s.claim(NOW + timedelta(days=1), 10, "w:ro", 1),
+    "cleanup": lambda s, ids: s.cleanup(NOW + timedelta(days=9), NOW + timedelta(days=9)),
+    "delete_jobs": lambda s, ids: s.delete_jobs([ids["pending"]]),
+    "delete_pending_cron_jobs": lambda s, ids: s.delete_pending_cron_jobs("plone", ["c1"]),
+    "ensure_site": lambda s, ids: s.ensure_site("another"),
+    "finish_job": lambda s, ids: s.finish_job(ids["running"], "success", NOW),
+    "heartbeat": lambda s, ids: s.heartbeat([ids["running"]], NOW + timedelta(seconds=5)),
+    "mark_site": lambda s, ids: s.mark_site("plone", False),
+    "remove_job": lambda s, ids: s.remove_job(ids["pending"]),
+    "requeue_job": lambda s, ids: s.requeue_job(ids["running"], NOW, "again"),
+    "save_crontab": lambda s, ids: s.save_crontab("plone", False, [], ["c1"], [], []),
+    "update_job": lambda s, ids: s.update_job(ids["pending"], progress=5),
+}
+
+
+def _state(store, ids):
+    return (store.list_jobs(), store.sites(), store.load_crontab("plone"),
+            store.history(ids["running"]), store.history(ids["pending"]))
+
+
+def test_the_contract_lists_every_read_and_write_of_a_read_only_store():
+    assert set(READ_CALLS) == READS and set(WRITE_CALLS) == WRITES
+
+
+def test_a_store_is_writable_unless_opened_read_only(store):
+    assert store.read_only is False
+
+
+@pytest.mark.parametrize("how", ["argument", "url"])
+def test_a_read_only_store_answers_every_read_as_the_store_does(store, store_url, how):
+    ids = _filled(store)
+    ro = open_store(store_url, read_only=True) if how == "argument" \
+        else open_store(_with_mode_ro(store_url))
+    # memory:// is private: a read-only one is empty, and answers as an empty one does.
+    same = open_store("memory://") if store_url == "memory://" else store
+    try:
+        assert ro.read_only is True
+        for name, call in READ_CALLS.items():
+            assert _answer(call, ro, ids) == _answer(call, same, ids), name
+    finally:
+        ro.close()
+        if same is not store:
+            same.close()
+
+
+def _answer(call, store, ids):
+    try:
+        return call(store, ids)
+    except cronkit.CronkitError as exc:
+        return type(exc)
+
+
+def test_a_read_only_store_refuses_every_write_and_changes_nothing(store, store_url):
+    ids = _filled(store)
+    before = _state(store, ids)
+    ro = open_store(store_url, read_only=True)
+    try:
+        for name, call in WRITE_CALLS.items():
+            with pytest.raises(ReadOnlyStore, match="read-only") as refused:
+                call(ro, ids)
+            assert store_url in str(refused.value), name
+        assert _state(store, ids) == before
+        assert ro.schema_version() == SCHEMA_VERSION   # it still reads after the refusals
+    finally:
+        ro.close()
+
+
+def test_a_read_only_store_keeps_its_url_with_its_mode(store, store_url):
+    url = _with_mode_ro(store_url)
+    ro = open_store(url)
+    try:
+        assert ro.url == url and ro.read_only
+    finally:
+        ro.close()
+
+
+def test_an_unknown_mode_in_the_url_is_a_store_error(store_url):
+    with pytest.raises(cronkit.StoreError, match="mode"):
+        open_store(store_url + ("&" if "?" in store_url else "?") + "mode=readonly")
+
+
+# -- the store's identity ----------------------------------------------------------------
+
+
+def test_check_passes_while_the_store_is_the_one_opened(store, open_another):
+    store.add_jobs([row()])
+    assert store.check() is None
+    open_another(store).check()
+    store.after_fork()
+    assert store.check() is None
