@@ -1,17 +1,27 @@
 """The worker: ``tick(now)`` claims and dispatches due jobs and returns the seconds until
 the next one is due; ``run_forever()`` is a thin service that sleeps on an event until
 then (or until woken by a submission, a finished job or a clock jump) and stops on
-SIGINT / SIGTERM."""
+SIGINT / SIGTERM.
+
+A worker never works on a ghost: every ``check_interval`` seconds (real time) a tick
+asks the store whether its database is still the one it opened (``store.check()``). A
+SQLite file deleted or replaced under the worker stops it, with one log line; its
+running jobs end first, and ``run_forever()`` then raises the StoreGone (``cronkit
+worker`` exits with it). It stops rather than reopen: jobs it runs belong to the old
+file, and their ends written into a new one could close other jobs of the same ids; a
+supervisor that restarts it opens the file there is now. A read-only store cannot be
+worked on: ``run_forever()`` and ``start()`` refuse it at once (ReadOnlyStore)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .exceptions import StoreError
+from .exceptions import ReadOnlyStore, StoreError, StoreGone
 from .executors import make_executor
 
 if TYPE_CHECKING:
@@ -24,7 +34,7 @@ class Worker:
     def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
                  reap_interval: float | None = None, cleanup_interval: float = 3600.0,
-                 max_backoff: float = 30.0):
+                 max_backoff: float = 30.0, check_interval: float = 1.0):
         self.kit = kit
         self.concurrency = concurrency
         self.executor = make_executor(executor, concurrency) if isinstance(executor, str) else executor
@@ -35,6 +45,11 @@ class Worker:
         self.max_backoff = max(float(max_backoff), poll_interval)
         #: Ticks failed in a row (see step()).
         self.failures = 0
+        #: Seconds (real time) between two checks that the store is the one opened.
+        self.check_interval = float(check_interval)
+        self._next_check = 0.0
+        #: The StoreGone that stopped the worker, if one did.
+        self.stopped_by: StoreGone | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,10 +65,29 @@ class Worker:
             return True
         return False
 
+    def _check_store(self) -> None:
+        """At most every ``check_interval`` s: StoreGone when the store's database is no
+        longer the one opened; the worker is then stopped, and says so once."""
+        if time.monotonic() < self._next_check:
+            return
+        try:
+            self.kit.store.check()
+        except StoreGone as exc:
+            if self.stopped_by is None:
+                log.error("worker %s: stopping: %s", self.kit.worker_id, exc)
+            self.stopped_by = exc
+            self._stop.set()
+            self._wake.set()
+            raise
+        self._next_check = time.monotonic() + self.check_interval
+
     def tick(self, now: datetime | None = None) -> float:
-        """Heartbeat, reap, clean up, claim and dispatch; return seconds until the next
-        due job (capped by nothing: the service caps it by the poll interval)."""
+        """Check the store, heartbeat, reap, clean up, claim and dispatch; return seconds
+        until the next due job (capped by nothing: the service caps it by the poll
+        interval). StoreGone (the worker then stops) when the store's file was deleted
+        or replaced."""
         kit, store = self.kit, self.kit.store
+        self._check_store()
         now = now or kit.clock.now()
         running = self.executor.running()
         if running and self._due("heartbeat", self.heartbeat_interval, now):
@@ -88,6 +122,8 @@ class Worker:
         again: the worker recovers by itself once the fault clears."""
         try:
             delay = self.tick(now)
+        except StoreGone:   # said once, and stopping: no back-off
+            return 0.0
         except Exception as exc:
             self.failures += 1
             backoff = min(self.poll_interval * 2 ** (self.failures - 1), self.max_backoff)
@@ -115,6 +151,9 @@ class Worker:
     def _prepare(self) -> None:
         if self._started:
             return
+        if self.kit.store.read_only:
+            raise ReadOnlyStore(f"a worker cannot work on store {self.kit.store.url!r}: it is "
+                                "read-only (a worker writes every job it claims)")
         self._started = True
         self.executor.start(self.kit)
         self.kit._wakers.append(self.wake)
@@ -125,7 +164,9 @@ class Worker:
         self.kit.restore()   # ServerRestartEvent: cron jobs wiped from the queue come back
 
     def run_forever(self, install_signals: bool = True) -> None:
-        """Run until stop() or SIGINT/SIGTERM; running jobs end before it returns."""
+        """Run until stop() or SIGINT/SIGTERM; running jobs end before it returns. A
+        store whose file was deleted or replaced stops it too: it then raises that
+        StoreGone (in the thread of ``start()``, only ``stopped_by`` keeps it)."""
         self._prepare()
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -145,6 +186,8 @@ class Worker:
             self.kit._wakers.remove(self.wake)
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.kit.worker_id)
+        if self.stopped_by is not None and threading.current_thread() is not self._thread:
+            raise self.stopped_by
 
     def start(self) -> Worker:
         """Run the service in a background thread (for embedding and tests); errors of

@@ -1,5 +1,6 @@
 """Storage faults: a worker whose store fails backs off with one line per back-off and
-works again by itself once the fault clears.
+works again by itself once the fault clears; a worker whose store file is deleted or
+replaced stops, with one line, instead of working on a ghost.
 
 The full disk is real where the test may mount a small tmpfs (as root, as in CI);
 elsewhere the SQLite store is made to raise the error SQLite gives on a full disk.
@@ -8,16 +9,22 @@ elsewhere the SQLite store is made to raise the error SQLite gives on a full dis
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import cronkit
 from cronkit import Status
-from cronkit.exceptions import StoreError
+from cronkit.exceptions import StoreError, StoreGone
+from cronkit.stores import open_store
 from cronkit.stores.sql import SQLStore
+from tests.children import child_env, command
+
+NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 
 class Ok(cronkit.Runner):
@@ -157,3 +164,147 @@ def test_an_unexpected_error_is_logged_with_its_traceback_once(tmp_path, clock, 
         kit.close()
     records = [r for r in caplog.records if r.name == "cronkit.worker"]
     assert [r.exc_info is not None for r in records] == [True, False]
+
+
+# -- a store file deleted or replaced under a worker ---------------------------------------
+
+
+def delete_store(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def replace_store(path: Path) -> None:
+    """Put another store where ``path`` is (a restore from a backup would)."""
+    other = path.with_name("other.db")
+    open_store(f"sqlite:///{other}").close()
+    os.replace(other, path)
+
+
+@pytest.mark.parametrize("fault, said", [(delete_store, "was deleted"),
+                                         (replace_store, "was replaced by another file")])
+def test_a_store_file_deleted_or_replaced_under_a_worker_stops_it_with_one_line(
+        tmp_path, caplog, fault, said):
+    path = tmp_path / "cronkit.db"
+    kit = cronkit.Cronkit(store=f"sqlite:///{path}")
+    site = kit.site("s")
+    site.register_runner(Ok, name="ok")
+    first = site.submit("ok")
+    caplog.set_level(logging.INFO, logger="cronkit.worker")
+    worker = kit.worker(concurrency=1, poll_interval=0.05, check_interval=0.05).start()
+    try:
+        wait_for(lambda: site.jobs.get(first.id).status == Status.SUCCESS, what="a first job run")
+        fault(path)
+        wait_for(lambda: not worker._thread.is_alive(), what="the worker stopped")
+    finally:
+        worker.stop()
+        kit.close()
+    assert isinstance(worker.stopped_by, StoreGone) and said in str(worker.stopped_by)
+    lines = [r for r in caplog.records if r.name == "cronkit.worker" and said in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR and lines[0].exc_info is None
+    assert str(path) in lines[0].getMessage()
+    assert worker.failures == 0   # stopped at once, no back-off
+
+
+def test_a_tick_on_a_deleted_store_raises_store_gone_and_the_step_stops_the_worker(tmp_path,
+                                                                                     clock):
+    path = tmp_path / "cronkit.db"
+    kit = cronkit.Cronkit(store=f"sqlite:///{path}", clock=clock)
+    worker = kit.worker(concurrency=1, check_interval=0)
+    worker.executor.start(kit)
+    try:
+        assert worker.tick() >= 0
+        delete_store(path)
+        with pytest.raises(StoreGone, match="was deleted"):
+            worker.tick()
+        assert worker.step() == 0.0 and worker._stop.is_set() and worker.failures == 0
+    finally:
+        worker.executor.shutdown()
+        kit.close()
+    assert not path.exists()   # the worker made no new, empty file in its place
+
+
+def test_the_store_is_checked_at_most_every_check_interval(tmp_path, clock, monkeypatch):
+    kit = cronkit.Cronkit(store=f"sqlite:///{tmp_path / 'cronkit.db'}", clock=clock)
+    worker = kit.worker(concurrency=1, check_interval=3600)
+    worker.executor.start(kit)
+    checks = []
+    monkeypatch.setattr(kit.store, "check", lambda: checks.append(1))
+    try:
+        for _ in range(5):
+            worker.tick()
+    finally:
+        worker.executor.shutdown()
+        kit.close()
+    assert checks == [1]
+
+
+def test_run_forever_raises_the_store_gone_that_stopped_it(tmp_path):
+    path = tmp_path / "cronkit.db"
+    kit = cronkit.Cronkit(store=f"sqlite:///{path}")
+    worker = kit.worker(concurrency=1, poll_interval=0.05)
+    try:
+        delete_store(path)
+        with pytest.raises(StoreGone, match="was deleted"):
+            worker.run_forever(install_signals=False)
+    finally:
+        kit.close()
+
+
+def test_cronkit_worker_exits_non_zero_with_one_line_when_its_store_file_is_deleted(tmp_path):
+    path = tmp_path / "cronkit.db"
+    url = f"sqlite:///{path}"
+    open_store(url).close()
+    env = child_env()
+    env.pop("CRONKIT_STORE", None)
+    proc = subprocess.Popen(command("cronkit") + ["worker", "--store", url, "--poll", "0.1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        started = proc.stderr.readline()
+        assert "cronkit worker on" in started, started
+        delete_store(path)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("cronkit: error:")]
+    assert "was deleted" in line and str(path) in line
+
+
+def test_a_store_whose_file_was_deleted_never_makes_a_new_one(tmp_path):
+    path = tmp_path / "cronkit.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        [job_id] = store.add_jobs([{"site": "s", "type": "t", "name": "t", "status": "pending",
+                                    "payload": {}, "run_after": NOW, "created_at": NOW}])
+        delete_store(path)
+        with pytest.raises(StoreGone, match="was deleted"):
+            store.check()
+        store.after_fork()   # its open connections go: the next one would open the path
+        with pytest.raises(StoreGone, match="was deleted"):
+            store.get_job(job_id)
+        with pytest.raises(StoreGone, match="was deleted"):
+            store.add_jobs([{"site": "s", "type": "t", "name": "t", "status": "pending",
+                             "payload": {}, "run_after": NOW, "created_at": NOW}])
+        assert not path.exists()
+    finally:
+        store.close()
+
+
+def test_a_submitter_opening_a_deleted_store_starts_a_new_one_unless_mode_rw(tmp_path, caplog):
+    path = tmp_path / "cronkit.db"
+    open_store(f"sqlite:///{path}").close()
+    delete_store(path)
+    with pytest.raises(StoreError, match="mode=rw opens an existing store only"):
+        open_store(f"sqlite:///{path}?mode=rw")
+    assert not path.exists()
+    caplog.set_level(logging.INFO, logger="cronkit.stores")
+    open_store(f"sqlite:///{path}").close()   # a first start: a new, empty store (logged)
+    assert path.exists()
+    assert any("created a new, empty store" in r.getMessage() for r in caplog.records)
+    again = open_store(f"sqlite:///{path}?mode=rw")
+    again.close()

@@ -84,15 +84,23 @@ class HotPath:
         self._closed = False
 
     def _fail(self, url: str, exc: sqlite3.Error) -> StoreError:
-        return self._error(exc) if self._error is not None else StoreError(f"store {url!r}: {exc}")
+        if self._error is not None:
+            return self._error(exc)
+        return StoreError(f"store {url!r}: {exc}" if url else f"store: {exc}")
 
     def _connect(self) -> sqlite3.Connection:
         if self._open is None:
             raise StoreError("the hot path of a memory:// store has no file to connect to")
-        conn = self._open()
-        conn.isolation_level = None
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=60000")
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._open()
+            conn.isolation_level = None
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise self._fail("", exc) from None
         return conn
 
     @contextmanager
