@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from .exceptions import CronkitError, InvalidParameters
 from .interfaces import IJob
+from .model.validation import json_problem, shown
 
 if TYPE_CHECKING:
     from .model import Cron
@@ -52,13 +53,13 @@ class Param:
     def check(self, value: Any) -> str | None:
         """Return what is wrong with ``value``, or None."""
         if self.type == "bool" and not isinstance(value, bool):
-            return f"expected true or false, got {value!r}"
+            return f"expected true or false, got {shown(value)}"
         if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            return f"expected an integer, got {value!r}"
+            return f"expected an integer, got {shown(value)}"
         if self.type in ("string", "select") and not isinstance(value, str):
-            return f"expected a string, got {value!r}"
+            return f"expected a string, got {shown(value)}"
         if self.choices is not None and value not in self.choices:
-            return f"{value!r} is not one of {', '.join(map(repr, self.choices))}"
+            return f"{shown(value)} is not one of {', '.join(map(repr, self.choices))}"
         return None
 
     def coerce(self, text: str) -> Any:
@@ -85,12 +86,24 @@ class Param:
 
 def validate_payload(parameters: dict[str, Param] | None, payload: Any) -> dict:
     """Check ``payload`` against a parameter format; return it with defaults filled in.
-    Every field at fault is named in one InvalidParameters."""
+    Every field at fault is named in one InvalidParameters.
+
+    Whatever the format, the payload must be a JSON object the store can hold and
+    give back the same (``cronkit.model.validation.json_problem``): no NaN or
+    infinity, no text UTF-8 cannot encode (a lone surrogate), no nesting deeper than
+    MAX_JSON_DEPTH. The field named is the payload's top-level key at fault."""
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise InvalidParameters(f"payload must be a JSON object, got {payload!r}",
+        raise InvalidParameters(f"payload must be a JSON object, got {shown(payload)}",
                                 {"payload": "expected a JSON object"})
+    unstorable = json_problem(payload)
+    if unstorable is not None:
+        path, message = unstorable
+        field = str(path[0]) if path else "payload"
+        where = "".join(f"[{p!r}]" for p in path)
+        raise InvalidParameters(f"invalid payload{where and ' at ' + where}: {message}",
+                                {field: message})
     if not parameters:
         return payload
     errors: dict[str, str] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,9 +13,16 @@ from zope.interface import implementer
 from ..exceptions import InvalidParameters, NoSuchJob, UnknownRunner
 from ..interfaces import IQueueManager, ISite
 from ..jobs import FINISHED, Job, Status, aware, validate_payload
+from ..model.validation import MAX_JSON_BYTES, json_bytes, shown, text_problem
 from ..runner import runner_factory
 
-MAX_PAYLOAD = 1024 * 1024
+MAX_PAYLOAD = MAX_JSON_BYTES
+#: The longest delay or timeout: ten years, in seconds.
+MAX_SECONDS = 10 * 365 * 86400
+#: The range of a priority (the store's integer column).
+MAX_PRIORITY = 2 ** 31 - 1
+#: The longest text of a job's name and user (the store's columns).
+MAX_NAME, MAX_USER = 500, 200
 
 
 def _uid(cron: Any) -> str:
@@ -26,10 +32,24 @@ def _uid(cron: Any) -> str:
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
-        raise InvalidParameters(f"{what} must be seconds (>= 0) or a timedelta, got {value!r}",
-                                {what: "expected seconds >= 0"})
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value <= MAX_SECONDS:   # also refuses NaN
+        raise InvalidParameters(f"{what} must be seconds from 0 to {MAX_SECONDS} (ten years) "
+                                f"or a timedelta, got {shown(value)}",
+                                {what: f"expected seconds from 0 to {MAX_SECONDS}"})
     return float(value)
+
+
+def _text(value: Any, what: str, longest: int) -> str:
+    """``value`` if the store can hold it as the job's ``what``; else InvalidParameters."""
+    if not isinstance(value, str):
+        raise InvalidParameters(f"{what} must be a string, got {shown(value)}",
+                                {what: "expected a string"})
+    problem = text_problem(value) or (f"longer than {longest} characters"
+                                      if len(value) > longest else None)
+    if problem is not None:
+        raise InvalidParameters(f"invalid {what} {shown(value)}: {problem}", {what: problem})
+    return value
 
 
 @implementer(IQueueManager)
@@ -52,21 +72,27 @@ class QueueManager:
         payload = validate_payload(getattr(factory, "parameters", None), payload)
         try:
             text = json.dumps(payload, sort_keys=True, allow_nan=False)
+            size = json_bytes(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidParameters(f"payload is not JSON-serialisable: {exc}",
                                     {"payload": "not JSON-serialisable"}) from None
-        if len(text.encode("utf-8")) > MAX_PAYLOAD:
-            raise InvalidParameters(f"payload is {len(text.encode('utf-8'))} bytes, over the "
-                                    f"1 MiB limit", {"payload": "over 1 MiB"})
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidParameters(f"priority must be an integer, got {priority!r}",
+        if size > MAX_PAYLOAD:
+            raise InvalidParameters(f"payload is {size} bytes of JSON, over the 1 MiB limit",
+                                    {"payload": "over 1 MiB"})
+        if isinstance(priority, bool) or not isinstance(priority, int) \
+                or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidParameters(f"priority must be an integer from {-MAX_PRIORITY} to "
+                                    f"{MAX_PRIORITY}, got {shown(priority)}",
                                     {"priority": "expected an integer"})
+        name = _text(type if name is None or name == "" else name, "name", MAX_NAME)
+        if user is not None:
+            user = _text(user, "user", MAX_USER)
         now = self.clock.now()
         start = aware(run_after, "run_after") if run_after is not None else \
             now + timedelta(seconds=_seconds(delay, "delay"))
         if timeout is not None:
             timeout = _seconds(timeout, "timeout") or None
-        row = {"site": self.site.name, "type": type, "name": str(name or type), "status": "pending",
+        row = {"site": self.site.name, "type": type, "name": name, "status": "pending",
                "priority": priority, "payload": payload, "run_after": start, "created_at": now,
                "user": user, "timeout": timeout, "progress": 0, "status_text": "",
                "attempts": 0, "canceled": False}

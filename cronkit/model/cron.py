@@ -16,7 +16,16 @@ from ..clock import system_clock
 from ..exceptions import CronkitError, InvalidCron, InvalidLog
 from ..interfaces import ICron
 from .log import Log, LogList, LogStatus
-from .validation import CRON_FIELDS, DATEFMT, VALIDATORS, json_input, new_uid, zone
+from .validation import (
+    CRON_FIELDS,
+    DATEFMT,
+    VALIDATORS,
+    json_bool,
+    json_input,
+    new_uid,
+    shown,
+    zone,
+)
 
 if TYPE_CHECKING:
     from .crontab import Crontab
@@ -183,17 +192,27 @@ class Cron:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cron:
+        """A Cron from its dump. Stricter than the constructor: ``activated`` is a
+        boolean (not "false", not 0) and ``logs`` a list of log dumps."""
         if not isinstance(data, dict):
-            raise InvalidCron(f"a cron must be a JSON object, got {data!r}")
+            raise InvalidCron(f"a cron must be a JSON object, got {shown(data)}")
         unknown = set(data) - set(CRON_FIELDS) - {"logs"}
         if unknown:
-            raise InvalidCron(f"unknown cron field(s): {', '.join(sorted(unknown))}")
+            raise InvalidCron(f"unknown cron field(s): {', '.join(sorted(map(shown, unknown)))}")
         kwargs = dict(data)
-        logs = kwargs.pop("logs", None) or []
+        if "activated" in kwargs:
+            kwargs["activated"] = json_bool("activated", kwargs["activated"])
+        logs = kwargs.pop("logs", None)
+        if logs is None:
+            logs = []
+        if not isinstance(logs, list):
+            raise InvalidCron(f"invalid logs {shown(logs)}: expected a list of logs", "logs",
+                              logs)
         try:
             logs = [Log.load(entry) for entry in logs]
         except InvalidLog as exc:
-            raise InvalidCron(f"invalid log in cron {data.get('uid')!r}: {exc}", "logs") from None
+            raise InvalidCron(f"invalid log in cron {shown(data.get('uid'))}: {exc}",
+                              "logs") from None
         return cls(logs=logs, **kwargs)
 
     @classmethod

@@ -13,7 +13,7 @@ from ..exceptions import CronkitError, InvalidCron, InvalidCrontab, NoSuchCron
 from ..interfaces import ICrontab
 from .cron import Cron
 from .log import Log
-from .validation import CRON_FIELDS, as_bool, json_input, new_uid
+from .validation import CRON_FIELDS, as_bool, json_bool, json_input, new_uid, shown
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -116,7 +116,7 @@ class Crontab:
     """
 
     def __init__(self, crons: Iterable[Cron] | None = None, activated: Any = True,
-                 read_only: bool = False):
+                 read_only: Any = False):
         self.site: Site | None = None     # set by Site when this is a site's live crontab
         self._version: int | None = None  # store version this object reflects
         self._changed: set[str] = set()
@@ -125,7 +125,7 @@ class Crontab:
         self._activated_changed = False
         self.crons = CronMap(self)
         self._activated = as_bool("activated", activated, InvalidCrontab)
-        self.read_only = bool(read_only)
+        self.read_only = as_bool("read_only", read_only, InvalidCrontab)
         for cron in crons or ():
             self.add_cron(cron)
 
@@ -199,21 +199,33 @@ class Crontab:
 
     @classmethod
     def from_dict(cls, data: Any) -> Crontab:
+        """A Crontab from its dump (or collective.cron's bare list of crons). Strict:
+        ``activated`` and ``read_only`` are booleans, ``crons`` a list of cron dumps
+        with one uid each; anything else raises InvalidCrontab naming it."""
         if isinstance(data, list):  # collective.cron dumps a bare list of crons
             data = {"crons": data}
         if not isinstance(data, dict):
-            raise InvalidCrontab(f"a crontab must be a JSON object, got {data!r}")
+            raise InvalidCrontab(f"a crontab must be a JSON object, got {shown(data)}")
         unknown = set(data) - {"activated", "crons", "read_only"}
         if unknown:
-            raise InvalidCrontab(f"unknown crontab field(s): {', '.join(sorted(unknown))}")
-        crons = data.get("crons") or []
+            raise InvalidCrontab(
+                f"unknown crontab field(s): {', '.join(sorted(map(shown, unknown)))}")
+        crons = data.get("crons", [])
         if not isinstance(crons, list):
-            raise InvalidCrontab(f"crons must be a list, got {crons!r}")
-        try:
-            loaded = [Cron.load(c) for c in crons]
-        except InvalidCron as exc:
-            raise InvalidCrontab(f"invalid cron: {exc}") from None
-        return cls(loaded, data.get("activated", True), data.get("read_only", False))
+            raise InvalidCrontab(f"invalid crons {shown(crons)}: expected a list")
+        switches = {key: json_bool(key, data[key], InvalidCrontab)
+                    for key in ("activated", "read_only") if key in data}
+        loaded: dict[str, Cron] = {}
+        for entry in crons:
+            try:
+                cron = Cron.load(entry)
+            except InvalidCron as exc:
+                raise InvalidCrontab(f"invalid cron: {exc}") from None
+            if cron.uid in loaded:
+                raise InvalidCrontab(f"invalid crons: uid {cron.uid!r} is given twice")
+            loaded[cron.uid] = cron
+        return cls(loaded.values(), switches.get("activated", True),
+                   switches.get("read_only", False))
 
     @classmethod
     def load(cls, data: Crontab | dict[str, Any] | list[Any] | str | bytes) -> Crontab:

@@ -12,7 +12,7 @@ from zope.interface import implementer
 from ..clock import system_clock
 from ..exceptions import InvalidLog
 from ..interfaces import ILog
-from .validation import DATEFMT, json_input, parse_date
+from .validation import DATEFMT, json_input, parse_date, shown, text_problem
 
 if TYPE_CHECKING:
     from .cron import Cron
@@ -25,9 +25,21 @@ class LogStatus(StrEnum):
     NOTRUN = "NOTRUN"
 
 
+def _storable(message: str) -> str:
+    """A runner's message as text every store holds (and JSON carries): what UTF-8
+    cannot encode (a lone surrogate) is written as its escape."""
+    if text_problem(message, nul=False) is None:
+        return message
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @implementer(ILog)
 class Log:
-    """One run of a cron. ``id`` is the store's id of the log, None until it is saved."""
+    """One run of a cron. ``id`` is the store's id of the log, None until it is saved.
+
+    Messages are what a run reported: text no store could hold (a lone surrogate) is
+    kept as its escape, so that a runner's output never breaks a listing.
+    ``Log.load`` is stricter: a dump with such text is refused."""
 
     __slots__ = ("date", "status", "messages", "id")
 
@@ -36,7 +48,7 @@ class Log:
         try:
             self.status = LogStatus(status)
         except ValueError:
-            raise InvalidLog(f"invalid log status {status!r}: expected one of "
+            raise InvalidLog(f"invalid log status {shown(status)}: expected one of "
                              f"{', '.join(s.value for s in LogStatus)}") from None
         self.date = parse_date(date, InvalidLog) if date is not None else system_clock.now()
         if messages is None:
@@ -44,8 +56,8 @@ class Log:
         elif isinstance(messages, str):
             messages = [messages]
         elif not isinstance(messages, (list, tuple)):
-            raise InvalidLog(f"invalid log messages {messages!r}: expected a list of str")
-        self.messages = [str(m) for m in messages]
+            raise InvalidLog(f"invalid log messages {shown(messages)}: expected a list of str")
+        self.messages = [_storable(str(m)) for m in messages]
         self.id = id
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,15 +68,30 @@ class Log:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Log:
+        """A Log from its dump (strict: ``messages`` a list of text, ``id`` an int)."""
         if not isinstance(data, dict):
-            raise InvalidLog(f"a log must be a JSON object, got {data!r}")
+            raise InvalidLog(f"a log must be a JSON object, got {shown(data)}")
         unknown = set(data) - {"date", "status", "messages", "id"}
         if unknown:
-            raise InvalidLog(f"unknown log field(s): {', '.join(sorted(unknown))}")
+            raise InvalidLog(f"unknown log field(s): {', '.join(sorted(map(shown, unknown)))}")
         if "date" not in data:
             raise InvalidLog("a log needs a date")
-        return cls(data["date"], data.get("status", LogStatus.OK), data.get("messages"),
-                   data.get("id"))
+        messages = data.get("messages")
+        if messages is not None:
+            if not isinstance(messages, list) or not all(isinstance(m, str) for m in messages):
+                raise InvalidLog(f"invalid log messages {shown(messages)}: expected a list of str")
+            for message in messages:
+                problem = text_problem(message, nul=False)
+                if problem is not None:
+                    raise InvalidLog(f"invalid log message {shown(message)}: {problem}")
+        log_id = data.get("id")
+        if log_id is not None and (isinstance(log_id, bool) or not isinstance(log_id, int)):
+            raise InvalidLog(f"invalid log id {shown(log_id)}: expected an integer")
+        status = data.get("status", LogStatus.OK)
+        if not isinstance(status, str):
+            raise InvalidLog(f"invalid log status {shown(status)}: expected one of "
+                             f"{', '.join(s.value for s in LogStatus)}")
+        return cls(data["date"], status, messages, log_id)
 
     @classmethod
     def load(cls, data: Log | dict[str, Any] | str | bytes) -> Log:
