@@ -6,24 +6,111 @@ edit or remove one cron, by uid, in document order) is first played on copies, w
 every value is validated, and only then on the site's live crontab, which is saved
 once. An entry at fault raises :class:`~cronkit.ProfileError` naming its file and
 line, and nothing changes, neither in memory nor in the store.
+
+A profile file is refused before it is read whole when it is over ``MAX_PROFILE_BYTES``
+(10 MiB), and its parse stops at the first element beyond ``MAX_PROFILE_CRONS``
+(100,000) crons, or twice as many elements: :func:`read_profile` and
+:class:`ElementCount`. Both limits are read when a profile is loaded: set them here,
+or give ``max_bytes`` / ``max_crons`` to ``import_crons`` or ``load_profile``.
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import InvalidCron, ProfileError
 from ..interfaces import ICrontabRegistryManager
-from ..model import CRON_FIELDS, Cron, Crontab, as_bool
+from ..model import CRON_FIELDS, Cron, Crontab
+from ..model.validation import text_bool
 
 #: Attributes a profile may give a cron (``logs`` never: they cannot be imported).
 CRON_ATTRIBUTES = tuple(f for f in CRON_FIELDS if f != "uid")
 #: Attributes where an empty value means "none" (clears the field).
 OPTIONAL_ATTRIBUTES = ("timezone", "user", "misfire_grace")
+#: The largest profile file (crons.xml or ZCML, each included file too), in bytes.
+MAX_PROFILE_BYTES = 10 * 1024 * 1024
+#: The most crons one profile load may declare (a ZCML profile: with its includes).
+MAX_PROFILE_CRONS = 100_000
 
-__all__ = ["CRON_ATTRIBUTES", "CronEntry", "apply_entries", "plan_entries"]
+__all__ = ["CRON_ATTRIBUTES", "MAX_PROFILE_BYTES", "MAX_PROFILE_CRONS", "CronEntry",
+           "ElementCount", "apply_entries", "limits", "plan_entries", "read_profile"]
+
+
+# -- limits -------------------------------------------------------------------------
+
+
+def limits(max_bytes: int | None = None, max_crons: int | None = None) -> tuple[int, int]:
+    """(max_bytes, max_crons): those given, else the module's (read now, so that
+    setting ``cronkit.profiles.MAX_PROFILE_BYTES`` takes effect at once)."""
+    return (MAX_PROFILE_BYTES if max_bytes is None else max_bytes,
+            MAX_PROFILE_CRONS if max_crons is None else max_crons)
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return (f"the file is {size} bytes, over the limit of {max_bytes} bytes for a profile "
+            "(cronkit.profiles.MAX_PROFILE_BYTES)")
+
+
+def check_size(size: int, max_bytes: int, file: str | None) -> None:
+    """Refuse a profile of ``size`` bytes over ``max_bytes`` (ProfileError naming ``file``)."""
+    if size > max_bytes:
+        raise ProfileError(_too_big(size, max_bytes), file=file)
+
+
+def read_profile(path: str, max_bytes: int) -> bytes:
+    """The bytes of the profile file at ``path``; ProfileError naming the file when it
+    cannot be read or is over ``max_bytes``, found before it is read (and, should it
+    grow meanwhile, after ``max_bytes + 1`` bytes at most)."""
+    try:
+        with open(path, "rb") as f:
+            check_size(os.fstat(f.fileno()).st_size, max_bytes, path)
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise ProfileError(f"cannot read {path!r}: {exc.strerror or exc}", file=path) from None
+    check_size(len(data), max_bytes, path)
+    return data
+
+
+def decode_profile(data: bytes, file: str) -> str:
+    """``data`` as UTF-8 text; ProfileError naming the file, line and column of the
+    first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ProfileError(f"not UTF-8 text: byte {data[exc.start]:#04x} at column {column}",
+                           file=file, line=line) from None
+
+
+class ElementCount:
+    """Counts the elements of a profile as its parser meets them; ``add`` raises
+    ProfileError (file and line) at the first cron beyond ``max_crons``, or element
+    beyond twice as many (and a few more: a document's root and directives)."""
+
+    def __init__(self, file: str | None, max_crons: int):
+        self.file = file
+        self.max_crons = max_crons
+        self.max_elements = 2 * max_crons + 1000
+        self.crons = self.elements = 0
+
+    def add(self, line: int | None, cron: bool) -> None:
+        self.elements += 1
+        self.crons += cron
+        if self.crons > self.max_crons:
+            raise ProfileError(f"more than {self.max_crons} crons: over the limit for a "
+                               "profile (cronkit.profiles.MAX_PROFILE_CRONS)",
+                               file=self.file, line=line)
+        if self.elements > self.max_elements:
+            raise ProfileError(f"more than {self.max_elements} elements: over the limit for "
+                               f"a profile of at most {self.max_crons} crons "
+                               "(cronkit.profiles.MAX_PROFILE_CRONS)", file=self.file, line=line)
+
+
+# -- entries ------------------------------------------------------------------------
 
 
 @dataclass
@@ -85,9 +172,9 @@ def apply_entries(crontab: Crontab, entries: list[CronEntry], default_activated:
                   line: int | None = None) -> Crontab:
     """Apply ``entries`` (and the crontab switch ``activated``, unless None) to the
     site's live ``crontab``, whole or not at all, then save it if anything changed."""
-    if activated is not None:
+    if activated is not None and not isinstance(activated, bool):
         try:
-            activated = as_bool("activated", activated, ValueError)
+            activated = text_bool("activated", activated, ValueError)
         except ValueError as exc:
             raise ProfileError(str(exc), file=source, line=line) from None
     state, fresh = plan_entries(crontab, entries, default_activated)  # raises before any change

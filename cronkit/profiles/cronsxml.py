@@ -18,20 +18,34 @@ crontab (both written by the export only when they differ from the defaults, so 
 export of a plain crontab is what collective.cron writes). Logs are never imported.
 
 The parser is expat with no DTD: a DOCTYPE (hence any entity declaration) is refused.
+A file over ``cronkit.profiles.MAX_PROFILE_BYTES`` is refused before it is read, and
+the parse stops at the first cron beyond ``MAX_PROFILE_CRONS`` (see cronkit.profiles).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
 from ..exceptions import ProfileError
-from ..model import Crontab, as_bool
-from . import CRON_ATTRIBUTES, CronEntry, apply_entries
+from ..model import Crontab
+from ..model.validation import MAX_JSON_DEPTH, read_json, text_bool
+from . import (
+    CRON_ATTRIBUTES,
+    CronEntry,
+    ElementCount,
+    apply_entries,
+    check_size,
+    decode_profile,
+    limits,
+    read_profile,
+)
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -69,9 +83,12 @@ class _Refused(Exception):
         self.line = line
 
 
-def _read(source: Source) -> tuple[bytes | str, str]:
-    """(the XML, the name errors give as its file) of a path, XML text or bytes."""
+def _read(source: Source, max_bytes: int) -> tuple[bytes | str, str]:
+    """(the XML, the name errors give as its file) of a path, XML text or bytes; over
+    ``max_bytes`` it is refused (a file before it is read)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
+        check_size(len(source) if not isinstance(source, memoryview) else source.nbytes,
+                   max_bytes, "<string>")
         return bytes(source), "<string>"
     if isinstance(source, os.PathLike) or (isinstance(source, str)
                                            and not source.lstrip().startswith("<")):
@@ -79,24 +96,45 @@ def _read(source: Source) -> tuple[bytes | str, str]:
         if not isinstance(path, str) or not os.path.isfile(path):
             raise ProfileError(f"no such crons.xml file {path!r} (and not XML text)",
                                file=str(path))
-        try:
-            with open(path, "rb") as f:
-                return f.read(), path
-        except OSError as exc:  # pragma: no cover - an unreadable file (tests run as root)
-            raise ProfileError(f"cannot read {path!r}: {exc.strerror}", file=path) from None
+        return read_profile(path, max_bytes), path
     if isinstance(source, str):
+        # A character is one byte of UTF-8 or more: count the bytes of a short text only.
+        check_size(len(source) if len(source) > max_bytes
+                   else len(source.encode("utf-8", "surrogatepass")), max_bytes, "<string>")
         return source, "<string>"
     raise ProfileError(f"a crons.xml source is a path, XML text or bytes, got {source!r}")
 
 
-def parse_xml(data: bytes | str, name: str) -> Element:
-    """Parse ``data`` into Elements that know their line; refuse any DOCTYPE."""
+_UTF8_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']\s*utf-?8\s*["']""", re.I)
+_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=""")
+
+
+def _not_utf8(data: bytes | str, name: str) -> ProfileError | None:
+    """A ProfileError naming the first byte of ``data`` that is not UTF-8 (file, line
+    and column), when ``data`` is bytes read as UTF-8 (no other encoding declared)."""
+    if not isinstance(data, bytes) or (_DECLARED.match(data) and not _UTF8_DECLARED.match(data)):
+        return None
+    try:
+        decode_profile(data, name)
+    except ProfileError as exc:
+        return ProfileError(f"malformed XML: {exc.message}", file=exc.file, line=exc.line)
+    return None
+
+
+def parse_xml(data: bytes | str, name: str, max_crons: int | None = None) -> Element:
+    """Parse ``data`` into Elements that know their line; refuse any DOCTYPE, and stop
+    at the first cron beyond ``max_crons`` (see cronkit.profiles.ElementCount)."""
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[Element] = []
     root: list[Element] = []
+    count = ElementCount(name, limits(max_crons=max_crons)[1])
 
     def start(tag: str, attrs: dict[str, str]) -> None:
+        try:
+            count.add(parser.CurrentLineNumber, tag == "cron")
+        except ProfileError as exc:
+            raise _Refused(exc.message, parser.CurrentLineNumber) from None
         element = Element(tag, attrs, parser.CurrentLineNumber)
         (stack[-1].children if stack else root).append(element)
         stack.append(element)
@@ -125,6 +163,9 @@ def parse_xml(data: bytes | str, name: str) -> Element:
     except _Refused as exc:
         raise ProfileError(str(exc), file=name, line=exc.line) from None
     except expat.ExpatError as exc:
+        undecodable = _not_utf8(data, name) if exc.code == _INVALID_TOKEN else None
+        if undecodable is not None:   # say why the token is invalid: its byte
+            raise undecodable from None
         raise ProfileError(f"malformed XML: {expat.ErrorString(exc.code)}"
                            f" (column {exc.offset + 1})", file=name, line=exc.lineno) from None
     except (ValueError, LookupError, UnicodeError) as exc:
@@ -134,13 +175,21 @@ def parse_xml(data: bytes | str, name: str) -> Element:
     return root[0]
 
 
+_INVALID_TOKEN = expat.errors.codes[expat.errors.XML_ERROR_INVALID_TOKEN]
+
+
+def _refused_at(name: str, line: int, message: str) -> ProfileError:
+    return ProfileError(message, file=name, line=line)
+
+
 def _text(element: Element) -> str:
     return "".join(element.text).strip()
 
 
-def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEntry], str | None]:
+def parse_crons(data: bytes | str, name: str = "<string>",
+                max_crons: int | None = None) -> tuple[list[CronEntry], str | None]:
     """Read a crons.xml document: (its entries in order, the crontab switch or None)."""
-    root = parse_xml(data, name)
+    root = parse_xml(data, name, max_crons)
 
     def fail(message: str, element: Element) -> ProfileError:
         return ProfileError(message, file=name, line=element.line)
@@ -165,9 +214,9 @@ def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEnt
         if uid is None or not uid.strip():
             raise fail("a <cron> needs a uid", element)
         try:
-            remove = as_bool("remove", attrs.pop("remove", "false"), ValueError)
+            remove = text_bool("remove", attrs.pop("remove", "false"), ValueError)
             if "activated" in attrs:
-                attrs["activated"] = as_bool("activated", attrs["activated"], ValueError)
+                attrs["activated"] = text_bool("activated", attrs["activated"], ValueError)
         except ValueError as exc:
             raise fail(f"cron {uid!r}: {exc}", element) from None
         if _text(element):
@@ -181,11 +230,9 @@ def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEnt
                 raise fail("<environ> holds only JSON text (in CDATA)", child)
             environ = _text(child)
             if environ:
-                try:
-                    attrs["environ"] = json.loads(environ)
-                except ValueError as exc:
-                    raise fail(f"cron {uid!r}: invalid environ JSON {environ[:60]!r}: {exc}",
-                               child) from None
+                attrs["environ"] = read_json(
+                    environ, f"cron {uid!r}: invalid environ JSON {environ[:60]!r}",
+                    functools.partial(_refused_at, name, child.line), max_depth=MAX_JSON_DEPTH)
                 if not isinstance(attrs["environ"], dict):
                     raise fail(f"cron {uid!r}: invalid environ {environ[:60]!r}: expected a "
                                "JSON object", child)
@@ -193,11 +240,15 @@ def parse_crons(data: bytes | str, name: str = "<string>") -> tuple[list[CronEnt
     return entries, activated
 
 
-def import_crons(site: Site, source: Source) -> Crontab:
+def import_crons(site: Site, source: Source, *, max_bytes: int | None = None,
+                 max_crons: int | None = None) -> Crontab:
     """Apply a crons.xml (path, XML text or bytes) to ``site``'s live crontab, whole or
-    not at all; save it (which syncs the queue) and return it."""
-    data, name = _read(source)
-    entries, activated = parse_crons(data, name)
+    not at all; save it (which syncs the queue) and return it. A source over
+    ``max_bytes`` or with more than ``max_crons`` crons is refused (default: the
+    limits of cronkit.profiles)."""
+    max_bytes, max_crons = limits(max_bytes, max_crons)
+    data, name = _read(source, max_bytes)
+    entries, activated = parse_crons(data, name, max_crons)
     return apply_entries(site.crontab, entries, default_activated=False,
                          activated=activated, source=name, line=1)
 

@@ -19,20 +19,32 @@ against the live crontabs before anything registers, so a profile applies whole 
 not at all. In ZCML a new cron is activated unless it says ``activated="false"``
 (crons.xml follows collective.cron: deactivated); an existing cron changes only in
 the attributes given; ``remove="true"`` deletes it.
+
+Every file a load reads (the profile and each file it includes) is checked before
+zope.configuration reads it: over ``cronkit.profiles.MAX_PROFILE_BYTES``, not UTF-8,
+or with more elements than ``MAX_PROFILE_CRONS`` allows, it is refused with a
+ProfileError naming the file (and the line); the crons of all of them together are
+counted against ``MAX_PROFILE_CRONS`` too.
 """
 
 from __future__ import annotations
 
-import json
+import glob
 import os
 import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from xml.parsers import expat
 from xml.sax import SAXParseException
 
 from zope.configuration import xmlconfig
-from zope.configuration.config import ConfigurationConflictError, ConfigurationMachine
+from zope.configuration.config import (
+    ConfigurationConflictError,
+    ConfigurationMachine,
+    GroupingContextDecorator,
+    defineSimpleDirective,
+)
 from zope.configuration.exceptions import ConfigurationError, ConfigurationWrapperError
 from zope.configuration.fields import GlobalObject
 from zope.interface import Interface
@@ -41,9 +53,19 @@ from zope.schema import TextLine
 from ..events import Event, subscribe
 from ..exceptions import CronkitError, InvalidCron, ProfileError
 from ..interfaces import IJobRunner
-from ..model import Cron, as_bool
+from ..model import Cron
+from ..model.validation import MAX_JSON_DEPTH, read_json, text_bool
 from ..runner import register_runner
-from . import CRON_ATTRIBUTES, CronEntry, apply_entries, plan_entries
+from . import (
+    CRON_ATTRIBUTES,
+    CronEntry,
+    ElementCount,
+    apply_entries,
+    decode_profile,
+    limits,
+    plan_entries,
+    read_profile,
+)
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
@@ -54,6 +76,7 @@ __all__ = ["ICronDirective", "ICrontabDirective", "IRunnerDirective", "ISubscrib
 
 #: Order of the action that applies the plan: after every recording action.
 APPLY_ORDER = 1_000_000
+NAMESPACE = "http://namespaces.cronkit.org/cron"
 
 
 # -- schemas ------------------------------------------------------------------
@@ -110,8 +133,10 @@ class ICronDirective(Interface):
 class Plan:
     """What one profile load will do; applied once, by the last action."""
 
-    def __init__(self, kit: Cronkit | None = None):
+    def __init__(self, kit: Cronkit | None = None, max_crons: int | None = None):
         self.kit = kit
+        self.max_crons = limits(max_crons=max_crons)[1]
+        self.declared = 0   # <cron:cron> directives met so far, in every file
         self.runners: list[tuple[str, Callable, str | None]] = []
         self.subscribers: list[tuple[type, Callable]] = []
         self.crons: dict[str, list[CronEntry]] = {}
@@ -125,6 +150,14 @@ class Plan:
 
     def add_cron(self, site: str, entry: CronEntry) -> None:
         self.crons.setdefault(site, []).append(entry)
+
+    def count_cron(self, info: Any) -> None:
+        """One more <cron:cron> met; ProfileError beyond ``max_crons`` in all files."""
+        self.declared += 1
+        if self.declared > self.max_crons:
+            raise ProfileError(f"more than {self.max_crons} crons in this profile and the files "
+                               "it includes: over the limit (cronkit.profiles.MAX_PROFILE_CRONS)",
+                               *_where(info))
 
     def add_switch(self, site: str, activated: bool, info: Any) -> None:
         self.switches[site] = (activated, info)
@@ -172,7 +205,8 @@ def _plan(context: Any) -> Plan:
     machine = _machine(context)
     plan = getattr(machine, "cronkit_plan", None)
     if plan is None:
-        plan = machine.cronkit_plan = Plan(getattr(machine, "cronkit_kit", None))
+        plan = machine.cronkit_plan = Plan(getattr(machine, "cronkit_kit", None),
+                                           getattr(machine, "cronkit_max_crons", None))
         context.action(discriminator=None, callable=plan.apply, order=APPLY_ORDER)
     return plan
 
@@ -214,21 +248,20 @@ class CrontabDirective:
         if activated is not None:
             _context.action(discriminator=("cronkit:crontab", self.site),
                             callable=_plan(_context).add_switch,
-                            args=(self.site, as_bool("activated", activated, ProfileError),
+                            args=(self.site, text_bool("activated", activated, ProfileError),
                                   _context.info))
 
     def cron(self, _context: Any, uid: str, remove: str | None = None, **attrs: Any) -> None:
+        _plan(_context).count_cron(_context.info)
         uid = _check_name("a cron's uid", uid)
-        removed = as_bool("remove", remove or "false", ProfileError)
+        removed = text_bool("remove", "false" if remove is None else remove, ProfileError)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         if "activated" in attrs:
-            attrs["activated"] = as_bool("activated", attrs["activated"], ProfileError)
+            attrs["activated"] = text_bool("activated", attrs["activated"], ProfileError)
         if "environ" in attrs:
-            try:
-                attrs["environ"] = json.loads(attrs["environ"])
-            except ValueError as exc:
-                raise ProfileError(f"cron {uid!r}: invalid environ JSON "
-                                   f"{attrs['environ']!r}: {exc}") from None
+            attrs["environ"] = read_json(attrs["environ"], f"cron {uid!r}: invalid environ JSON "
+                                         f"{attrs['environ'][:60]!r}", ProfileError,
+                                         max_depth=MAX_JSON_DEPTH)
         if not removed:
             # Check each value now, so the error points at this line.
             probe = {"name": "probe", "periodicity": "* * * * *"} | attrs
@@ -249,25 +282,96 @@ class CrontabDirective:
 # -- loading ------------------------------------------------------------------
 
 
-def load_profile(kit: Cronkit, path: str | os.PathLike[str]) -> None:
+# -- the files a load reads ----------------------------------------------------------
+
+
+def check_file(machine: Any, path: str) -> None:
+    """Check the ZCML file at ``path`` before zope.configuration reads it (once per
+    load): its size, that it is UTF-8, and how many elements and crons it holds
+    (counted by expat, which stops at the first one over the limit)."""
+    checked: set[str] = machine.cronkit_checked
+    if path in checked or not os.path.isfile(path):
+        return          # read already, or missing: zope.configuration says so
+    checked.add(path)
+    max_bytes, max_crons = machine.cronkit_limits
+    data = read_profile(path, max_bytes)
+    decode_profile(data, path)
+    count = ElementCount(path, max_crons)
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+    def start(tag: str, attrs: Any) -> None:
+        count.add(parser.CurrentLineNumber, tag == f"{NAMESPACE} cron")
+
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError:
+        pass            # malformed: zope.configuration reports it, with its line
+
+
+def _include_paths(_context: Any, file: str | None, package: Any,
+                   files: str | None) -> list[str]:
+    """The paths ``<include>`` reads, as zope.configuration's ``include`` finds them."""
+    context = GroupingContextDecorator(_context)
+    if package is not None:
+        context.package = package
+        context.basepath = None
+    if files:
+        return sorted(glob.glob(context.path(files)), key=str.lower)
+    path = context.path(file or "configure.zcml")
+    return [path if os.path.exists(path) or not os.path.exists(path + ".in") else path + ".in"]
+
+
+def _checked(include: Callable[..., None]) -> Callable[..., None]:
+    """zope.configuration's ``include`` (or ``includeOverrides``), checking each file
+    (:func:`check_file`) before it is read."""
+
+    def checked_include(_context: Any, file: str | None = None, package: Any = None,
+                        files: str | None = None) -> None:
+        if not (files and file):   # both: zope.configuration refuses it
+            for path in _include_paths(_context, file, package, files):
+                check_file(_machine(_context), path)
+        include(_context, file, package, files)
+
+    checked_include.__doc__ = include.__doc__
+    return checked_include
+
+
+def load_profile(kit: Cronkit, path: str | os.PathLike[str], *, max_bytes: int | None = None,
+                 max_crons: int | None = None) -> None:
     """Load the ZCML profile at ``path`` into ``kit``, whole or not at all.
 
     cronkit's ``meta.zcml`` is loaded first, so a profile need not include it
     (including it too is harmless). Every error, conflicts included, is raised as a
-    ProfileError naming the file and line."""
+    ProfileError naming the file and line. A file (the profile, or one it includes)
+    over ``max_bytes``, or more than ``max_crons`` crons, is refused before it is
+    read whole (default: the limits of cronkit.profiles)."""
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         raise ProfileError(f"no such profile {path!r}", file=path)
     machine = ConfigurationMachine()
     xmlconfig.registerCommonDirectives(machine)
+    for name, include in (("include", xmlconfig.include),
+                          ("includeOverrides", xmlconfig.includeOverrides)):
+        defineSimpleDirective(machine, name, xmlconfig.IInclude, _checked(include),
+                              namespace="*")
     machine.cronkit_kit = kit
+    machine.cronkit_limits = limits(max_bytes, max_crons)
+    machine.cronkit_max_crons = machine.cronkit_limits[1]
+    machine.cronkit_checked = set()
     xmlconfig.file("meta.zcml", package=sys.modules[__package__], context=machine,
                    execute=False)
+    check_file(machine, path)
     try:
         xmlconfig.file(path, context=machine, execute=False)
         machine.execute_actions()
     except ConfigurationError as exc:
         raise _profile_error(exc, path) from None
+    except UnicodeDecodeError as exc:   # pragma: no cover - check_file reads UTF-8 first
+        # zope.configuration reads files in the locale's encoding: one that is not UTF-8.
+        raise ProfileError(f"cannot read the profile in this locale's encoding: {exc}",
+                           file=path) from None
 
 
 _INFO = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
@@ -298,8 +402,8 @@ def _profile_error(exc: BaseException, path: str) -> CronkitError:
         return ProfileError(f"malformed XML: {exc.getMessage()}",
                             file=exc.getSystemId() or file, line=exc.getLineNumber())
     if isinstance(exc, ProfileError):
-        if exc.line is not None:
-            return exc
+        if exc.line is not None or exc.file is not None:
+            return exc      # it knows where it comes from (an included file, ...)
         return ProfileError(exc.message, file=file, line=line)
     if isinstance(exc, ConfigurationError):
         reasons = []
