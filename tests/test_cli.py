@@ -208,7 +208,7 @@ def test_version(capsys):
     (["jobs", "submit", "export", "-p", "limit=x"], "limit: expected an integer"),
     (["jobs", "submit", "export", "-p", "limit=1", "-p", "extra=1"], "extra: unknown parameter"),
     (["jobs", "submit", "hello", "-p", "novalue"], "expected NAME=VALUE"),
-    (["jobs", "submit", "hello", "--payload", "{x"], "invalid --payload: not JSON"),
+    (["jobs", "submit", "hello", "--payload", "{x"], "invalid --payload: invalid JSON"),
     (["jobs", "submit", "hello", "--payload", "[1]"], "expected a JSON object"),
     (["jobs", "list", "--status", "done"], "argument --status"),
     (["worker", "--concurrency", "0"], "expected an integer >= 1"),

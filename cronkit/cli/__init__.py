@@ -31,12 +31,15 @@ from .common import (
     Context,
     Terminated,
     UsageError,
+    _days,
     _Follower,
     _globals,
     _imports,
+    _job_id,
     _non_negative,
     _Parser,
     _positive_int,
+    _priority,
     _ProgressView,
     import_modules,
 )
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else as JSON, else as text")
     p.add_argument("--payload", metavar="JSON", help="the payload as a JSON object")
     p.add_argument("--name", help="a name for the job (default: its type)")
-    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--priority", type=_priority, default=0, help="higher runs first (default 0)")
     p.add_argument("--delay", type=_non_negative, default=0, metavar="SECONDS",
                    help="earliest start, in seconds from now")
     p.add_argument("--unique", action="store_true",
@@ -170,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("run", cmd_jobs_run, ("run a job now in the foreground, whatever "
                                                     "its state"))):
         p = command(jobs, name, help, "g2", func)
-        p.add_argument("id", type=int, help="the job id")
+        p.add_argument("id", type=_job_id, help="the job id")
         if name == "status":
             p.add_argument("--json", action="store_true", help="as JSON")
         elif name == "cancel":
@@ -193,9 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead")
 
     p = command(commands, "cleanup", "delete finished jobs past retention", "g1", cmd_cleanup)
-    p.add_argument("--backlog-days", type=_non_negative, metavar="N",
+    p.add_argument("--backlog-days", type=_days, metavar="N",
                    help="successful jobs older than N days (default 30; 0 keeps them)")
-    p.add_argument("--all-backlog-days", type=_non_negative, metavar="M",
+    p.add_argument("--all-backlog-days", type=_days, metavar="M",
                    help="every finished job older than M days (default 60; 0 keeps them)")
     return parser
 
@@ -222,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(ctx)
     except (CronkitError, UsageError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG}: error: {message}", file=err)
+        # One line, whatever it quotes: text the stream cannot encode is escaped.
+        encoding = getattr(err, "encoding", None) or "utf-8"
+        line = f"{PROG}: error: {message}".encode(encoding, "backslashreplace").decode(encoding)
+        print(line, file=err)
         return 2
     except KeyboardInterrupt:
         print(file=err)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self, TextIO
 
 from .. import cli  # the package: WATCH_INTERVAL is read from it at call time
 from ..exceptions import CronkitError
+from ..model.validation import text_problem
 
 if TYPE_CHECKING:
     from ..jobs import Job
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 PROG = "cronkit"
 BAR_WIDTH = 30
 LIST_LIMIT = 50
+MAX_SECONDS = 10 * 365 * 86400   # the longest time in seconds an option takes: ten years
+MAX_DAYS = 100 * 365             # the longest retention in days: a hundred years
+MAX_ID = 2 ** 63 - 1             # the largest job id a store holds
+MAX_SITE_NAME = 200              # the longest site name a store holds
 
 
 class UsageError(Exception):
@@ -148,6 +153,11 @@ class Context:
         self.args, self.out, self.err = args, out, err
         self.store: str | None = _merged(args, "store")
         self.site_name: str = _merged(args, "site") or "default"
+        problem = text_problem(self.site_name) or (
+            f"longer than {MAX_SITE_NAME} characters" if len(self.site_name) > MAX_SITE_NAME
+            else None)
+        if problem is not None:
+            raise UsageError(f"invalid --site {self.site_name!r}: {problem}")
         self._kit: Cronkit | None = None
 
     @property
@@ -217,28 +227,64 @@ def _globals(parser: argparse.ArgumentParser, level: str) -> None:
                        help="import MODULE first, to register its runners (repeatable)")
 
 
-def _non_negative(text: str) -> float:
+def _non_negative(text: str, high: float = MAX_SECONDS) -> float:
+    """A number of seconds from 0 to ``high`` (ten years); NaN and infinities refused."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not value <= high:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to {high:g}, got {text!r}")
     return value
+
+
+def _days(text: str) -> float:
+    """A number of days from 0 to MAX_DAYS."""
+    try:
+        return _non_negative(text, MAX_DAYS)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("number of seconds",
+                                                          "number of days")) from None
 
 
 def _positive_float(text: str) -> float:
     value = _non_negative(text)
-    if value == 0 or value == float("inf"):
+    if value == 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
-def _positive_int(text: str) -> int:
+def _int_in(text: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"expected an integer <= {high}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_in(text, 1, MAX_ID)
+
+
+def _job_id(text: str) -> int:
+    """A job id: an integer from 1 to the largest a store holds."""
+    try:
+        int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    return _int_in(text, 1, MAX_ID)
+
+
+def _priority(text: str) -> int:
+    """A job priority: an integer the store holds (32 bits)."""
+    return _int_in(text, -(2 ** 31 - 1), 2 ** 31 - 1)
+
+
+def _port(text: str) -> int:
+    return _int_in(text, 0, 65535)

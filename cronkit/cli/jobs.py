@@ -9,7 +9,21 @@ from typing import Any
 
 from .. import cli  # the package: WATCH_INTERVAL and _sleep are read from it at call time
 from ..jobs import FINISHED, Job, Status
+from ..model.validation import read_json, shown
 from .common import Context, UsageError, _bar, _dt, _Follower, _one_line, _ProgressView, _table
+
+
+def _is_json(text: str) -> bool:
+    """Whether ``text`` is JSON at all (NaN and Infinity are not)."""
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+    try:
+        json.loads(text, parse_constant=refuse)
+    except RecursionError:   # nested too deep: JSON all the same
+        return True
+    except ValueError:
+        return False
+    return True
 
 
 def _payload(ctx: Context) -> dict[str, Any]:
@@ -17,25 +31,22 @@ def _payload(ctx: Context) -> dict[str, Any]:
     args = ctx.args
     payload: dict[str, Any] = {}
     if args.payload is not None:
-        try:
-            payload = json.loads(args.payload)
-        except ValueError as exc:
-            raise UsageError(f"invalid --payload: not JSON ({exc})") from None
+        payload = read_json(args.payload, "invalid --payload", UsageError)
         if not isinstance(payload, dict):
-            raise UsageError(f"invalid --payload: expected a JSON object, got {args.payload!r}")
+            raise UsageError(f"invalid --payload: expected a JSON object, got "
+                             f"{shown(args.payload)}")
     factory = runner_factory(ctx.site, args.type)
     params = getattr(factory, "parameters", None) or {}
     for item in args.param or []:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"invalid --param {item!r}: expected NAME=VALUE")
+            raise UsageError(f"invalid --param {shown(item)}: expected NAME=VALUE")
         if key in params:
             payload[key] = params[key].coerce(text)
+        elif _is_json(text):    # JSON cronkit refuses (too deep, ...) is an error, not text
+            payload[key] = read_json(text, f"invalid --param {key}", UsageError)
         else:
-            try:
-                payload[key] = json.loads(text)
-            except ValueError:
-                payload[key] = text
+            payload[key] = text
     return payload
 
 

@@ -73,15 +73,27 @@ def _load_zcml(ctx: Context, path: str) -> None:
     _profiles(ctx.kit.load_profile, path)
 
 
+def _unprintable(text: str) -> bool:
+    """Whether ``text`` holds what no output stream can print (a path's undecodable
+    bytes, read as lone surrogates): it is then shown as its repr."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def cmd_profile_load(ctx: Context) -> int:
     path = _profile_path(ctx.args.path)
     suffix = path.suffix.lower()
+    shown_path = repr(str(path)) if _unprintable(str(path)) else str(path)
     if suffix == ".zcml":
         _load_zcml(ctx, str(path))
-        ctx.print(f"loaded ZCML profile {path}")
+        ctx.print(f"loaded ZCML profile {shown_path}")
     elif suffix == ".xml":
         crontab = _profiles(ctx.site.import_crons, str(path))
-        ctx.print(f"imported {path} into site {ctx.site_name!r}: {len(crontab.crons)} cron(s)")
+        ctx.print(f"imported {shown_path} into site {ctx.site_name!r}: "
+                  f"{len(crontab.crons)} cron(s)")
     else:
         raise UsageError(f"unknown profile type {path.name!r}: expected a .zcml or a "
                          "crons .xml file")
@@ -102,9 +114,13 @@ def cmd_profile_export(ctx: Context) -> int:
     if not isinstance(text, str):
         text = json.dumps(text, indent=2)
     if ctx.args.output:
-        Path(ctx.args.output).write_text(text if text.endswith("\n") else text + "\n",
-                                         encoding="utf-8")
-        ctx.note(f"wrote {ctx.args.output}")
+        try:
+            Path(ctx.args.output).write_text(text if text.endswith("\n") else text + "\n",
+                                             encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {ctx.args.output!r}: {exc.strerror or exc}") from None
+        ctx.note(f"wrote {ctx.args.output!r}" if _unprintable(ctx.args.output)
+                 else f"wrote {ctx.args.output}")
     else:
         ctx.out.write(text if text.endswith("\n") else text + "\n")
     return 0

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from .common import Context, Terminated, UsageError, _non_negative, _positive_float, _positive_int
+from .common import (
+    Context,
+    Terminated,
+    UsageError,
+    _days,
+    _non_negative,
+    _port,
+    _positive_float,
+    _positive_int,
+)
 from .profiles import _load_zcml
 
 if TYPE_CHECKING:
@@ -152,9 +161,9 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-timeout", dest="error_timeout", type=_positive_float,
                         metavar="SECONDS", help="a running job with no heartbeat for this long "
                         "is failed 'worker lost' or retried (default 60)")
-    parser.add_argument("--backlog-days", dest="backlog_days", type=_non_negative, metavar="N",
+    parser.add_argument("--backlog-days", dest="backlog_days", type=_days, metavar="N",
                         help="delete successful jobs finished N days ago (default 30, 0 keeps)")
-    parser.add_argument("--all-backlog-days", dest="all_backlog_days", type=_non_negative,
+    parser.add_argument("--all-backlog-days", dest="all_backlog_days", type=_days,
                         metavar="M", help="delete every finished job after M days (default 60, 0 keeps)")
 
 
@@ -170,7 +179,7 @@ def _size(text: str) -> int:
 
 def _web_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="default 8080")
+    parser.add_argument("--port", type=_port, default=8080, help="default 8080")
     parser.add_argument("--token", help="API token (default: $CRONKIT_TOKEN)")
     parser.add_argument("--password", help="login password (default: $CRONKIT_PASSWORD)")
     parser.add_argument("--max-body", dest="max_body", type=_size, metavar="SIZE",
