@@ -4,21 +4,20 @@ jobs, strict JSON reading, and cron field validation that names every field at f
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import schedule
-from ..exceptions import CronkitError, InvalidCron
+from ..exceptions import CronkitError, InvalidCron, ReadOnlyStore
 from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
+from ..model.validation import json_bool, read_json
 from ..runner import available_jobs, job_types
 
 if TYPE_CHECKING:
@@ -55,9 +54,16 @@ async def off_the_loop(fn: Handler, request: Request, kit: Cronkit) -> Response:
     """Run the handler ``fn(request, kit)`` on a worker thread, in an event loop of its
     own: its store calls block (a busy SQLite file, a slow PostgreSQL), and must never
     stop the server answering the other requests meanwhile. The body is read first, in
-    the server's loop; the handler gets it cached (``request.body()``, ``form()``)."""
+    the server's loop; the handler gets it cached (``request.body()``, ``form()``).
+
+    A write refused by a read-only store is a 409 with the store's message, for a page
+    and for the API alike: the request is sound, the store's state refuses it (it is
+    no failure to retry, as the 503 of any other StoreError says)."""
     await request.body()
-    return await to_thread.run_sync(asyncio.run, fn(request, kit))
+    try:
+        return await to_thread.run_sync(asyncio.run, fn(request, kit))
+    except ReadOnlyStore as exc:
+        raise WebError(409, str(exc)) from None
 
 
 # -- sites --------------------------------------------------------------------
@@ -143,6 +149,8 @@ def check_cron_fields(values: dict[str, Any],
             errors[field] = f"unknown cron field {field!r}"
             continue
         try:
+            if field == "activated":   # a JSON boolean (the pages give one too), not "false"
+                value = json_bool(field, value)
             setattr(scratch, field, value)
         except InvalidCron as exc:
             errors[exc.field or field] = str(exc)
@@ -250,41 +258,15 @@ def types_json(site: Site) -> list[dict[str, Any]]:
 # -- strict JSON --------------------------------------------------------------
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text}")
-    return value
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _check_text(value: Any) -> None:
-    """Refuse what SQLite cannot store: lone surrogates, integers over 64 bits."""
-    if isinstance(value, str):
-        value.encode("utf-8")
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, int):
-        if abs(value) > MAX_DB_INT:
-            raise ValueError(f"integer out of range: {value}")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check_text(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_text(item)
+def _body_error(message: str, field: str = "body") -> WebError:
+    return WebError(400, message, field)
 
 
 def parse_json(body: bytes) -> Any:
-    """Read a request body as JSON (and only JSON); WebError 400 if it is not."""
-    try:
-        data = json.loads(body.decode("utf-8"), parse_float=_finite,
-                          parse_constant=_refuse_constant)
-        _check_text(data)
-    except (ValueError, UnicodeError, RecursionError) as exc:
-        raise WebError(400, f"invalid JSON body: {exc}", "body") from None
-    return data
+    """Read a request body as JSON (and only JSON); WebError 400 if it is not: not
+    UTF-8, not strict JSON (NaN, Infinity, numbers out of range), nested too deep, text
+    UTF-8 cannot encode (a lone surrogate), integers over 64 bits (see
+    ``cronkit.model.validation.read_json``). The error's field is the member of the
+    body at fault, else "body"."""
+    return read_json(body, "invalid JSON body", _body_error, max_int=MAX_DB_INT,
+                     key_error=_body_error)
