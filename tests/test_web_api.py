@@ -263,20 +263,24 @@ def test_invalid_parameters_list_every_field(client):
     assert data["errors"] == {"x": "unknown parameter", "count": "required"}
 
 
-@pytest.mark.parametrize("body, ctype, status", [
-    (b"{not json", "application/json", 400),
-    (b'{"type": "echo", "payload": {"count": NaN}}', "application/json", 400),
-    (b'{"type": "echo", "payload": {"count": 1e999}}', "application/json", 400),
-    (b'{"type": "echo", "payload": {"count": 99999999999999999999999}}', "application/json", 400),
-    (b'{"type": "echo", "name": "\\ud800"}', "application/json", 400),
-    (b"\xff\xfe", "application/json", 400),
-    (b'"text"', "application/json", 400),
-    (b"type=echo", "application/x-www-form-urlencoded", 415),
-    (b'{"type": "echo"}', "text/plain", 415),
+@pytest.mark.parametrize("body, ctype, status, field", [
+    (b"{not json", "application/json", 400, "body"),
+    (b'{"type": "echo", "payload": {"count": NaN}}', "application/json", 400, "payload"),
+    (b'{"type": "echo", "payload": {"count": 1e999}}', "application/json", 400, "payload"),
+    (b'{"type": "echo", "payload": {"count": 99999999999999999999999}}', "application/json", 400,
+     "payload"),
+    (b'{"type": "echo", "name": "\\ud800"}', "application/json", 400, "name"),
+    (b'[1, "\\ud800"]', "application/json", 400, "body"),
+    (b"\xff\xfe", "application/json", 400, "body"),
+    (b'"text"', "application/json", 400, "body"),
+    (b"type=echo", "application/x-www-form-urlencoded", 415, "body"),
+    (b'{"type": "echo"}', "text/plain", 415, "body"),
 ])
-def test_bodies_are_json_objects_only(client, body, ctype, status):
+def test_bodies_are_json_objects_only(client, body, ctype, status, field):
+    """A body that is not strict JSON is refused (400); when a member of it is at fault
+    (NaN, a number out of range, a lone surrogate), the error names that member."""
     error_of(client.post(f"{API}/jobs", content=body, headers={"Content-Type": ctype}), status,
-             "body")
+             field)
 
 
 def test_list_jobs_newest_first_filtered_and_paged(client, site):
