@@ -45,6 +45,7 @@ from ..exceptions import StoreError
 log = logging.getLogger("cronkit.stores")
 
 MODES = ("ro", "rw", "rwc")
+_NO_SHM = ("SQLITE_CANTOPEN", "SQLITE_READONLY_DIRECTORY")
 ASKED = "opened read-only"
 
 
@@ -133,7 +134,8 @@ class SQLiteFile:
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_CANTOPEN \
+            # SQLite cannot make the -shm file: it says so one way or the other.
+            if getattr(exc, "sqlite_errorname", None) not in _NO_SHM \
                     or os.access(folder, os.W_OK):
                 raise StoreError(f"cannot open store {self.url!r}: {exc}") from None
         wal = f"{self.path}-wal"
