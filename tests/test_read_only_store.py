@@ -345,3 +345,22 @@ def test_mode_rw_on_a_file_that_cannot_be_written_is_an_error(tmp_path, read_onl
     read_only.make(path)
     with pytest.raises(StoreError, match="with mode=rw: its file .* is not writable"):
         open_store(f"sqlite:///{path}?mode=rw")
+
+
+def test_a_file_made_read_only_under_an_open_store_refuses_writes_as_read_only(tmp_path,
+                                                                               read_only):
+    path = tmp_path / "cronkit.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        store.ensure_site("plone")
+        read_only.make(path)
+        store.after_fork()   # the connections opened from now on meet the read-only file
+        assert store.sites()[0]["name"] == "plone"
+        now = datetime(2008, 1, 1, tzinfo=UTC)
+        with pytest.raises(ReadOnlyStore, match="is read-only: attempt to write a readonly"):
+            store.add_jobs([{"site": "plone", "type": "ok", "name": "x", "status": "pending",
+                             "payload": {}, "run_after": now, "created_at": now}])   # hot path
+        with pytest.raises(ReadOnlyStore, match="is read-only: attempt to write a readonly"):
+            store.mark_site("plone")                                                 # SQLAlchemy
+    finally:
+        store.close()
