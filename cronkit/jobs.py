@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from .exceptions import CronkitError, InvalidParameters
 from .interfaces import IJob
-from .model.validation import json_problem, shown
+from .model.validation import json_problem, shown, storable_text
 
 if TYPE_CHECKING:
     from .model import Cron
@@ -261,7 +261,7 @@ class Job:
             self.progress = max(0, min(100, int(progress)))
             fields["progress"] = self.progress
         if text is not None:
-            self.status_text = str(text)
+            self.status_text = storable_text(str(text))
             fields["status_text"] = self.status_text
         if not fields:
             return
@@ -278,7 +278,8 @@ class Job:
         if self._debug:
             print(f"[{status}] {comment}", file=sys.__stdout__)
             return
-        self._store.add_history(self.id, self._clock.now(), str(comment), str(status))
+        self._store.add_history(self.id, self._clock.now(), storable_text(str(comment)),
+                                storable_text(str(status)))
 
     def finish(self, summary: str | None = None, status: str = Status.SUCCESS) -> None:
         """End the job (SUCCESS unless ``status`` says FAILED or CANCELED) with an
@@ -318,6 +319,7 @@ class Job:
         self._buffer = ""
 
     def _append(self, text: str) -> None:
+        text = storable_text(text)
         self.status_text = (self.status_text or "") + text
         self._store.append_text(self.id, text)
 

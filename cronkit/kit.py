@@ -17,9 +17,13 @@ from .events import ServerRestartEvent, notify
 from .exceptions import CronkitError
 from .interfaces import IClock, IJobLifecycle
 from .jobs import Job
+from .model.validation import shown, text_problem
 from .site import Site
 from .stores import open_store
 from .stores.base import Store
+
+#: The longest site name a store holds (its column).
+MAX_SITE_NAME = 200
 
 
 class Cronkit:
@@ -54,9 +58,16 @@ class Cronkit:
         return f"<Cronkit store={getattr(self.store, 'url', self.store)!r}>"
 
     def site(self, name: str = "default", timezone: str | None = None) -> Site:
-        """Get or create the site ``name``."""
+        """Get or create the site ``name``; a name no store can hold raises CronkitError."""
+        site = self._sites.get(name) if isinstance(name, str) else None
+        if site is not None and timezone is None:
+            return site
         if not isinstance(name, str) or not name.strip():
             raise CronkitError(f"a site needs a non-empty name, got {name!r}")
+        problem = text_problem(name)
+        if problem is not None or len(name) > MAX_SITE_NAME:
+            raise CronkitError(f"invalid site name {shown(name)}: "
+                               f"{problem or f'over {MAX_SITE_NAME} characters'}")
         with self._lock:
             site = self._sites.get(name)
             if site is None:

@@ -529,3 +529,32 @@ def test_a_lost_firing_of_a_misfire_all_cron_is_followed_by_the_next_firing(kit,
     assert entry.messages == ["worker lost"]                  # nothing skipped
     [nxt] = site.jobs.list(cron=cron, status="pending")
     assert nxt.fire_at == pending.fire_at + timedelta(minutes=1)
+
+
+# -- what a running job reports is always stored ----------------------------------
+
+
+class SaysOddThings(cronkit.Runner):
+    def run(self):
+        self.job.update(progress=10, text="half \ud800 done\x00")
+        self.job.note("a note \udcff")
+        print("printed \ud83d")
+        raise RuntimeError("broke \ud800")
+
+
+def test_text_a_job_reports_that_no_store_holds_is_stored_escaped(kit, site, recorder):
+    site.register_runner(SaysOddThings, name="odd")
+    job = site.submit("odd")
+    kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert done.status == Status.FAILED and "broke \\ud800" in done.message
+    assert "half \\ud800 done\\x00" in done.status_text and "printed \\ud83d" in done.status_text
+    assert [h["comment"] for h in done.history] == ["a note \\udcff"]
+    assert site.jobs.list()[0].id == job.id          # the listing still reads it
+    assert len(recorder.ends(job.id)) == 1
+
+
+def test_a_site_name_no_store_holds_is_refused(kit):
+    for name in ("bad \ud800", "nul\x00", "x" * 201):
+        with pytest.raises(cronkit.CronkitError, match="invalid site name"):
+            kit.site(name)

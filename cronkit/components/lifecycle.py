@@ -43,6 +43,7 @@ from ..executors.processes import kill_group
 from ..interfaces import IJobLifecycle
 from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
+from ..model.validation import storable_text
 from ..runner import Outcome, call_runner, messages_of, runner_factory
 from .cron_manager import load_cron, missed_note
 
@@ -269,6 +270,8 @@ class JobLifecycle:
                 cron: Cron | None, base: datetime | None, version: int | None) -> str | None:
         site, store = job.site, self.kit.store
         note = None
+        if message is not None:
+            message = storable_text(message)
         if job.cron_uid is not None:
             cron = cron or job.cron or load_cron(site, job.cron_uid)[0]
             # Queued while this firing still runs: at no instant has the cron neither a

@@ -69,6 +69,16 @@ def text_problem(value: str, nul: bool = True) -> str | None:
     return None
 
 
+def storable_text(value: str) -> str:
+    """What a running job reports (status text, printed output, notes, its end's
+    message) as text every store holds: a character UTF-8 cannot encode (a lone
+    surrogate) is written as its escape, a NUL as ``\\x00``. Reported text is kept,
+    never refused: the job's work is not undone for how it spoke."""
+    if text_problem(value) is None:
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _where(path: list[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f"[{p!r}]" for p in path) or "the value"
 
