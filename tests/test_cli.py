@@ -814,6 +814,16 @@ def test_worker_command_builds_the_worker_asked_for(run, worker_calls, monkeypat
     assert "concurrency 3" in err and "Ctrl-C to stop" in err
 
 
+def test_worker_takes_the_longest_back_off(run, worker_calls, monkeypatch):
+    monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
+    code, _, _ = run("worker", "--poll", "0.5", "--max-backoff", "12")
+    assert code == 0
+    [worker] = worker_calls
+    assert (worker.poll_interval, worker.max_backoff) == (0.5, 12.0)
+    code, _, err = run("worker", "--max-backoff", "0")
+    assert code == 2 and "--max-backoff" in err
+
+
 def test_worker_takes_the_error_timeout_and_retention(run, worker_calls, monkeypatch):
     monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
     code, _, _ = run("worker", "--error-timeout", "8", "--backlog-days", "0",

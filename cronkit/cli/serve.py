@@ -46,7 +46,11 @@ def _worker(ctx: Context) -> Worker:
     for name in ("error_timeout", "backlog_days", "all_backlog_days"):
         if getattr(args, name) is not None:
             setattr(ctx.kit, name, getattr(args, name))
-    options = {"poll_interval": args.poll} if args.poll is not None else {}
+    options: dict[str, float] = {}
+    if args.poll is not None:
+        options["poll_interval"] = args.poll
+    if args.max_backoff is not None:
+        options["max_backoff"] = args.max_backoff
     return ctx.kit.worker(concurrency=args.concurrency, executor=args.executor, **options)
 
 
@@ -156,6 +160,9 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                         help="how jobs run (default threads)")
     parser.add_argument("--poll", type=_non_negative, metavar="SECONDS",
                         help="longest sleep between two looks at the queue (default 1)")
+    parser.add_argument("--max-backoff", dest="max_backoff", type=_positive_float,
+                        metavar="SECONDS", help="longest wait between two tries while the "
+                        "store fails (full disk, lost server; doubles from --poll; default 30)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"), help="default info")
     parser.add_argument("--error-timeout", dest="error_timeout", type=_positive_float,
