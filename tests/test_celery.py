@@ -195,11 +195,11 @@ def test_a_job_canceled_while_waiting_in_the_broker_never_runs(pg_db, broker, ki
     celery = None
     try:
         job = site.submit("slow", payload={"seconds": 0.1})
-        wait_for(lambda: site.jobs.get(job.id).status == cronkit.Status.RUNNING, 15,
+        wait_for(lambda: site.jobs.get(job.id).status == cronkit.Status.RUNNING, 120,
                  "the dispatcher to claim the job")
         site.jobs.cancel(job.id)
         celery = start_celery(pg_db, broker, "late", pool="solo", concurrency=1)
-        wait_for(lambda: site.jobs.get(job.id).status == cronkit.Status.CANCELED, 30,
+        wait_for(lambda: site.jobs.get(job.id).status == cronkit.Status.CANCELED, 120,
                  "the Celery worker to end the job")
     finally:
         stop_workers(dispatcher + ([celery] if celery else []))
@@ -214,14 +214,14 @@ def test_a_celery_worker_killed_mid_job_leaves_it_failed_worker_lost(pg_db, brok
     celery = start_celery(pg_db, broker, "doomed", pool="solo", concurrency=1)
     try:
         job = site.submit("slow", payload={"seconds": 60})
-        wait_for(lambda: ran(kit.store.engine), 30, "the job to start on the Celery worker")
+        wait_for(lambda: ran(kit.store.engine), 120, "the job to start on the Celery worker")
         running = site.jobs.get(job.id)
         assert running.status == cronkit.Status.RUNNING and running.pid == celery.pid
         celery.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
+        # Reaped after the error timeout (2 s), not the broker's visibility timeout
+        # (300 s): a bound far below the one, generous for a loaded machine.
         wait_for(lambda: site.jobs.get(job.id).status != cronkit.Status.RUNNING,
-                 error_timeout + 3, "the reaper")
-        assert time.monotonic() - killed <= error_timeout + 3
+                 error_timeout + 120, "the reaper")
     finally:
         stop_workers([dispatcher, celery])
     job = site.jobs.get(job.id)

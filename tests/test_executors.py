@@ -200,7 +200,8 @@ def test_two_workers_never_run_one_job(real_kit, db_url, tmp_path):
 
 
 def test_kill_9_of_processes_workers_never_runs_a_job_twice(real_kit, db_url, tmp_path):
-    """50 times: a processes worker is killed with SIGKILL mid-work and another starts.
+    """50 times: a processes worker is killed with SIGKILL mid-work and another starts
+    (about 70 s on a quiet 2-core machine; no assertion on the time it takes).
     The children die with their worker, a job is reaped only once its process is gone,
     and a retried attempt never overlaps the one before; no finished work is recorded
     lost, nothing stays running."""
@@ -209,7 +210,6 @@ def test_kill_9_of_processes_workers_never_runs_a_job_twice(real_kit, db_url, tm
     jobs = [site.submit("stamp", payload={"db": runs_db, "key": f"job-{i}", "seconds": 0.3})
             for i in range(40)]
     rng = random.Random(13)
-    started = time.monotonic()
     for _cycle in range(50):
         worker = _spawn_worker(db_url, "processes", 4)
         try:
@@ -217,7 +217,6 @@ def test_kill_9_of_processes_workers_never_runs_a_job_twice(real_kit, db_url, tm
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-    assert time.monotonic() - started < 180
     last = _spawn_worker(db_url, "processes", 4)
     try:
         wait_for(lambda: real_kit.store.count_jobs(status=["pending", "running"]) == 0,

@@ -102,7 +102,7 @@ class Wakes:
     def __call__(self):
         self.event.set()
 
-    def wait(self, timeout=5.0) -> bool:
+    def wait(self, timeout=30.0) -> bool:
         got = self.event.wait(timeout)
         self.event.clear()
         return got
@@ -120,10 +120,8 @@ def listening(store):
 def test_a_submitted_job_wakes_listeners_at_once(pg_db, listening):
     kit = cronkit.Cronkit(store=pg_db)
     try:
-        start = time.monotonic()
         kit.site("plone").submit("count", payload={"n": 1})
-        assert listening.wait()
-        assert time.monotonic() - start < 1.0   # sooner than the poll
+        assert listening.wait()   # woken by the notification: no poll runs here
     finally:
         kit.close()
 
@@ -169,9 +167,7 @@ def test_wait_for_notify_sleeps_until_a_notification(store):
     assert store.wait_for_notify(0.2) in (True, False)   # starts listening
     assert store.wait_for_notify(0.2) is False
     threading.Timer(0.2, lambda: store.add_jobs([job_row()])).start()
-    start = time.monotonic()
-    assert store.wait_for_notify(5) is True
-    assert time.monotonic() - start < 2
+    assert store.wait_for_notify(30) is True
 
 
 def test_a_worker_woken_by_the_listener_runs_a_job_without_waiting_for_the_poll(pg_db):
@@ -183,7 +179,7 @@ def test_a_worker_woken_by_the_listener_runs_a_job_without_waiting_for_the_poll(
     try:
         time.sleep(0.3)   # the worker is asleep for 30 s now
         job = site.submit("noop")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20   # the poll would take 30 s
         while site.jobs.get(job.id).status != cronkit.Status.SUCCESS:
             assert time.monotonic() < deadline, "the worker was not woken"
             time.sleep(0.02)
@@ -217,7 +213,7 @@ def test_a_call_gives_up_after_retry_for(pg_db, postgres_server):
         start = time.monotonic()
         with pytest.raises(cronkit.StoreError, match="gave up"):
             store.next_due()
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 30   # not the default 60 s of retries
     finally:
         postgres_server.start()
         store.close()
@@ -264,13 +260,28 @@ def ran(engine) -> dict[str, int]:
         return dict(conn.execute(sa.text("SELECT key, n FROM cronkit_ran")).all())
 
 
-def wait_until_drained(site, timeout):
-    deadline = time.monotonic() + timeout
-    while site.jobs.count(status=["pending", "running"]):
-        assert time.monotonic() < deadline, (
-            f"{site.jobs.count(status='pending')} pending, "
-            f"{site.jobs.count(status='running')} running after {timeout} s")
+def finished_count(site):
+    return site.jobs.count(status=["success", "failed", "canceled"])
+
+
+def wait_while_progressing(done, progress, what, stall=180.0):
+    """Wait until ``done()``: as long as ``progress()`` keeps changing, however slow the
+    machine is; fail only when it stood still for ``stall`` seconds (the workers are
+    stuck, not slow). Contention tests assert completeness and exactly-once, not speed."""
+    last, since = progress(), time.monotonic()
+    while not done():
+        now_progress = progress()
+        if now_progress != last:
+            last, since = now_progress, time.monotonic()
+        assert time.monotonic() - since < stall, f"{what}: no progress for {stall:g} s"
         time.sleep(0.2)
+
+
+def wait_until_drained(site, stall=180.0):
+    wait_while_progressing(lambda: site.jobs.count(status=["pending", "running"]) == 0,
+                           lambda: finished_count(site),
+                           f"{site.jobs.count(status='pending')} pending, "
+                           f"{site.jobs.count(status='running')} running", stall)
 
 
 def prepare(url):
@@ -305,13 +316,14 @@ def run_crons_for(site, uids, seconds, during=None):
     end = datetime.now(UTC) + timedelta(seconds=seconds)
     if during is not None:
         during()
-    deadline = time.monotonic() + seconds + 90   # generous: the machine may be loaded
-    while True:
+    time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))   # the window itself
+
+    def caught_up():
         pending = site.kit.store.pending_cron_jobs(site.name)
-        if len(pending) == len(uids) and all(p["fire_at"] > end for p in pending.values()):
-            break
-        assert time.monotonic() < deadline, "the workers did not catch up with the crons"
-        time.sleep(0.2)
+        return len(pending) == len(uids) and all(p["fire_at"] > end for p in pending.values())
+    # However loaded the machine, the work up to ``end`` is finite: wait while it moves.
+    wait_while_progressing(caught_up, lambda: finished_count(site),
+                           "the workers catching up with the crons")
     crontab = site.crontab
     crontab.activated = False
     crontab.save()
@@ -340,7 +352,7 @@ def run_contention(kit, site, procs):
     try:
         uids = [f"c{i:02d}" for i in range(50)]
         end = run_crons_for(site, uids, 20, lambda: submit_jobs(site, range(5000)))
-        wait_until_drained(site, 90)
+        wait_until_drained(site)
         counts = ran(kit.store.engine)
     finally:
         errors = stop_workers(procs)
@@ -366,13 +378,11 @@ def test_workers_reconnect_after_a_server_restart_and_every_job_ends_once(pg_db,
     submit_jobs(site, range(total))
     procs = start_workers(pg_db, 4, concurrency=4)
     try:
-        deadline = time.monotonic() + 30
-        while site.jobs.count(status="success") < total // 4:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_while_progressing(lambda: site.jobs.count(status="success") >= total // 4,
+                               lambda: finished_count(site), "a quarter of the jobs")
         postgres_server.restart()
         assert site.jobs.count(status="success") < total, "restart too late to prove anything"
-        wait_until_drained(site, 45)
+        wait_until_drained(site)
         counts = ran(kit.store.engine)
     finally:
         errors = stop_workers(procs)
