@@ -124,8 +124,8 @@ def wait_for(predicate, timeout=60.0, what="condition"):
         time.sleep(0.02)
 
 
-def add_cron(site, name="ok", periodicity="*/5 * * * *"):
-    cron = cronkit.Cron(name=name, periodicity=periodicity)
+def add_cron(site, name="ok", periodicity="*/5 * * * *", **options):
+    cron = cronkit.Cron(name=name, periodicity=periodicity, **options)
     site.crontab.add_cron(cron)
     site.crontab.save()
     return site.crontab.by_uid(cron.uid)
@@ -480,9 +480,7 @@ def test_a_firing_on_time_counts_nothing_missed(kit, site, clock):
 
 
 def test_a_skipped_firing_counts_the_others_it_skipped(kit, site, clock):
-    cron = cronkit.Cron(name="ok", periodicity="* * * * *", misfire="skip")
-    site.crontab.add_cron(cron)
-    site.crontab.save()
+    cron = add_cron(site, periodicity="* * * * *", misfire="skip")
     [pending] = site.jobs.list(cron=cron, status="pending")
     clock.set(pending.run_after + timedelta(minutes=2, seconds=10))
     kit.run_pending()
@@ -506,9 +504,7 @@ def test_a_lost_firing_counts_the_firings_due_while_it_was_lost(kit, site, clock
 
 
 def test_misfire_all_runs_every_firing_and_counts_none(kit, site, clock):
-    cron = cronkit.Cron(name="ok", periodicity="* * * * *", misfire="all")
-    site.crontab.add_cron(cron)
-    site.crontab.save()
+    cron = add_cron(site, periodicity="* * * * *", misfire="all")
     [pending] = site.jobs.list(cron=cron, status="pending")
     clock.set(pending.run_after + timedelta(minutes=2, seconds=10))
     kit.run_pending()
@@ -517,9 +513,7 @@ def test_misfire_all_runs_every_firing_and_counts_none(kit, site, clock):
 
 
 def test_a_lost_firing_of_a_misfire_all_cron_is_followed_by_the_next_firing(kit, site, clock):
-    cron = cronkit.Cron(name="ok", periodicity="* * * * *", misfire="all")
-    site.crontab.add_cron(cron)
-    site.crontab.save()
+    cron = add_cron(site, periodicity="* * * * *", misfire="all")
     [pending] = site.jobs.list(cron=cron, status="pending")
     clock.set(pending.run_after)
     claim_as_other_worker(kit)
