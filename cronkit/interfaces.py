@@ -212,65 +212,53 @@ class IQueueMarker(Interface):
 
 
 class IJobLifecycle(Interface):
-    """The one owner of a job's life (one per kit, ``kit.lifecycle``).
-
-    Every state change of a job goes through it: queued, started, progress, retried,
-    finished (SUCCESS, FAILED, CANCELED) from every cause. It writes the store and
-    sends the job events; for a cron firing it also writes the Log, sends
-    FinishedCronJobEvent and queues the next firing. A job's end is accepted only from
-    the attempt that owns it (the store compares the attempt number), so each end is
-    written, and its events sent, exactly once.
-    """
+    """The one owner of a job's life (one per kit, ``kit.lifecycle``): every state
+    change of a job goes through it, and it sends the job events. For a cron firing's
+    end it also writes the Log, queues the next firing and sends FinishedCronJobEvent.
+    An end is accepted only from the attempt that owns the job: written, and its events
+    sent, exactly once."""
 
     def queue(site, rows, ignore_duplicates=False):
-        """Insert job rows for ``site``; send JobQueuedEvent for each one inserted.
-        Return the ids inserted (a duplicate firing is skipped when
-        ``ignore_duplicates``, else raises DuplicateFiring)."""
+        """Insert job rows; JobQueuedEvent for each inserted. Return their ids (a
+        duplicate firing is skipped if ``ignore_duplicates``, else DuplicateFiring)."""
 
     def queue_unique(site, row):
-        """Insert ``row`` unless a pending twin (same unique key) exists; return
+        """Insert ``row`` unless a pending twin has its unique key; return
         ``(job_id, created)``; JobQueuedEvent when created."""
 
     def claim(now, limit):
-        """Move up to ``limit`` due pending jobs to RUNNING for this kit's worker;
-        return their rows (JobStartedEvent is sent when each one starts running)."""
+        """Move up to ``limit`` due jobs to RUNNING for this kit's worker; return rows."""
 
     def start_now(job_id):
-        """A manual run: move the job (whatever its state) to RUNNING for this process,
-        as a new attempt; return its row."""
+        """A manual run: the job (whatever its state) RUNNING here as a new attempt;
+        return its row."""
 
     def execute(row, debug=False):
-        """Run one claimed (RUNNING) job row to its end in the calling thread and return
-        the Job. A cron firing follows DESIGN rules 2 and 3 (NOTRUN, missed firings,
-        Log, next firing). With ``debug`` nothing in the store changes."""
+        """Run a claimed job row to its end here (a firing by DESIGN rules 2 and 3);
+        return the Job. With ``debug`` nothing in the store changes."""
 
     def progress(job, progress=None, text=None):
-        """Record a running job's progress and/or status text; send JobProgressEvent."""
+        """Record a running job's progress and/or status text; JobProgressEvent."""
 
     def retry(job, why, delay=None):
-        """Put a RUNNING job back to PENDING for another attempt due after ``delay``
-        seconds (the runner's backoff when None); add a history record; send
-        JobRetriedEvent. Return False (nothing changed) when the attempt no longer owns
-        the job."""
+        """Put the RUNNING attempt ``job`` back to PENDING, due after ``delay`` seconds
+        (the runner's backoff when None), with a history record; JobRetriedEvent.
+        Return False when the attempt no longer owns the job."""
 
     def finish(job, status, message=None, progress=None, log=None):
-        """End the RUNNING attempt ``job`` (a Job or a row) as ``status`` with
-        ``message``. When this call is the one that ends it: for a cron firing, the Log
-        (``log``, a LogStatus and messages, or one derived from the status), the next
-        firing and FinishedCronJobEvent; then JobFinishedEvent. Return the final status,
-        or None when the job had already ended or belongs to another attempt."""
+        """End the RUNNING attempt ``job`` (a Job or a row). If this call ends it: a
+        firing's Log, next firing and FinishedCronJobEvent, then JobFinishedEvent.
+        Return the final status, or None (ended already, or another attempt's)."""
 
     def cancel(site, job_id, force=False):
-        """Cancel a job: a pending one ends CANCELED now (JobFinishedEvent; a cron
-        firing is logged NOTRUN and its next firing queued), a running one sees
-        ``canceled``; with ``force`` a job running in a process of its own on this host
-        is killed and ends CANCELED. Return the job's status after the call; raise
-        NoSuchJob."""
+        """A pending job ends CANCELED now (a firing is logged NOTRUN, its next one
+        queued); a running one sees ``canceled``, or with ``force`` is killed if it
+        runs in a process of its own here. Return the status after; raise NoSuchJob."""
 
     def reap(now):
-        """Fail (or retry) RUNNING jobs whose worker is gone: no heartbeat for the kit's
-        ``error_timeout`` before ``now``, or a worker process of this host that no
-        longer exists. Return the ids handled."""
+        """Fail (or retry) RUNNING jobs whose worker is gone (no heartbeat for
+        ``error_timeout`` before ``now``, or a dead worker process of this host) and
+        whose own process is gone too. Return the ids handled."""
 
 
 # -- events -------------------------------------------------------------------
