@@ -1,0 +1,300 @@
+"""The SQL store's jobs: the JobStore half of SQLStore (the queue, claims, ends,
+history, retention).
+
+Claims are atomic: on SQLite a claim is one ``BEGIN IMMEDIATE`` write transaction, on
+PostgreSQL a ``SELECT ... FOR UPDATE SKIP LOCKED``. The statements every job goes
+through run on SQLite's hot path (``hotpath.py``) when the store has one.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..exceptions import NoSuchJob
+from .base import JobRow, JobStore, Statuses
+from .hotpath import HotPath, from_micros
+from .schema import chunks, claim_order, history, job_row, job_values, jobs, raw_job_row
+from .statements import HotStatements, JobStatements
+
+
+class JobQueries(JobStore):
+    """Jobs on SQLAlchemy Core (and SQLite's hot path); mixed into SQLStore, which gives
+    the transactions, the prebuilt statements and the hot path."""
+
+    url: str
+    _hot: HotPath | None
+    _hot_stmts: HotStatements | None
+    _stmts: JobStatements
+
+    @abstractmethod
+    def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]:
+        """One transaction (a write one unless ``write`` is false)."""
+
+    @abstractmethod
+    def _lock_unique(self, conn: sa.Connection, key: str) -> None:
+        """Serialise unique submissions of one key."""
+
+
+    def add_jobs(self, rows: list[JobRow], ignore_duplicates: bool = False) -> list[int]:
+        if not rows:
+            return []
+        values = [job_values(r) for r in rows]
+        hot = self._hot_stmts
+        if len(values) == 1 and not ignore_duplicates and hot is not None and self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                cur = conn.execute(hot.insert.sql, hot.insert.args(values[0]))
+                return [cur.fetchone()[0]]
+        stmt = self._stmts.insert_ignore if ignore_duplicates else self._stmts.insert_job
+        with self._tx() as conn:
+            if len(values) == 1:
+                res = conn.execute(stmt, values[0]).first()
+                return [res[0]] if res else []
+            return [r[0] for r in conn.execute(stmt, values)]
+
+    def add_unique_job(self, row: JobRow) -> tuple[int, bool]:
+        with self._tx() as conn:
+            self._lock_unique(conn, row["unique_key"])
+            found = conn.execute(sa.select(jobs.c.id).where(
+                jobs.c.unique_key == row["unique_key"], jobs.c.status == "pending")
+                .order_by(jobs.c.id).limit(1)).scalar()
+            if found is not None:
+                return found, False
+            values = dict(row, payload=json.dumps(row.get("payload") or {}))
+            key: Any = conn.execute(jobs.insert().values(**values)).inserted_primary_key
+            return int(key[0]), True
+
+    def get_job(self, job_id: int) -> JobRow:
+        with self._tx(write=False) as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NoSuchJob(f"no job with id {job_id!r}")
+        return job_row(row)
+
+    def _filters(self, q: Any, site: str | None = None, cron_uid: str | None = None,
+                 status: Statuses = None, type: str | None = None) -> Any:
+        if site is not None:
+            q = q.where(jobs.c.site == site)
+        if cron_uid is not None:
+            q = q.where(jobs.c.cron_uid == cron_uid)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            q = q.where(jobs.c.status.in_([str(s) for s in statuses]))
+        if type is not None:
+            q = q.where(jobs.c.type == type)
+        return q
+
+    def list_jobs(self, site: str | None = None, cron_uid: str | None = None,
+                  status: Statuses = None, type: str | None = None, limit: int | None = None,
+                  offset: int = 0, oldest_first: bool = False) -> list[JobRow]:
+        q = self._filters(sa.select(jobs), site, cron_uid, status, type)
+        q = q.order_by(jobs.c.id if oldest_first else jobs.c.id.desc())
+        if limit is not None:
+            q = q.limit(limit).offset(offset)
+        with self._tx(write=False) as conn:
+            return [job_row(r) for r in conn.execute(q)]
+
+    def count_jobs(self, site: str | None = None, cron_uid: str | None = None,
+                   status: Statuses = None, type: str | None = None) -> int:
+        q = self._filters(sa.select(sa.func.count()).select_from(jobs), site, cron_uid, status, type)
+        with self._tx(write=False) as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def cron_job_statuses(self, site: str, cron_uid: str) -> set[str]:
+        with self._tx(write=False) as conn:
+            return set(conn.execute(sa.select(jobs.c.status).distinct().where(
+                jobs.c.site == site, jobs.c.cron_uid == cron_uid)).scalars())
+
+    def pending_cron_jobs(self, site: str) -> dict[str, dict[str, Any]]:
+        q = sa.select(jobs.c.id, jobs.c.cron_uid, jobs.c.signature, jobs.c.run_after, jobs.c.fire_at) \
+            .where(jobs.c.site == site, jobs.c.status == "pending", jobs.c.cron_uid.is_not(None)) \
+            .order_by(jobs.c.id)
+        out: dict[str, dict[str, Any]] = {}
+        with self._tx(write=False) as conn:
+            for r in conn.execute(q):
+                out.setdefault(r.cron_uid, dict(r._mapping))
+        return out
+
+    def running_cron_uids(self, site: str) -> set[str]:
+        with self._tx(write=False) as conn:
+            return set(conn.execute(sa.select(jobs.c.cron_uid).where(
+                jobs.c.site == site, jobs.c.status == "running",
+                jobs.c.cron_uid.is_not(None))).scalars())
+
+    def pending_and_running_cron_jobs(self, site: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        # One statement, so one snapshot: the next firing is queued before a run ends.
+        q = sa.select(jobs.c.id, jobs.c.cron_uid, jobs.c.signature, jobs.c.run_after,
+                      jobs.c.fire_at, jobs.c.status).where(
+            jobs.c.site == site, jobs.c.status.in_(["pending", "running"]),
+            jobs.c.cron_uid.is_not(None)).order_by(jobs.c.id)
+        pending: dict[str, dict[str, Any]] = {}
+        running: set[str] = set()
+        with self._tx(write=False) as conn:
+            for r in conn.execute(q):
+                if r.status == "running":
+                    running.add(r.cron_uid)
+                else:
+                    pending.setdefault(r.cron_uid, {k: v for k, v in r._mapping.items()
+                                                    if k != "status"})
+        return pending, running
+
+    def delete_pending_cron_jobs(self, site: str, uids: Iterable[str]) -> int:
+        n = 0
+        with self._tx() as conn:
+            for chunk in chunks(list(uids)):
+                n += conn.execute(jobs.delete().where(
+                    jobs.c.site == site, jobs.c.status == "pending",
+                    jobs.c.cron_uid.in_(chunk))).rowcount
+        return n
+
+    def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None) -> list[JobRow]:
+        if limit <= 0:
+            return []
+        params = {"now": now, "lim": limit, "worker": worker, "pid": pid}
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                raw = conn.execute(hot.claim.sql, hot.claim.args(params)).fetchall()
+            return claim_order([raw_job_row(r) for r in raw])
+        with self._tx() as conn:
+            return claim_order([job_row(r) for r in conn.execute(self._stmts.claim, params)])
+
+    def next_due(self) -> datetime | None:
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            return self._hot.read(self.url, hot.next_due, {}, lambda r: from_micros(r[0]))
+        with self._tx(write=False) as conn:
+            return conn.execute(self._stmts.next_due).scalar()
+
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        if "payload" in fields:
+            fields["payload"] = json.dumps(fields["payload"])
+        with self._tx() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**fields))
+
+    def append_text(self, job_id: int, text: str) -> None:
+        with self._tx() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id)
+                         .values(status_text=jobs.c.status_text + text))
+
+    def finish_job(self, job_id: int, status: str, now: datetime, message: str | None = None,
+                   progress: int | None = None, only_running: bool = True,
+                   attempt: int | None = None) -> str | None:
+        params = {"job_id": job_id, "now": now, "status": str(status), "message": message,
+                  "progress": progress, "attempt": attempt}
+        variant = (bool(only_running), attempt is not None)
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            stmt = hot.finish[variant]
+            with self._hot.write(self.url) as conn:
+                row = conn.execute(stmt.sql, stmt.args(params)).fetchone()
+            return row[0] if row else None
+        with self._tx() as conn:
+            found = conn.execute(self._stmts.finish[variant], params).first()
+        return found[0] if found else None
+
+    def cancel_pending(self, job_id: int, now: datetime) -> bool:
+        with self._tx() as conn:
+            return conn.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.status == "pending").values(
+                status="canceled", canceled=True, finished_at=now)).rowcount == 1
+
+    def cancel_job(self, job_id: int, now: datetime) -> str:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).first()
+            if row is None:
+                raise NoSuchJob(f"no job with id {job_id!r}")
+            if row.status == "pending":
+                conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                    status="canceled", canceled=True, finished_at=now))
+                return "canceled"
+            if row.status == "running":
+                conn.execute(jobs.update().where(jobs.c.id == job_id).values(canceled=True))
+            return str(row.status)
+
+    def is_canceled(self, job_id: int) -> bool:
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            return bool(self._hot.read(self.url, hot.is_canceled, {"job_id": job_id},
+                                       lambda r: bool(r and r[0])))
+        with self._tx(write=False) as conn:
+            return bool(conn.execute(self._stmts.is_canceled, {"job_id": job_id}).scalar())
+
+    def heartbeat(self, job_ids: Iterable[int], now: datetime) -> None:
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._tx() as conn:
+            for chunk in chunks(ids):
+                conn.execute(jobs.update().where(jobs.c.id.in_(chunk), jobs.c.status == "running")
+                             .values(heartbeat=now))
+
+    def stale_jobs(self, before: datetime) -> list[JobRow]:
+        with self._tx(write=False) as conn:
+            return [job_row(r) for r in conn.execute(sa.select(jobs).where(
+                jobs.c.status == "running", jobs.c.heartbeat < before))]
+
+    def running_jobs(self) -> list[JobRow]:
+        with self._tx(write=False) as conn:
+            return [job_row(r) for r in conn.execute(sa.select(jobs).where(jobs.c.status == "running"))]
+
+    def requeue_job(self, job_id: int, run_after: datetime, message: str,
+                    attempt: int | None = None) -> bool:
+        params = {"job_id": job_id, "run_at": run_after, "why": message, "attempt": attempt}
+        with self._tx() as conn:
+            return conn.execute(self._stmts.requeue[attempt is not None], params).rowcount == 1
+
+    def adopt_job(self, job_id: int, attempt: int, owner: str, worker: str, pid: int | None,
+                  now: datetime) -> JobRow | None:
+        with self._tx() as conn:
+            row = conn.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.status == "running", jobs.c.attempts == attempt,
+                jobs.c.worker == owner).values(worker=worker, pid=pid, heartbeat=now)
+                .returning(*jobs.c)).first()
+        return None if row is None else job_row(row)
+
+    def remove_job(self, job_id: int) -> None:
+        with self._tx() as conn:
+            if conn.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount == 0:
+                raise NoSuchJob(f"no job with id {job_id!r}")
+            conn.execute(history.delete().where(history.c.job_id == job_id))
+
+    def delete_jobs(self, job_ids: Iterable[int]) -> int:
+        n = 0
+        with self._tx() as conn:
+            for chunk in chunks(list(job_ids)):
+                n += conn.execute(jobs.delete().where(jobs.c.id.in_(chunk))).rowcount
+                conn.execute(history.delete().where(history.c.job_id.in_(chunk)))
+        return n
+
+    def cleanup(self, success_before: datetime | None, all_before: datetime | None) -> int:
+        conds = []
+        if success_before is not None:
+            conds.append(sa.and_(jobs.c.status == "success", jobs.c.finished_at < success_before))
+        if all_before is not None:
+            conds.append(sa.and_(jobs.c.status.in_(["success", "failed", "canceled"]),
+                                 jobs.c.finished_at < all_before))
+        if not conds:
+            return 0
+        with self._tx(write=False) as conn:
+            ids = list(conn.execute(sa.select(jobs.c.id).where(sa.or_(*conds))).scalars())
+        return self.delete_jobs(ids)
+
+    # -- history --------------------------------------------------------------
+
+    def add_history(self, job_id: int, date: datetime, comment: str, status: str = "info") -> None:
+        with self._tx() as conn:
+            conn.execute(history.insert().values(job_id=job_id, date=date, comment=comment,
+                                                 status=status))
+
+    def history(self, job_id: int) -> list[dict[str, Any]]:
+        with self._tx(write=False) as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(history.c.date, history.c.status, history.c.comment)
+                .where(history.c.job_id == job_id).order_by(history.c.id))]
