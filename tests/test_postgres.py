@@ -319,8 +319,10 @@ def run_crons_for(site, uids, seconds, during=None):
     time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))   # the window itself
 
     def caught_up():
-        pending = site.kit.store.pending_cron_jobs(site.name)
-        return len(pending) == len(uids) and all(p["fire_at"] > end for p in pending.values())
+        # Every cron's chain of firings has passed ``end`` (its newest job, pending,
+        # running or done, is due later): what is due up to ``end`` is queued or run.
+        newest = [site.jobs.list(cron=uid, limit=1) for uid in uids]
+        return all(jobs and jobs[0].fire_at > end for jobs in newest)
     # However loaded the machine, the work up to ``end`` is finite: wait while it moves.
     wait_while_progressing(caught_up, lambda: finished_count(site),
                            "the workers catching up with the crons")
