@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,12 +244,26 @@ def test_run_forever_raises_the_store_gone_that_stopped_it(tmp_path):
     path = tmp_path / "cronkit.db"
     kit = cronkit.Cronkit(store=f"sqlite:///{path}")
     worker = kit.worker(concurrency=1, poll_interval=0.05)
+    raised: list[BaseException] = []
+
+    def serve():
+        try:
+            worker.run_forever(install_signals=False)
+        except BaseException as exc:  # noqa: BLE001 - what it raised is the point
+            raised.append(exc)
+
     try:
         delete_store(path)
-        with pytest.raises(StoreGone, match="was deleted"):
-            worker.run_forever(install_signals=False)
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        thread.join(60)
+        if thread.is_alive():
+            worker.stop()
+            pytest.fail("the worker went on working on a deleted store")
     finally:
         kit.close()
+    [exc] = raised
+    assert isinstance(exc, StoreGone) and "was deleted" in str(exc)
 
 
 def test_cronkit_worker_exits_non_zero_with_one_line_when_its_store_file_is_deleted(tmp_path):
