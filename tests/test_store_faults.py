@@ -24,6 +24,7 @@ from cronkit.exceptions import StoreError, StoreGone
 from cronkit.stores import open_store
 from cronkit.stores.sql import SQLStore
 from tests.children import child_env, command
+from tests.servers import free_port
 
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
@@ -288,6 +289,34 @@ def test_cronkit_worker_exits_non_zero_with_one_line_when_its_store_file_is_dele
     assert "Traceback" not in err
     [line] = [x for x in err.splitlines() if x.startswith("cronkit: error:")]
     assert "was deleted" in line and str(path) in line
+
+
+def test_cronkit_run_stops_its_dashboard_too_when_its_store_file_is_deleted(tmp_path):
+    path = tmp_path / "cronkit.db"
+    url = f"sqlite:///{path}"
+    open_store(url).close()
+    env = child_env()
+    env.pop("CRONKIT_STORE", None)
+    proc = subprocess.Popen(command("cronkit") + ["run", "--store", url, "--poll", "0.1",
+                                                  "--port", str(free_port())],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        started = ""
+        while "dashboard on" not in started:
+            line = proc.stderr.readline()
+            assert line, f"cronkit run ended early: {started}"
+            started += line
+        delete_store(path)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("cronkit: error:")]
+    assert "was deleted" in line
 
 
 def test_a_store_whose_file_was_deleted_never_makes_a_new_one(tmp_path):

@@ -145,12 +145,30 @@ def cmd_run(ctx: Context) -> int:
         worker.run_forever()
         return 0
     worker.start()
+    threading.Thread(target=_stop_serving_with, args=(worker,), daemon=True,
+                     name="cronkit-run-watch").start()
     try:
         _serve(ctx, serve)
+    except Terminated:
+        if worker.stopped_by is None:
+            raise
     finally:
         ctx.note("cronkit: stopping the worker (running jobs end first)")
         worker.stop()
+    if worker.stopped_by is not None:   # the store went away: the dashboard went with it
+        raise worker.stopped_by
     return 0
+
+
+def _stop_serving_with(worker: Worker) -> None:
+    """``cronkit run``: when its worker stops by itself (its store file was deleted or
+    replaced), stop the dashboard too (SIGTERM to this process, which uvicorn handles),
+    so that the command ends with the worker's error instead of serving a ghost."""
+    thread = worker._thread
+    if thread is not None:
+        thread.join()
+    if worker.stopped_by is not None:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_options(parser: argparse.ArgumentParser) -> None:
