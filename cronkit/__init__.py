@@ -8,6 +8,7 @@ from .events import (
                      JobFinishedEvent,
                      JobProgressEvent,
                      JobQueuedEvent,
+                     JobRetriedEvent,
                      JobStartedEvent,
                      ModifiedCrontabEvent,
                      ServerRestartEvent,
@@ -27,7 +28,9 @@ from .exceptions import (
                      NoSuchJob,
                      ProfileError,
                      ReadOnlyCrontab,
+                     ReadOnlyStore,
                      StoreError,
+                     StoreGone,
                      UnknownRunner,
 )
 from .jobs import Job, Param, Status
@@ -42,9 +45,9 @@ __all__ = [
     "Cron", "Cronkit", "CronkitError", "Crontab", "CrontabSynchronisationEvent",
     "DuplicateFiring", "FakeClock", "FinishedCronJobEvent", "InvalidCron", "InvalidCrontab",
     "InvalidLog", "InvalidParameters", "Job", "JobFinishedEvent", "JobProgressEvent",
-    "JobQueuedEvent", "JobStartedEvent", "Log", "LogStatus", "ModifiedCrontabEvent",
-    "NoSuchCron", "NoSuchJob", "Param", "ProfileError", "ReadOnlyCrontab", "Runner",
-    "ServerRestartEvent", "Site", "StartedCronJobEvent", "Status", "StoreError",
+    "JobQueuedEvent", "JobRetriedEvent", "JobStartedEvent", "Log", "LogStatus", "ModifiedCrontabEvent",
+    "NoSuchCron", "NoSuchJob", "Param", "ProfileError", "ReadOnlyCrontab", "ReadOnlyStore", "Runner",
+    "ServerRestartEvent", "Site", "StartedCronJobEvent", "Status", "StoreError", "StoreGone",
     "SystemClock", "UnknownRunner", "available_jobs", "notify", "register_runner", "runner",
     "subscribe", "unregister_runner", "unsubscribe",
 ]
