@@ -417,6 +417,16 @@ def test_openapi_document_lists_every_route(client):
     assert served == documented
 
 
+def test_openapi_document_names_the_read_only_store_and_the_body_limit(client):
+    doc = client.get("/api/v1/openapi.json").json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method != "get":
+                assert "read-only" in op["responses"]["409"]["description"], (path, method)
+            if "requestBody" in op:
+                assert "413" in op["responses"], (path, method)
+
+
 def test_error_response_maps_every_cronkit_error():
     from cronkit.web.api import error_response
     assert error_response(cronkit.NoSuchJob("x")).status_code == 404

@@ -166,8 +166,11 @@ COMMON_ERRORS = {"401": _error("no or wrong token"), "403": _error("cross-site r
                  "503": _error("the store failed (busy, unreachable): try again later")}
 SITE_ERRORS = {**COMMON_ERRORS, "404": _error("no such site, cron, log or job")}
 BODY_ERRORS = {"400": _error("the body is not a JSON object"),
+               "413": _error("the body is larger than the server's --max-body"),
                "415": _error("the body is not application/json"),
                "422": _error("a value is refused; field names it")}
+# every write: a store opened read-only (``mode=ro``, a read-only file or folder) refuses it
+READ_ONLY = "the store is read-only"
 
 
 def _body(schema: str) -> dict:
@@ -196,7 +199,7 @@ PATHS = {
             "200": _json(_ref("Crontab"), "the crontab"), **SITE_ERRORS}, [SITE], tag="sites"),
         "patch": _op("patchCrontab", "Switch a site's crontab on or off", {
             "200": _json(_ref("Crontab"), "the crontab"), **SITE_ERRORS, **BODY_ERRORS,
-            "409": _error("read-only crontab")}, [SITE], "CrontabPatch", tag="sites"),
+            "409": _error("read-only crontab, or " + READ_ONLY)}, [SITE], "CrontabPatch", tag="sites"),
     },
     "/sites/{site}/crons": {
         "get": _op("listCrons", "A site's crons", {
@@ -204,26 +207,27 @@ PATHS = {
             **SITE_ERRORS}, [SITE]),
         "post": _op("createCron", "Add a cron", {
             "201": _json(_ref("Cron"), "the new cron"), **SITE_ERRORS, **BODY_ERRORS,
-            "409": _error("uid taken or read-only crontab")}, [SITE], "CronCreate"),
+            "409": _error("uid taken, read-only crontab, or " + READ_ONLY)}, [SITE], "CronCreate"),
     },
     "/sites/{site}/crons/{uid}": {
         "get": _op("getCron", "A cron with its logs", CRON_OK, [SITE, UID]),
         "patch": _op("patchCron", "Edit a cron", {**CRON_OK, **BODY_ERRORS,
-                                                 "409": _error("read-only crontab")},
+                                                 "409": _error("read-only crontab, or " + READ_ONLY)},
                      [SITE, UID], "CronInput"),
         "delete": _op("deleteCron", "Delete a cron", {
             "204": {"description": "deleted"}, **SITE_ERRORS,
-            "409": _error("read-only crontab")}, [SITE, UID]),
+            "409": _error("read-only crontab, or " + READ_ONLY)}, [SITE, UID]),
     },
     "/sites/{site}/crons/{uid}/enable": {"post": _op(
-        "enableCron", "Activate a cron", {**CRON_OK, "409": _error("read-only crontab")},
+        "enableCron", "Activate a cron", {**CRON_OK, "409": _error("read-only crontab, or " + READ_ONLY)},
         [SITE, UID])},
     "/sites/{site}/crons/{uid}/disable": {"post": _op(
-        "disableCron", "Deactivate a cron", {**CRON_OK, "409": _error("read-only crontab")},
+        "disableCron", "Deactivate a cron", {**CRON_OK, "409": _error("read-only crontab, or " + READ_ONLY)},
         [SITE, UID])},
     "/sites/{site}/crons/{uid}/run": {"post": _op(
         "runCron", "Run a cron now (a firing of its own)", {
-            "202": _json(_ref("RunResult"), "queued"), **SITE_ERRORS}, [SITE, UID])},
+            "202": _json(_ref("RunResult"), "queued"), **SITE_ERRORS,
+            "409": _error(READ_ONLY)}, [SITE, UID])},
     "/sites/{site}/crons/{uid}/logs": {"get": _op(
         "listLogs", "A cron's logs, most recent first", {
             "200": _json({"type": "array", "items": _ref("Log")}, "the logs"), **SITE_ERRORS},
@@ -231,7 +235,7 @@ PATHS = {
     "/sites/{site}/crons/{uid}/logs/{index}": {"delete": _op(
         "deleteLog", "Delete one log (0 = most recent)", {
             "204": {"description": "deleted"}, **SITE_ERRORS,
-            "409": _error("read-only crontab")}, [SITE, UID, INDEX], tag="logs")},
+            "409": _error("read-only crontab, or " + READ_ONLY)}, [SITE, UID, INDEX], tag="logs")},
     "/sites/{site}/jobs": {
         "get": _op("listJobs", "Jobs, newest first", {
             "200": _json(_ref("JobPage"), "a page of jobs"), **SITE_ERRORS,
@@ -246,17 +250,18 @@ PATHS = {
                                                          "default": 0}}], tag="jobs"),
         "post": _op("submitJob", "Submit a job", {
             "201": _json(_ref("Job"), "the new PENDING job (or the pending one it merged into)"),
-            **SITE_ERRORS, **BODY_ERRORS}, [SITE], "JobInput", tag="jobs"),
+            **SITE_ERRORS, **BODY_ERRORS, "409": _error(READ_ONLY)}, [SITE], "JobInput",
+            tag="jobs"),
     },
     "/sites/{site}/jobs/{job_id}": {"get": _op(
         "getJob", "A job with its history", JOB_OK, [SITE, JOB_ID], tag="jobs")},
     "/sites/{site}/jobs/{job_id}/cancel": {"post": _op(
         "cancelJob", "Cancel a pending or running job", {
-            **JOB_OK, "409": _error("already finished")}, [SITE, JOB_ID], tag="jobs")},
+            **JOB_OK, "409": _error("already finished, or " + READ_ONLY)}, [SITE, JOB_ID], tag="jobs")},
     "/sites/{site}/jobs/{job_id}/retry": {"post": _op(
         "retryJob", "Submit a failed or canceled job again", {
             "201": _json(_ref("Job"), "the new job"), **SITE_ERRORS,
-            "409": _error("not failed or canceled")}, [SITE, JOB_ID], tag="jobs")},
+            "409": _error("not failed or canceled, or " + READ_ONLY)}, [SITE, JOB_ID], tag="jobs")},
     "/sites/{site}/types": {"get": _op(
         "listTypes", "Job types with their help and parameter format", {
             "200": _json({"type": "array", "items": _ref("JobType")}, "the job types"),
