@@ -160,8 +160,8 @@ def test_differences_name_cases():
 
 def test_the_page_explains_every_rule_and_lists_exactly_the_differences():
     text = PAGE.read_text(encoding="utf-8")
-    for rule in set(DIFFERENCES.values()):
-        assert f".. _rule-{rule}:" in text, rule
+    for rule_id in set(DIFFERENCES.values()):
+        assert f".. _rule-{rule_id}:" in text, rule_id
     listed: dict[str, str] = {}
     rule: str | None = None
     for line in text.splitlines():
