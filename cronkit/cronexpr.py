@@ -1,13 +1,27 @@
 """Cron expressions: the language cronkit reads, parsed into plain sets; and their
 description in words. Computing firing times from them is ``cronkit.schedule``'s work.
 
-Accepted syntax: five fields (minute hour day-of-month month day-of-week), six
-fields with the *seconds last* (the order croniter reads them in), or one of the
-aliases ``@yearly @annually @monthly @weekly @daily @midnight @hourly``. Fields take
-``*``, numbers, names (``JAN``, ``MON``), ranges (wrapping ones too, ``FRI-MON``),
-steps (``*/5``, ``10-50/20``, ``10/20``), lists, ``?`` (same as ``*``) in the two day
-fields, and croniter's extras: ``L``, ``LW`` and ``15W`` in day-of-month; ``5#2``,
-``5L`` and ``L5`` in day-of-week.
+Accepted syntax (croniter's language): five fields (minute hour day-of-month month
+day-of-week), six fields with the *seconds last* (the order croniter reads them in),
+seven with a year last (1970-2099), or one of the aliases ``@yearly @annually @monthly
+@weekly @daily @midnight @hourly``. Fields take ``*``, numbers, names (``JAN``,
+``MON``), ranges (wrapping ones too, ``FRI-MON``), steps (``*/5``, ``10-50/20``,
+``10/20``), lists, ``?`` (same as ``*``) in the two day fields, and croniter's extras:
+``L``, ``LW``, ``15W`` and ranges up to ``L`` (``1-L``, ``25-L/2``) in day-of-month;
+``5#2``, ``MON-FRI#1``, ``5L`` and ``L5`` in day-of-week.
+
+A wrapping range steps along the wrap: ``THU-TUE/2`` is Thursday, Saturday, Monday and
+``22-2/2`` in the hour field is 22, 0, 2 (cronie and cronsim refuse wrapping ranges;
+croniter reads them so).
+
+**Extensions drawn once.** croniter's ``H`` (Jenkins' hash: ``H``, ``H/15``,
+``H(0-29)/10``) and ``R`` (random) stand for values drawn when a cron is saved, not at
+each firing: :func:`expand` draws them (with croniter's own hashing, from a hash id:
+a cron's site and uid) and gives the plain expression the engine reads, its fields in
+cronkit's order. A cron keeps both, so every worker and every restart reads the same
+times, and a newer croniter never moves a saved cron. :func:`expand` also reads
+six or seven fields written *seconds first* (Quartz, Spring, cronsim:
+``0 0 12 * * *`` is noon) when asked to.
 
 The parser is our own: ``croniter.expand`` turns ``12-12`` into ``*`` and drops the
 ``W`` information.
@@ -17,7 +31,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CronSyntaxError", "Expression", "Field", "describe", "describe_fallback"]
+__all__ = ["CronSyntaxError", "Expression", "Field", "expand", "hashed",
+           "seconds_first_differs"]
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -49,16 +64,17 @@ _DOM: FieldSpec = ("day-of-month", 1, 31, None)
 _MONTH: FieldSpec = ("month", 1, 12, _MONTH_NAMES)
 _DOW: FieldSpec = ("day-of-week", 0, 7, _DOW_NAMES)  # 7 is Sunday too, as in crontab(5)
 _SECOND: FieldSpec = ("second", 0, 59, None)
-_SPECS = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW, _SECOND)
+_YEAR: FieldSpec = ("year", 1970, 2099, None)  # croniter's years
+_SPECS = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW, _SECOND, _YEAR)
 
 # Only ASCII whitespace separates fields: cron does not split on a no-break space.
 _FIELD_SPLIT = re.compile(r"[ \t\n\r\f\v]+")
 _NUMBER = re.compile(r"[0-9]+")
-_NTH_DOW = re.compile(r"([0-9]+|[a-z]+)#([0-9]+)")
+_NTH_DOW = re.compile(r"([0-9]+|[a-z]+)(?:-([0-9]+|[a-z]+))?#([0-9]+)")
 _LAST_DOW = re.compile(r"(?:([0-9]+|[a-z]+)l|l([0-9]+|[a-z]+))")
 _NEAREST_WEEKDAY = re.compile(r"(?:([0-9]+)w|w([0-9]+))")
-# "12-12" and "12-12" alone (no step) read as "12" when describing.
-_EQUAL_RANGE = re.compile(r"(?<![\w/-])(\w+)-\1(?![\w/-])")
+# A field croniter's hash expander draws: H or R, a range, a step (croniter's own).
+_DRAWN = re.compile(r"[hr](?:\([0-9]+-[0-9]+\))?(?:/[0-9]+)?", re.IGNORECASE)
 
 
 class CronSyntaxError(ValueError):
@@ -90,12 +106,13 @@ class Expression:
 
     ``fields`` is the text of each field (an alias replaced by what it stands for);
     ``minute`` ... ``second`` the parsed :class:`Field` of each (``second`` is the
-    value 0 without a sixth field); ``fixed_time`` is cronie's reading of the DST rule:
-    neither the minute nor the hour field starts with ``*``.
+    value 0 without a sixth field); ``year`` the years of a seventh field, or None
+    (every year); ``fixed_time`` is cronie's reading of the DST rule: neither the
+    minute nor the hour field starts with ``*``.
     """
 
     __slots__ = ("dom", "dow", "expr", "fields", "fixed_time", "has_seconds", "hour",
-                 "minute", "month", "second")
+                 "minute", "month", "second", "year")
 
     def __init__(self, expr: str) -> None:
         if not isinstance(expr, str):
@@ -110,16 +127,23 @@ class Expression:
                 raise CronSyntaxError(expr, f"unknown alias {text!r}")
             text = ALIASES[lowered]
         fields = _FIELD_SPLIT.split(text) if text else []
-        if len(fields) not in (5, 6):
+        if len(fields) not in (5, 6, 7):
             raise CronSyntaxError(
-                expr, f"expected 5 fields, or 6 with the seconds last, got {len(fields)}")
+                expr, "expected 5 fields, 6 with the seconds last, or 7 with the seconds "
+                f"and a year last, got {len(fields)}")
+        for f in fields:
+            if _DRAWN.fullmatch(f):
+                raise CronSyntaxError(
+                    expr, f"{f!r} is drawn when the cron is saved (cronkit.cronexpr.expand), "
+                    "not read by the engine")
         self.fields = tuple(fields)
-        self.has_seconds = len(fields) == 6
+        self.has_seconds = len(fields) >= 6
         # Rule 5: only the text decides, as cronie does (first character is '*').
         self.fixed_time = not fields[0].startswith("*") and not fields[1].startswith("*")
         parsed = [parse_field(expr, f, spec)
                   for f, spec in zip(fields, _SPECS[: len(fields)], strict=True)]
         self.minute, self.hour, self.dom, self.month, self.dow = parsed[:5]
+        self.year = parsed[6].values if len(parsed) == 7 and not parsed[6].star else None
         if self.has_seconds:
             self.second = parsed[5]
         else:
@@ -168,11 +192,14 @@ def parse_field(expr: str, text: str, spec: FieldSpec) -> Field:
         if label == "day-of-week":
             m = _NTH_DOW.fullmatch(item)
             if m:
-                nth = int(m.group(2))
+                nth = int(m.group(3))
                 if not 1 <= nth <= 5:
                     raise CronSyntaxError(
                         expr, f"{label} {item!r}: occurrence {nth} out of range 1-5")
-                field.nth.add((value(m.group(1)) % 7, nth))
+                first = value(m.group(1))
+                days = _expand_range(label, low, high, first,
+                                     value(m.group(2)) if m.group(2) else first, 1)
+                field.nth.update((day % 7, nth) for day in days)
                 continue
             m = _LAST_DOW.fullmatch(item)
             if m and item != "l":
@@ -190,7 +217,8 @@ def parse_field(expr: str, text: str, spec: FieldSpec) -> Field:
             first, last = low, high
         elif "-" in base:
             a, _, b = base.partition("-")
-            first, last = value(a), value(b)
+            # A day-of-month range may end on the month's last day: 1-L, 25-L/2.
+            first, last = value(a), high if b == "l" and label == "day-of-month" else value(b)
         else:
             first = value(base)
             # "10/20" means "10-<max>/20"; "10" alone is just 10.
@@ -216,46 +244,92 @@ def _expand_range(label: str, low: int, high: int, first: int, last: int, step: 
     return [low + (first - low + k) % size for k in range(0, span + 1, step)]
 
 
-# -- in words ------------------------------------------------------------------
+# -- drawn once: H and R, and the seconds-first order ----------------------------------
 
 
-def describe(fields: tuple[str, ...], has_seconds: bool) -> str:
-    """Describe the fields in English words, e.g. "every 5 minutes" (cron-descriptor
-    when installed, else :func:`describe_fallback`)."""
-    words = [_EQUAL_RANGE.sub(r"\1", f) for f in fields]
+def hashed(expr: str) -> bool:
+    """Whether ``expr`` has a field croniter draws (``H``, ``R``, with a range or step)."""
+    return any(_DRAWN.fullmatch(f) for f in _FIELD_SPLIT.split(expr.strip()))
+
+
+def _fields_of(expr: str, seconds_first: bool) -> list[str]:
+    """The fields of ``expr`` in cronkit's order (aliases kept whole)."""
+    text = expr.strip()
+    if text.startswith("@"):
+        return [text]
+    fields = _FIELD_SPLIT.split(text) if text else []
+    if seconds_first:
+        if len(fields) not in (6, 7):
+            raise CronSyntaxError(
+                expr, f"seconds first needs 6 fields, or 7 with a year last, got {len(fields)}")
+        fields = [*fields[1:6], fields[0], *fields[6:]]
+    return fields
+
+
+def expand(expr: str, hash_id: str | bytes | None = None, seconds_first: bool = False) -> str:
+    """The plain expression cronkit's engine reads for ``expr``, as written: its fields
+    in cronkit's order (``seconds_first`` reads six or seven fields with the seconds
+    first, as Quartz and cronsim do), and croniter's ``H`` and ``R`` drawn by croniter's
+    own expander (``H`` from ``hash_id``, which a cron makes of its site and uid).
+    Raise CronSyntaxError, naming ``expr``, if cronkit refuses it.
+
+    An expression with nothing to draw, read seconds-last, is returned as written.
+    Aliases are never hashed (croniter hashes them when given a hash id; cronkit keeps
+    ``@daily`` at midnight)."""
+    if not isinstance(expr, str):
+        raise CronSyntaxError(expr, "not a string")
+    fields = _fields_of(expr, seconds_first)
+    if len(fields) in (5, 6, 7) and any(_DRAWN.fullmatch(f) for f in fields):
+        fields = _draw(expr, fields, hash_id)
+    canonical = " ".join(fields) if fields else expr
     try:
-        from cron_descriptor import ExpressionDescriptor, Options
-    except ImportError:  # optional dependency
-        return describe_fallback(fields, has_seconds)
-    if has_seconds:
-        # cron-descriptor reads six fields with the seconds first.
-        words = [words[5], *words[:5]]
+        Expression(canonical)
+    except CronSyntaxError as exc:
+        if canonical == expr:
+            raise
+        raise CronSyntaxError(expr, f"{exc.reason} (read as {canonical!r})") from None
+    return canonical
+
+
+def _draw(expr: str, fields: list[str], hash_id: str | bytes | None) -> list[str]:
+    from croniter import croniter
+    from croniter.croniter import CroniterError, HashExpander
+
+    key = hash_id.encode("utf-8") if isinstance(hash_id, str) else hash_id
+    expander = HashExpander(croniter)
+    drawn = []
+    for index, field in enumerate(fields):
+        if not _DRAWN.fullmatch(field):
+            drawn.append(field)
+            continue
+        if field[0] in "hH" and key is None:
+            raise CronSyntaxError(expr, f"{field!r} needs a hash id (a cron's site and uid)")
+        try:
+            drawn.append(expander.expand(" ".join(fields).lower(), index, field.lower(),
+                                         hash_id=key))
+        except CroniterError as exc:
+            raise CronSyntaxError(expr, f"{_SPECS[index][0]} {field!r}: {exc}") from None
+    return drawn
+
+
+def seconds_first_differs(expr: str) -> bool:
+    """Whether six or seven fields ``expr`` would fire at other times if read seconds
+    first (Quartz, Spring, cronsim) than seconds last, as cronkit reads it by default:
+    what a preview warns of. False for five fields and aliases."""
+    fields = _fields_of(expr, False)
+    if len(fields) not in (6, 7):
+        return False
     try:
-        options = Options(use_24hour_time_format=True, locale_code="en_US")
-        text = ExpressionDescriptor(" ".join(words), options).get_description()
-    except Exception:  # cron-descriptor refuses some syntax we accept
-        return describe_fallback(fields, has_seconds)
-    return text[:1].lower() + text[1:]
+        first = Expression(" ".join(_fields_of(expr, True)))
+        last = Expression(" ".join(fields))
+    except CronSyntaxError:
+        return True   # valid one way only: the reading matters
+    return _times_of(first) != _times_of(last)
 
 
-def describe_fallback(fields: tuple[str, ...], has_seconds: bool) -> str:
-    """A plain description, for when cron-descriptor is missing or refuses the fields."""
-    minute, hour, dom, month, dow = fields[:5]
-    seconds = fields[5] if has_seconds else "0"
-    rest_all = dom in ("*", "?") and month == "*" and dow in ("*", "?")
-    if rest_all and seconds == "0":
-        if minute == "*" and hour == "*":
-            return "every minute"
-        if minute.startswith("*/") and hour == "*":
-            return f"every {minute[2:]} minutes"
-        if minute.isdigit() and hour == "*":
-            return f"at minute {int(minute)} of every hour"
-        if minute.isdigit() and hour.isdigit():
-            return f"at {int(hour):02d}:{int(minute):02d} every day"
-    labels = ("minute", "hour", "day-of-month", "month", "day-of-week", "second")
-    parts = [
-        f"{label} {f}"
-        for label, f in zip(labels[: len(fields)], fields, strict=True)
-        if f not in ("*", "?")
-    ]
-    return "cron: " + (", ".join(parts) if parts else "every minute")
+def _times_of(e: Expression) -> tuple:
+    def flat(f: Field) -> tuple:
+        return (frozenset(f.values), f.star, f.last, f.last_weekday, frozenset(f.nearest),
+                frozenset(f.nth), frozenset(f.last_dow))
+    return (flat(e.second), flat(e.minute), flat(e.hour), flat(e.dom), flat(e.month),
+            flat(e.dow), e.year)

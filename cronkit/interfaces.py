@@ -40,7 +40,11 @@ class ICron(Interface):
 
     uid = Attribute("Unique id within its crontab (str).")
     name = Attribute("Name of the runner to call.")
-    periodicity = Attribute("Cron expression (5 fields, 6 with seconds last, or @alias).")
+    periodicity = Attribute("Cron expression as written: croniter's language (5 fields, 6 "
+                            "with seconds last, 7 with a year last, @alias; H and R).")
+    seconds_first = Attribute("Read 6 or 7 fields with the seconds first (Quartz, cronsim).")
+    expanded = Attribute("What the engine reads: the periodicity with H and R drawn once "
+                         "(hashed from site and uid) and its fields in cronkit's order.")
     timezone = Attribute("IANA name, or None for the site's time zone.")
     activated = Attribute("bool")
     environ = Attribute("JSON object handed to the runner.")
@@ -52,7 +56,16 @@ class ICron(Interface):
     crontab = Attribute("The crontab holding this cron, or None.")
 
     def next_after(instant):
-        """Return the next firing strictly after the aware datetime ``instant``."""
+        """Return the next firing strictly after the aware datetime ``instant``, or
+        None when there is none (a year field has ended)."""
+
+    def previous_before(instant):
+        """Return the last firing strictly before the aware datetime ``instant``, or
+        None when there is none."""
+
+    def times(start, end, limit=None):
+        """Iterate over the firings from ``start`` to ``end``, both included, oldest
+        first (at most ``limit``)."""
 
     def log(status, messages=None, date=None):
         """Record a run; return the Log."""

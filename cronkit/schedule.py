@@ -10,11 +10,13 @@ day-of-week and one-value ranges wrong.
 
 from __future__ import annotations
 
+import bisect
 import functools
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from .cronexpr import CronSyntaxError, Expression, describe, describe_fallback
+from .cronexpr import CronSyntaxError, Expression
 
 __all__ = ["CronSyntaxError", "Schedule", "next_after", "parse"]
 
@@ -22,6 +24,7 @@ _UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
+_TICK = timedelta(microseconds=1)
 
 # A Gregorian calendar repeats itself, weekdays included, every 400 years: an
 # expression that matches no day in 400 consecutive years never matches.
@@ -70,6 +73,7 @@ class Schedule:
         "_months",
         "_seconds",
         "_simple_days",
+        "_years",
         "expr",
         "fixed_time",
         "has_seconds",
@@ -95,7 +99,9 @@ class Schedule:
             not dom.star and not dow.star and (dom_all or dow_all)
         )
         self._month_cache: dict[tuple[int, int], tuple[int, ...]] = {}
-        if self._next_naive(2000, 1, 1, 0, 0, 0, 2000 + _CYCLE_YEARS) is None:
+        self._years = tuple(sorted(parsed.year)) if parsed.year is not None else None
+        first = (self._years[0], self._years[-1]) if self._years else (2000, 2000 + _CYCLE_YEARS)
+        if self._next_naive(first[0], 1, 1, 0, 0, 0, first[1]) is None:
             raise CronSyntaxError(expr, "it never fires (no day matches)")
 
     def __repr__(self) -> str:
@@ -151,15 +157,22 @@ class Schedule:
         self, y: int, mo: int, d: int, h: int, mi: int, s: int, limit_year: int
     ) -> tuple[int, int, int, int, int, int] | None:
         """First matching wall-clock time >= the one given, or None past limit_year."""
-        months, hours, minutes, seconds = (
+        months, hours, minutes, seconds, years = (
             self._months,
             self._hours,
             self._minutes,
             self._seconds,
+            self._years,
         )
         while True:
             if y > limit_year:
                 return None
+            if years is not None and y not in years:
+                i = bisect.bisect_left(years, y)
+                if i == len(years):
+                    return None
+                y, mo, d, h, mi, s = years[i], 1, 1, 0, 0, 0
+                continue
             m2 = months[mo]
             if m2 == 0:
                 y, mo, d, h, mi, s = y + 1, 1, 1, 0, 0, 0
@@ -194,8 +207,10 @@ class Schedule:
 
     # -- real time -------------------------------------------------------------
 
-    def next_after(self, after: datetime, tz: tzinfo | str) -> datetime:
-        """Return the first firing strictly after ``after``, as an aware UTC datetime.
+    def next_after(self, after: datetime, tz: tzinfo | str) -> datetime | None:
+        """Return the first firing strictly after ``after``, as an aware UTC datetime;
+        None when there is none (only a year field ends a schedule: ``* * * * * 0 2030``
+        has no firing after 2030).
 
         ``after`` must be timezone-aware; ``tz`` is the cron's timezone (a ZoneInfo
         or an IANA name), in which the fields are read. DST follows crontab(5) and
@@ -211,6 +226,10 @@ class Schedule:
         a1 = (after - _EPOCH) // _SECOND + 1
         local = datetime.fromtimestamp(a1, tz)
         limit = min(local.year + _CYCLE_YEARS + 1, 9998)
+        if self._years is not None:
+            if local.year > self._years[-1]:
+                return None
+            limit = self._years[-1]
         start = (
             local.year,
             local.month,
@@ -246,7 +265,7 @@ class Schedule:
         while True:
             m = self._next_naive(*start, limit)
             if m is None:
-                if best is not None:
+                if best is not None or self._years is not None:
                     return best
                 raise CronSyntaxError(
                     self.expr, f"it never fires in time zone {getattr(tz, 'key', tz)}"
@@ -271,12 +290,58 @@ class Schedule:
             # Real time: gap wall times never happen; resume at the end of the gap.
             start = _wall(trans, off1)
 
-    def describe(self) -> str:
-        """Describe the schedule in English words, e.g. "every 5 minutes"."""
-        return describe(self._fields, self.has_seconds)
+    def previous_before(self, before: datetime, tz: tzinfo | str) -> datetime | None:
+        """Return the last firing strictly before ``before``, as an aware UTC datetime;
+        None when there is none (before a year field's first year, or 400 years back).
 
-    def _describe_fallback(self) -> str:
-        return describe_fallback(self._fields, self.has_seconds)
+        It is the firing :meth:`next_after` gives from just before it, found by
+        bisection over :meth:`next_after`: the two always agree, DST rules included
+        (``next_after(previous_before(t) - 1 µs) == previous_before(t)``)."""
+        if isinstance(tz, str):
+            tz = _zone(tz)
+        if before.tzinfo is None or before.utcoffset() is None:
+            raise ValueError(f"before must be timezone-aware, got {before!r}")
+        before = before.astimezone(_UTC)
+
+        def earlier(point: datetime) -> bool:
+            found = self.next_after(point, tz)
+            return found is not None and found < before
+
+        floor = datetime(self._years[0], 1, 1, tzinfo=_UTC) - timedelta(days=2) \
+            if self._years else before - timedelta(days=366 * (_CYCLE_YEARS + 1))
+        span = timedelta(minutes=1)
+        lo = before - span
+        while not earlier(lo):       # gallop back until a firing lies in [lo, before)
+            if lo <= floor:
+                return None
+            span *= 2
+            lo = max(before - span, floor)
+        hi = before                  # earlier(lo) holds, earlier(hi) does not
+        while hi - lo > _SECOND:
+            mid = lo + (hi - lo) / 2
+            if earlier(mid):
+                lo = mid
+            else:
+                hi = mid
+        if earlier(hi - _TICK):
+            lo = hi - _TICK
+        return self.next_after(lo, tz)
+
+    def times(self, start: datetime, end: datetime, tz: tzinfo | str,
+              limit: int | None = None) -> Iterator[datetime]:
+        """The firings from ``start`` to ``end``, both included (as croniter_range),
+        oldest first, as aware UTC datetimes; at most ``limit`` of them when given."""
+        if isinstance(tz, str):
+            tz = _zone(tz)
+        t: datetime | None = start - _TICK
+        n = 0
+        while limit is None or n < limit:
+            assert t is not None
+            t = self.next_after(t, tz)
+            if t is None or t > end:
+                return
+            n += 1
+            yield t
 
 
 def _nearest_weekday(day: int, length: int, first_wd: int) -> int:
@@ -330,11 +395,11 @@ def parse(expr: str) -> Schedule:
 @functools.lru_cache(maxsize=1 << 16)
 def _next_after_cached(
     expr: str, tz_key: object, tz: tzinfo, after: datetime
-) -> datetime:
+) -> datetime | None:
     return parse(expr).next_after(after, tz)
 
 
-def next_after(expr: str, tz: str | tzinfo, after: datetime) -> datetime:
+def next_after(expr: str, tz: str | tzinfo, after: datetime) -> datetime | None:
     """Return the first firing of ``expr`` in ``tz`` strictly after ``after``, in UTC.
 
     Cached on (expr, time zone key, after). See :meth:`Schedule.next_after`.

@@ -431,10 +431,54 @@ def test_rule3_misfire_grace_applies_to_all_too(site, kit, clock):
     cron = add(site, misfire="all", misfire_grace=90)
     clock.set(at(1, 6, 0))
     kit.run_pending()
-    # 01:04 is 120 s late (skipped, counting from now), nothing else is due yet
-    assert Recorder.runs == []
-    assert cron.last.status == LogStatus.NOTRUN
+    # 01:04 is 120 s late (missed); 01:05 (60 s) and 01:06 (0 s) are within the grace,
+    # each judged on its own lateness: they run.
+    assert [r[1] for r in Recorder.runs] == [at(1, 5), at(1, 6)]
+    assert [entry.status for entry in cron.logs] == [LogStatus.OK, LogStatus.OK,
+                                                    LogStatus.NOTRUN]
     assert [j.run_after for j in pending(site, cron)] == [at(1, 7)]
+
+
+# The truth table of docs/api.rst ("Missed firings"): a per-minute cron whose first
+# firing is 01:04, and a worker back at 01:0(3+n):30, n firings due, the newest 30 s
+# late, the one before it 90 s, then 150 s, 210 s. Each row: the firings that run, the
+# statuses of the logs (most recent first), and how many were not run in all (each
+# NOTRUN log, and each firing counted "missed: N more" in a log).
+MISFIRE_TABLE = [
+    # policy, grace, n, run, logs, not run
+    ("once", None, 1, [4], "OK", 0),
+    ("once", 90, 1, [4], "OK", 0),
+    ("all", None, 1, [4], "OK", 0),
+    ("all", 90, 1, [4], "OK", 0),
+    ("skip", None, 1, [4], "OK", 0),
+    ("skip", 90, 1, [4], "OK", 0),
+    ("once", None, 4, [4], "OK", 3),            # run once now, three counted
+    ("once", 90, 4, [4], "OK", 3),              # the newest is within the grace: once
+    ("once", 20, 4, [], "NOTRUN", 4),           # none is within: not run, all counted
+    ("all", None, 4, [4, 5, 6, 7], "OK OK OK OK", 0),
+    ("all", 90, 4, [6, 7], "OK OK NOTRUN", 2),  # 01:04 and 01:05 beyond, 01:06, 01:07 in
+    ("all", 20, 4, [], "NOTRUN", 4),
+    ("skip", None, 4, [], "NOTRUN", 4),         # skipped, counting from now
+    ("skip", 90, 4, [], "NOTRUN", 4),
+]
+
+
+@pytest.mark.parametrize("policy, grace, n, runs, logs, not_run", MISFIRE_TABLE)
+def test_rule3_missed_firings_truth_table(site, kit, clock, policy, grace, n, runs, logs,
+                                          not_run):
+    import re
+    cron = add(site, misfire=policy, misfire_grace=grace)
+    clock.set(at(1, 3 + n, 30))
+    kit.run_pending()
+    assert [r[1] for r in Recorder.runs] == [at(1, m) for m in runs]
+    assert " ".join(entry.status for entry in cron.logs) == logs
+    counted = sum(int(m.group(1)) for entry in cron.logs for text in entry.messages
+                  for m in [re.search(r"missed: (\d+) more", text)] if m)
+    notrun = sum(entry.status == LogStatus.NOTRUN for entry in cron.logs)
+    assert notrun + counted == not_run
+    # every firing is accounted for: run, or not run and recorded
+    assert (len(runs) if policy != "once" else n - not_run) + not_run == n
+    assert [j.run_after for j in pending(site, cron)] == [at(1, 4 + n)]
 
 
 def test_rule3_a_run_that_outlasted_its_period_runs_next_once(site, kit, clock):

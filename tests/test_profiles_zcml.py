@@ -111,11 +111,17 @@ def test_every_cron_attribute(kit, site, write):
     kit.load_profile(write(crontab_of(
         '<cron:cron uid="a" name="hb" periodicity="0 9 * * 1-5" activated="false"\n'
         '           environ=\'{"k": "v"}\' timezone="Europe/Paris" logs_limit="9"\n'
-        '           user="admin" misfire="all" misfire_grace="60"/>\n')))
+        '           user="admin" misfire="all" misfire_grace="60"/>\n'
+        '<cron:cron uid="b" name="hb" periodicity="0 30 9 * * MON-FRI" seconds_first="yes"\n'
+        '           expanded="0 0 1 * *"/>\n')))
     assert site.crontab.by_uid("a").definition() == {
         "uid": "a", "name": "hb", "periodicity": "0 9 * * 1-5", "activated": False,
         "environ": {"k": "v"}, "timezone": "Europe/Paris", "logs_limit": 9, "user": "admin",
-        "misfire": "all", "misfire_grace": 60.0}
+        "misfire": "all", "misfire_grace": 60.0, "seconds_first": False,
+        "expanded": "0 9 * * 1-5"}
+    # read seconds first; an expanded that is no drawing of the periodicity is drawn anew
+    b = site.crontab.by_uid("b")
+    assert (b.seconds_first, b.expanded) == (True, "30 9 * * MON-FRI 0")
 
 
 def test_a_new_cron_is_activated_by_default(kit, site, write):

@@ -717,7 +717,9 @@ def test_croniter_extras() -> None:
         ("* * * * 8", "day-of-week 8"),
         ("* * * * * 60", "second 60"),
         ("* * * *", "got 4"),
-        ("* * * * * * *", "got 7"),
+        ("* * * * * * * *", "got 8"),
+        ("* * * * * 0 1969", "year 1969 out of range 1970-2099"),
+        ("* * * * * 0 2100", "year 2100"),
         ("", "got 0"),
         ("   ", "got 0"),
         ("hello world", "got 2"),
@@ -738,7 +740,7 @@ def test_croniter_extras() -> None:
         ("0 0 31 4,6,9,11 *", "never fires"),
         ("@reboot", "@reboot"),
         ("@every_minute", "unknown alias"),
-        ("H * * * *", "minute 'h'"),
+        ("H * * * *", "drawn when the cron is saved"),
         ("0 0 L-2 * *", "day-of-month"),
         ("0\u00a00 * * *", "got 4"),
     ],
@@ -800,15 +802,32 @@ def test_parse_is_cached_and_module_next_after_too() -> None:
     ],
 )
 def test_describe(expr: str, words: str) -> None:
-    assert words in parse(expr).describe()
+    from cronkit.words import describe_expression
+    assert words in describe_expression(expr)
 
 
 def test_describe_fallback() -> None:
-    s = parse("30 2 * * *")
-    assert s._describe_fallback() == "at 02:30 every day"
-    assert parse("*/5 * * * *")._describe_fallback() == "every 5 minutes"
-    assert parse("0 * * * *")._describe_fallback() == "at minute 0 of every hour"
-    assert "day-of-week 1" in parse("0 0 * * 1")._describe_fallback()
+    from cronkit.words import describe_fallback
+
+    def fallback(expr: str) -> str:
+        fields = tuple(expr.split())
+        return describe_fallback(fields, len(fields) > 5)
+
+    assert fallback("30 2 * * *") == "at 02:30 every day"
+    assert fallback("*/5 * * * *") == "every 5 minutes"
+    assert fallback("0 * * * *") == "at minute 0 of every hour"
+    assert "day-of-week 1" in fallback("0 0 * * 1")
+    assert fallback("0 0 * * * 0 2030") == "cron: minute 0, hour 0, second 0, year 2030"
+
+
+def test_the_engine_never_imports_cron_descriptor() -> None:
+    import subprocess
+    import sys
+    code = ("import sys, cronkit, cronkit.schedule; cronkit.schedule.parse('*/5 * * * *');"
+            "print('cron_descriptor' in sys.modules, 'cronkit.words' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
 
 
 # --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from zope.component import adapter
@@ -14,6 +14,8 @@ from ..model import Cron, Crontab
 
 if TYPE_CHECKING:
     from ..site import Site
+
+_TICK = timedelta(microseconds=1)
 
 
 @implementer(ICronManager)
@@ -47,6 +49,8 @@ class CronManager:
         if {"pending", "running"} & statuses:
             return False
         nxt = self.cron.next_after(begin_after or now)
+        if nxt is None:       # no more firings (a year field has ended)
+            return False
         return bool(self.queue.register_cron_jobs([(self.cron, nxt, nxt)]))
 
     register_job = register  # collective.cron's name
@@ -69,16 +73,24 @@ class CronManager:
 
     def skip_reason(self, job: Job, crontab_on: bool, start: datetime) -> tuple[str | None, bool]:
         """Why the firing ``job`` must not run at ``start``, or None; and whether it was
-        missed (its lateness against ``misfire_grace``, or ``misfire="skip"``)."""
+        missed. Each firing is judged on its own lateness against ``misfire_grace``
+        (DESIGN rule 3): under "all" the firing itself; under "once" the firings due
+        up to ``start`` run once, so the latest of them (the least late) decides;
+        under "skip" only the latest due firing runs, and only within the grace."""
         cron, site = self.cron, self.site
         scheduled = job.fire_at
         missed, late = False, 0.0
         if scheduled is not None:
             late = (start - scheduled).total_seconds()
-            if cron.misfire_grace is not None and late > cron.misfire_grace:
+            grace = cron.misfire_grace
+            if cron.misfire == "once" and grace is not None and late > grace:
+                latest = cron.previous_before(start + _TICK)
+                missed = latest is None or (start - latest).total_seconds() > grace
+            elif grace is not None and late > grace:
                 missed = True
-            elif cron.misfire == "skip" and cron.next_after(scheduled) <= start:
-                missed = True
+            elif cron.misfire == "skip":
+                nxt = cron.next_after(scheduled)
+                missed = nxt is not None and nxt <= start
         if not crontab_on:
             return f"not run: the crontab of site {site.name!r} is deactivated", missed
         if not cron.activated:
@@ -87,6 +99,19 @@ class CronManager:
             assert scheduled is not None
             return f"missed: due at {scheduled.isoformat()}, {late:.0f} s late", missed
         return None, False
+
+    def next_base(self, job: Job, start: datetime, missed: bool) -> datetime:
+        """What the firing after ``job`` (run, or not run, at ``start``) counts from:
+        under "all", the firing itself, or when it was missed the first instant still
+        within ``misfire_grace`` (the firings between are missed too, the later ones
+        run each); under "once" and "skip", now."""
+        cron, now = self.cron, self.clock.now()
+        if cron.misfire != "all" or job.fire_at is None:
+            return now
+        if not missed or cron.misfire_grace is None:
+            return job.fire_at
+        within = start - timedelta(seconds=cron.misfire_grace) - _TICK
+        return max(job.fire_at, within)
 
     def reschedule(self, base: datetime | None, version: int | None = None) -> bool:
         """Queue the cron's next firing after ``base`` (default now) unless it has a
@@ -104,6 +129,8 @@ class CronManager:
         if self.store.cron_job_statuses(self.site.name, cron.uid) & {"pending"}:
             return False
         nxt = cron.next_after(base or self.clock.now())
+        if nxt is None:       # no more firings (a year field has ended)
+            return False
         return bool(self.queue.register_cron_jobs([(cron, nxt, nxt)]))
 
 
@@ -117,9 +144,10 @@ def missed_note(cron: Cron, after: datetime, until: datetime) -> str | None:
     ``until``), or None when there are none."""
     n, first, last, t = 0, None, None, after
     while n < MISSED_CAP:
-        t = cron.next_after(t)
-        if t > until:
+        nxt = cron.next_after(t)
+        if nxt is None or nxt > until:
             break
+        t = nxt
         n, first, last = n + 1, first or t, t
     if first is None or last is None:
         return None

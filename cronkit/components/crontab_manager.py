@@ -52,7 +52,8 @@ class CrontabManager:
                 stale.append(uid)
             if uid not in running:
                 nxt = cron.next_after(now)
-                wanted.append((cron, nxt, nxt))
+                if nxt is not None:     # None: no more firings (a year field has ended)
+                    wanted.append((cron, nxt, nxt))
         stale.extend(pending)  # jobs of crons no longer in the crontab
         if stale:
             store.delete_pending_cron_jobs(self.site.name, stale)

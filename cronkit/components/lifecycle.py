@@ -204,9 +204,9 @@ class JobLifecycle:
             status, message, log = Status.CANCELED, skipped, (LogStatus.NOTRUN, [skipped])
         else:
             status, message, log = firing_end_of(call_runner(site, job), cron.name)
-        # "all": the next firing follows this one (each is judged on its own lateness);
-        # else the next time is counted from now.
-        base = job.fire_at if cron.misfire == "all" and not missed else self.kit.clock.now()
+        # "all": the next firing follows this one (or, if this one was missed, the first
+        # still within the grace); else the next time is counted from now.
+        base = manager.next_base(job, start, missed)
         self.finish(job, status, message, progress=100 if status == Status.SUCCESS else None,
                     log=log, log_date=start, cron=cron, base=base, version=version)
         return job

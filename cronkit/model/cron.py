@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from zope.interface import implementer
 
-from .. import schedule
+from .. import cronexpr, schedule
 from ..clock import system_clock
 from ..exceptions import CronkitError, InvalidCron, InvalidLog
 from ..interfaces import ICron
@@ -20,6 +20,8 @@ from .validation import (
     CRON_FIELDS,
     DATEFMT,
     VALIDATORS,
+    drawn_from,
+    expansion,
     json_bool,
     json_input,
     new_uid,
@@ -29,6 +31,9 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .crontab import Crontab
+
+#: The fields that make what the engine reads (``expanded``).
+_SCHEDULE_FIELDS = frozenset({"periodicity", "seconds_first", "expanded"})
 
 
 @implementer(ICron)
@@ -52,7 +57,9 @@ class Cron:
 
     uid: str
     name: str
+    seconds_first: bool
     periodicity: str
+    expanded: str
     timezone: str | None
     activated: bool
     environ: dict[str, Any]
@@ -66,20 +73,24 @@ class Cron:
     _crontab: Crontab | None
     _log_ids: tuple[int, ...]
     _position: float | None
+    _pinned: bool
 
     def __init__(self, name: str | None = None, periodicity: str | None = None, *,
                  uid: str | None = None, activated: Any = True, environ: Any = None,
                  timezone: str | None = None, logs_limit: Any = 5, user: str | None = None,
                  misfire: str = "once", misfire_grace: Any = None,
                  logs: Iterable[Log | dict[str, Any] | str | bytes] | None = None,
-                 crontab: Crontab | None = None):
+                 crontab: Crontab | None = None, seconds_first: Any = False,
+                 expanded: str | None = None):
         object.__setattr__(self, "_crontab", None)
         object.__setattr__(self, "_log_ids", ())
         object.__setattr__(self, "_position", None)
+        object.__setattr__(self, "_pinned", False)
         values = {"uid": uid if uid is not None else new_uid(), "name": name,
-                  "periodicity": periodicity, "timezone": timezone, "activated": activated,
+                  "seconds_first": seconds_first, "periodicity": periodicity,
+                  "timezone": timezone, "activated": activated,
                   "environ": environ, "logs_limit": logs_limit, "user": user,
-                  "misfire": misfire, "misfire_grace": misfire_grace}
+                  "misfire": misfire, "misfire_grace": misfire_grace, "expanded": expanded}
         for field, value in values.items():
             setattr(self, field, value)     # validated by __setattr__
         object.__setattr__(self, "logs", LogList(self, logs or ()))
@@ -94,6 +105,9 @@ class Cron:
             if name == "uid" and self._crontab is not None and getattr(self, "uid", value) != value:
                 raise InvalidCron(f"cannot change the uid of a cron in a crontab ({self.uid!r})",
                                   "uid", value)
+            if name in _SCHEDULE_FIELDS:
+                self._set_schedule(name, value)
+                return
         elif name == "logs":
             value = LogList(self, value or ())
         elif name == "crontab":
@@ -110,6 +124,51 @@ class Cron:
     @property
     def crontab(self) -> Crontab | None:
         return self._crontab
+
+    # -- what the engine reads: the periodicity, drawn once -------------------
+
+    def _set_schedule(self, name: str, value: Any) -> None:
+        """Set ``periodicity``, ``seconds_first`` or ``expanded``, and keep ``expanded``
+        the plain expression the engine reads: H and R drawn (once: a periodicity set
+        again to the same text keeps its drawing), the fields in cronkit's order."""
+        attrs = self.__dict__
+        if name != "expanded" and attrs.get(name) == value and "expanded" in attrs:
+            return
+        periodicity = value if name == "periodicity" else attrs.get("periodicity")
+        seconds_first = value if name == "seconds_first" else attrs.get("seconds_first", False)
+        if periodicity is None:            # the constructor, before the periodicity
+            object.__setattr__(self, name, value)
+            return
+        pinned = False
+        if name == "expanded":
+            if value is None:
+                if "expanded" in attrs:     # the constructor's default: keep the drawing
+                    return
+                expanded = expansion(periodicity, seconds_first, self._hash_id())
+            elif drawn_from(periodicity, seconds_first, value):
+                expanded, pinned = value, True
+            else:   # stale: the drawing of another periodicity (a merged definition)
+                expanded = expansion(periodicity, seconds_first, self._hash_id())
+        else:
+            expanded = expansion(periodicity, seconds_first, self._hash_id())
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "expanded", expanded)
+        object.__setattr__(self, "_pinned", pinned)
+        self._touch()
+
+    def _hash_id(self) -> str:
+        """What ``H`` is hashed from: the cron's site and uid (the uid alone until the
+        cron is in a site's crontab)."""
+        site = self._crontab.site if self._crontab is not None else None
+        uid = self.__dict__.get("uid", "")
+        return f"{site.name}/{uid}" if site is not None else uid
+
+    def _drawn_in_site(self) -> None:
+        """The cron joined a site's crontab: an H not yet saved is drawn again with the
+        site's name in its hash id (a saved drawing never moves)."""
+        if not self._pinned and cronexpr.hashed(self.periodicity):
+            object.__setattr__(self, "expanded",
+                               expansion(self.periodicity, self.seconds_first, self._hash_id()))
 
     def _touch(self) -> None:
         crontab = self.__dict__.get("_crontab")
@@ -130,15 +189,39 @@ class Cron:
         site = self._crontab.site if self._crontab is not None else None
         return zone(getattr(site, "timezone", None) or "UTC")
 
-    def next_after(self, instant: datetime) -> datetime:
-        """Next firing strictly after the aware datetime ``instant`` (DESIGN rule 5)."""
+    def _instant(self, name: str, instant: Any) -> datetime:
         if not isinstance(instant, datetime) or instant.tzinfo is None:
-            raise InvalidCron(f"next_after needs an aware datetime, got {instant!r}", "instant", instant)
-        return schedule.parse(self.periodicity).next_after(instant, self.tz).astimezone(self.tz)
+            raise InvalidCron(f"{name} needs an aware datetime, got {instant!r}", "instant",
+                              instant)
+        return instant
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        """Next firing strictly after the aware datetime ``instant`` (DESIGN rule 5), in
+        the cron's time zone; None when there is none (a year field has ended)."""
+        found = schedule.parse(self.expanded).next_after(self._instant("next_after", instant),
+                                                         self.tz)
+        return found.astimezone(self.tz) if found is not None else None
+
+    def previous_before(self, instant: datetime) -> datetime | None:
+        """Last firing strictly before the aware datetime ``instant``, in the cron's time
+        zone; None when there is none. ``next_after`` of just before it gives it back."""
+        found = schedule.parse(self.expanded).previous_before(
+            self._instant("previous_before", instant), self.tz)
+        return found.astimezone(self.tz) if found is not None else None
+
+    def times(self, start: datetime, end: datetime, limit: int | None = None
+              ) -> Iterator[datetime]:
+        """The firings from ``start`` to ``end`` (aware datetimes, both included), oldest
+        first, in the cron's time zone; at most ``limit`` when given."""
+        start, end = self._instant("times", start), self._instant("times", end)
+        tz = self.tz
+        for t in schedule.parse(self.expanded).times(start, end, tz, limit):
+            yield t.astimezone(tz)
 
     @property
     def next(self) -> datetime | None:
-        """Next firing after now (the kit's clock), in the cron's time zone; None if off."""
+        """Next firing after now (the kit's clock), in the cron's time zone; None if off
+        or when it has no more firings."""
         if not self.activated or (self._crontab is not None and not self._crontab.activated):
             return None
         return self.next_after(self._now())
@@ -157,7 +240,7 @@ class Cron:
     def signature(self) -> str:
         """What a pending job depends on: a change of it replaces the job. The job row
         carries the environ (payload) and user too, so an edit of them replaces it."""
-        base = f"{self.name}|{self.periodicity}|{self.tz.key}"
+        base = f"{self.name}|{self.expanded}|{self.tz.key}"
         if not self.environ and self.user is None:
             return base
         extra = json.dumps([self.environ, self.user], sort_keys=True)
@@ -236,7 +319,8 @@ class Cron:
         state = "ON" if self.activated else "OFF"
         if self.activated:
             try:
-                state += ":" + self.next_after(self._now()).strftime(DATEFMT)
+                nxt = self.next_after(self._now())
+                state += ":" + (nxt.strftime(DATEFMT) if nxt is not None else "done")
             except CronkitError:  # pragma: no cover - defensive, periodicity is validated
                 pass
         logs = f" ({len(self.logs)} logs)" if self.logs else ""
@@ -266,6 +350,9 @@ class Cron:
         for field in CRON_FIELDS:
             attrs[field] = row[field]
         attrs["activated"] = bool(row["activated"])
+        attrs["seconds_first"] = bool(row["seconds_first"])
+        attrs["expanded"] = row["expanded"] or row["periodicity"]
+        attrs["_pinned"] = True
         entries = row["logs"]
         attrs["logs"] = LogList(self, [Log(**entry) for entry in entries])
         attrs["_log_ids"] = tuple(entry["id"] for entry in entries)
@@ -279,8 +366,10 @@ class Cron:
         return [entry for entry in reversed(self.logs) if entry.id is None], dropped
 
     def _saved(self, position: float) -> None:
-        """The store now holds this cron, at ``position``, with every log it shows."""
+        """The store now holds this cron, at ``position``, with every log it shows (and
+        its drawing, which no longer moves)."""
         object.__setattr__(self, "_position", position)
+        object.__setattr__(self, "_pinned", True)
         object.__setattr__(self, "_log_ids", tuple(e.id for e in self.logs if e.id is not None))
 
     def _inherit_log_ids(self, ids: tuple[int, ...]) -> None:

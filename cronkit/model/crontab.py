@@ -156,6 +156,8 @@ class Crontab:
         while cron.uid in self.crons:
             object.__setattr__(cron, "uid", new_uid())
         self.crons._put(cron)
+        if self.site is not None:
+            cron._drawn_in_site()
         replaced = self._deleted.pop(cron.uid, None)
         if replaced is not None:
             cron._inherit_log_ids(replaced)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid as uuidlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .. import schedule
+from .. import cronexpr, schedule
 from ..exceptions import InvalidCron
 
 MISFIRE_POLICIES = ("once", "all", "skip")
@@ -37,7 +38,7 @@ MAX_JSON_DEPTH = 64
 MAX_DOCUMENT_DEPTH = MAX_JSON_DEPTH + 8
 #: The longest text of each text field (the stores' columns hold no more).
 MAX_TEXT_LENGTH = {"uid": 200, "name": 200, "periodicity": 200, "user": 200,
-                   "timezone": 100}
+                   "timezone": 100, "expanded": 300}
 #: The longest misfire_grace: ten years, in seconds.
 MAX_MISFIRE_GRACE = 10 * 365 * 86400
 
@@ -270,17 +271,91 @@ def text_bool(field: str, value: Any, error: type[Exception] = InvalidCron) -> b
     raise _refused(error, f"invalid {field} {shown(value)}: expected true or false", field, value)
 
 
-def check_periodicity(value: Any) -> str:
+def check_periodicity(value: Any, seconds_first: bool = False) -> str:
+    """A cron expression as written (croniter's language, ``H`` and ``R`` included:
+    see :func:`expansion` for what the engine reads)."""
+    value = _periodicity_text(value)
+    expansion(value, seconds_first, "check")
+    return value
+
+
+def _periodicity_text(value: Any) -> str:
+    """The text of a periodicity; a Cron checks the expression (it knows whether it is
+    read seconds first)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidCron(f"invalid periodicity {shown(value)}: expected a cron expression",
                           "periodicity", value)
-    value = check_text("periodicity", value.strip())
+    return check_text("periodicity", value.strip())
+
+
+def expansion(periodicity: str, seconds_first: bool, hash_id: str) -> str:
+    """The plain expression the engine reads for ``periodicity`` (fields in cronkit's
+    order, ``H`` drawn from ``hash_id``, ``R`` at random); InvalidCron naming the
+    periodicity when cronkit refuses it."""
+    try:
+        expanded = cronexpr.expand(periodicity, hash_id=hash_id, seconds_first=seconds_first)
+        schedule.parse(expanded)
+    except ValueError as exc:
+        raise InvalidCron(f"invalid periodicity {shown(periodicity)}: {exc}", "periodicity",
+                          periodicity) from None
+    return expanded
+
+
+def check_expanded(value: Any) -> str | None:
+    """What the engine reads for a cron (``Cron.expanded``): None (drawn from the
+    periodicity), or a plain expression, nothing left to draw."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidCron(f"invalid expanded {shown(value)}: expected a cron expression",
+                          "expanded", value)
+    value = check_text("expanded", value.strip())
     try:
         schedule.parse(value)
     except ValueError as exc:
-        raise InvalidCron(f"invalid periodicity {shown(value)}: {exc}", "periodicity",
+        raise InvalidCron(f"invalid expanded {shown(value)}: {exc}", "expanded",
                           value) from None
     return value
+
+
+def drawn_from(periodicity: str, seconds_first: bool, expanded: str) -> bool:
+    """Whether ``expanded`` is a drawing of ``periodicity``: what croniter's expander
+    can give for each ``H`` and ``R`` field, the other fields as written."""
+    try:
+        if not cronexpr.hashed(periodicity):
+            return cronexpr.expand(periodicity, seconds_first=seconds_first) == expanded
+        fields = periodicity.split()
+        if seconds_first:
+            fields = [*fields[1:6], fields[0], *fields[6:]]
+    except cronexpr.CronSyntaxError:
+        return False
+    drawn = expanded.split()
+    return len(drawn) == len(fields) and all(
+        _drawing(i, f, d) if cronexpr.hashed(f) else f == d
+        for i, (f, d) in enumerate(zip(fields, drawn, strict=True)))
+
+
+_DRAWN_FIELD = re.compile(r"[hr](?:\(([0-9]+)-([0-9]+)\))?(?:/([0-9]+))?", re.IGNORECASE)
+_FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6), (0, 59), (1970, 2099))
+
+
+def _drawing(index: int, token: str, drawn: str) -> bool:
+    """Whether croniter's expander can turn ``token`` (``H``, ``H(a-b)``, ``H/n``,
+    ``H(a-b)/n``, or the same with ``R``) of field ``index`` into ``drawn``."""
+    m = _DRAWN_FIELD.fullmatch(token)
+    if m is None:
+        return False
+    low, high = _FIELD_BOUNDS[index]
+    if m.group(1):
+        low, high = int(m.group(1)), int(m.group(2))
+    step = m.group(3)
+    if step is None:
+        return drawn.isdigit() and low <= int(drawn) <= high
+    first, _, rest = drawn.partition("-")
+    if not rest:
+        return drawn.isdigit() and int(drawn) == high
+    return (first.isdigit() and rest == f"{high}/{int(step)}"
+            and low <= int(first) <= min(low + int(step) - 1, high))
 
 
 def _environ_error(message: str) -> InvalidCron:
@@ -374,7 +449,8 @@ def _check_uid(value: Any) -> str:
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "uid": _check_uid,
     "name": lambda v: check_str("name", v),
-    "periodicity": check_periodicity,
+    "seconds_first": lambda v: as_bool("seconds_first", v),
+    "periodicity": _periodicity_text,
     "timezone": check_timezone,
     "activated": lambda v: as_bool("activated", v),
     "environ": check_environ,
@@ -382,6 +458,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "user": lambda v: check_str("user", v, required=False),
     "misfire": check_misfire,
     "misfire_grace": check_misfire_grace,
+    "expanded": check_expanded,
 }
 #: A cron's definition: every field but its logs and its crontab.
 CRON_FIELDS = tuple(VALIDATORS)

@@ -13,9 +13,11 @@ Entries apply in document order: a new uid adds a cron (uid, name and periodicit
 required; ``activated`` defaults to false and ``environ`` to {}, as in collective.cron),
 a known uid edits only the attributes given, ``remove="true"`` deletes. Beyond
 collective.cron's attributes a cron may give ``timezone``, ``logs_limit``, ``user``,
-``misfire`` and ``misfire_grace``, and ``<crons activated="false">`` switches the whole
-crontab (both written by the export only when they differ from the defaults, so the
-export of a plain crontab is what collective.cron writes). Logs are never imported.
+``misfire``, ``misfire_grace``, ``seconds_first`` (true reads six or seven fields with
+the seconds first) and ``expanded`` (the drawing of ``H`` and ``R`` to keep), and
+``<crons activated="false">`` switches the whole crontab (all written by the export
+only when they differ from the defaults, so the export of a plain crontab is what
+collective.cron writes). Logs are never imported.
 
 The parser is expat with no DTD: a DOCTYPE (hence any entity declaration) is refused.
 A file over ``cronkit.profiles.MAX_PROFILE_BYTES`` is refused before it is read, and
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
+from .. import cronexpr
 from ..exceptions import ProfileError
 from ..model import Crontab
 from ..model.validation import MAX_JSON_DEPTH, read_json, text_bool
@@ -59,7 +62,7 @@ CRON_XML_ATTRIBUTES = ("uid", "remove") + CRON_ATTRIBUTES
 CRON_XML_ATTRIBUTES = tuple(a for a in CRON_XML_ATTRIBUTES if a != "environ")
 #: Value of each optional attribute the export leaves out (the import's default).
 EXPORT_DEFAULTS = {"timezone": None, "logs_limit": 5, "user": None, "misfire": "once",
-                   "misfire_grace": None}
+                   "misfire_grace": None, "seconds_first": False}
 NAMESPACE = "http://namespaces.cronkit.org/cron"
 
 
@@ -215,8 +218,9 @@ def parse_crons(data: bytes | str, name: str = "<string>",
             raise fail("a <cron> needs a uid", element)
         try:
             remove = text_bool("remove", attrs.pop("remove", "false"), ValueError)
-            if "activated" in attrs:
-                attrs["activated"] = text_bool("activated", attrs["activated"], ValueError)
+            for flag in ("activated", "seconds_first"):
+                if flag in attrs:
+                    attrs[flag] = text_bool(flag, attrs[flag], ValueError)
         except ValueError as exc:
             raise fail(f"cron {uid!r}: {exc}", element) from None
         if _text(element):
@@ -275,6 +279,8 @@ def export_crons(site: Site) -> str:
                  for key in ("uid", "name", "activated", "periodicity")]
         attrs += [f" {key}={quoteattr(_attr(getattr(cron, key)))}"
                   for key, default in EXPORT_DEFAULTS.items() if getattr(cron, key) != default]
+        if cron.expanded != cron.periodicity and cronexpr.hashed(cron.periodicity):
+            attrs.append(f" expanded={quoteattr(cron.expanded)}")   # H, R: the drawing kept
         parts.append(f"\n  <cron{''.join(attrs)}>")
         if cron.environ:
             parts.append(f"\n    <environ>{_cdata(json.dumps(cron.environ))}\n    </environ>")

@@ -124,6 +124,12 @@ class ICronDirective(Interface):
     user = TextLine(title="User", required=False)
     misfire = TextLine(title="Misfire policy (once, all, skip)", required=False)
     misfire_grace = TextLine(title="Misfire grace (seconds)", required=False)
+    seconds_first = TextLine(title="Seconds first", description="true reads 6 or 7 fields "
+                             "with the seconds first (Quartz, cronsim); default false.",
+                             required=False)
+    expanded = TextLine(title="Expanded", description="The drawing of H and R to keep (as "
+                        "exported); drawn anew when it is not one of the periodicity.",
+                        required=False)
     remove = TextLine(title="Remove", description="true deletes the cron.", required=False)
 
 
@@ -256,15 +262,17 @@ class CrontabDirective:
         uid = _check_name("a cron's uid", uid)
         removed = text_bool("remove", "false" if remove is None else remove, ProfileError)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        if "activated" in attrs:
-            attrs["activated"] = text_bool("activated", attrs["activated"], ProfileError)
+        for flag in ("activated", "seconds_first"):
+            if flag in attrs:
+                attrs[flag] = text_bool(flag, attrs[flag], ProfileError)
         if "environ" in attrs:
             attrs["environ"] = read_json(attrs["environ"], f"cron {uid!r}: invalid environ JSON "
                                          f"{attrs['environ'][:60]!r}", ProfileError,
                                          max_depth=MAX_JSON_DEPTH)
         if not removed:
             # Check each value now, so the error points at this line.
-            probe = {"name": "probe", "periodicity": "* * * * *"} | attrs
+            probe = {"name": "probe", "periodicity": "0 * * * * *" if attrs.get(
+                "seconds_first") else "* * * * *"} | attrs
             try:
                 Cron(**{k: probe[k] for k in probe if k in CRON_ATTRIBUTES})
             except InvalidCron as exc:

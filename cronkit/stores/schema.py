@@ -22,7 +22,7 @@ from .hotpath import from_micros, to_micros
 # Every change of the tables below (a column, an index, a constraint) bumps this and adds
 # a migration to MIGRATIONS: tests/contracts/test_schema.py holds a database made by
 # version 1 and fails when migrating it does not give what a fresh database gets.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 T = TypeVar("T")
 
@@ -70,6 +70,10 @@ crons = sa.Table(
     sa.Column("user", sa.String(200)),
     sa.Column("misfire", sa.String(10), nullable=False),
     sa.Column("misfire_grace", sa.Float),
+    # Version 3: the periodicity read seconds first, and what the engine reads (H and R
+    # drawn once, the fields in cronkit's order); NULL in rows older than version 3.
+    sa.Column("seconds_first", sa.Boolean),
+    sa.Column("expanded", sa.String(300)),
 )
 
 logs = sa.Table(
@@ -157,9 +161,23 @@ def _migrate_2(conn: sa.Connection) -> None:
         _index(jobs, name).create(conn, checkfirst=True)
 
 
+def _migrate_3(conn: sa.Connection) -> None:
+    """Version 3: crons keep whether their periodicity is read seconds first and the
+    expression the engine reads (``expanded``): both added, filled for the crons there
+    (seconds last, the periodicity itself: no cron before version 3 could draw)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(crons.name)}
+    for column in ("seconds_first", "expanded"):
+        if column not in have:
+            kind = crons.c[column].type.compile(conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {crons.name} ADD COLUMN {column} {kind}'))
+    conn.execute(crons.update().where(crons.c.expanded.is_(None))
+                 .values(expanded=crons.c.periodicity, seconds_first=False))
+
+
 # Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1. Each one is
 # idempotent (it creates only what is missing), as _migrate_1 makes the latest tables.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1, 1: _migrate_2}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1, 1: _migrate_2,
+                                                          2: _migrate_3}
 
 
 def read_version(value: Any, url: str) -> int:

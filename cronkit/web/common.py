@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from .. import schedule
 from ..exceptions import CronkitError, InvalidCron, ReadOnlyStore
+from ..words import describe_expression
 from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
@@ -117,7 +118,7 @@ def save_crontab(site: Site) -> None:
 def describe(expr: str) -> str:
     """The periodicity in words; the expression itself if it cannot be described."""
     try:
-        return schedule.parse(expr).describe()
+        return describe_expression(expr)
     except Exception:  # describing is a courtesy: never let it break a page
         return expr
 
@@ -179,7 +180,7 @@ def cron_json(cron: Cron, logs: bool = False) -> dict[str, Any]:
     last = cron.last
     data: dict[str, Any] = {
         "uid": cron.uid, "name": cron.name, "periodicity": cron.periodicity,
-        "description": describe(cron.periodicity), "timezone": cron.timezone,
+        "description": describe(cron.expanded), "timezone": cron.timezone,
         "effective_timezone": cron.tz.key, "activated": cron.activated,
         "environ": cron.environ, "logs_limit": cron.logs_limit, "user": cron.user,
         "misfire": cron.misfire, "misfire_grace": cron.misfire_grace,
