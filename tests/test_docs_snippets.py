@@ -30,7 +30,6 @@ from docutils.core import publish_doctree
 from docutils.parsers.rst import Directive, directives
 
 import cronkit
-
 from cronkit.events import Event
 from tests.children import MODULES, child_env
 from tests.children import command as script_command

@@ -12,14 +12,13 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import schedule
 from ..exceptions import CronkitError, InvalidCron, ReadOnlyStore
-from ..words import describe_expression
 from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
 from ..model.validation import json_bool, read_json
 from ..runner import available_jobs, job_types
+from ..words import describe_expression
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
