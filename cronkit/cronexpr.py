@@ -65,6 +65,7 @@ _MONTH: FieldSpec = ("month", 1, 12, _MONTH_NAMES)
 _DOW: FieldSpec = ("day-of-week", 0, 7, _DOW_NAMES)  # 7 is Sunday too, as in crontab(5)
 _SECOND: FieldSpec = ("second", 0, 59, None)
 _YEAR: FieldSpec = ("year", 1970, 2099, None)  # croniter's years
+_EVERY_YEAR = set(range(1970, 2100))
 _SPECS = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW, _SECOND, _YEAR)
 
 # Only ASCII whitespace separates fields: cron does not split on a no-break space.
@@ -143,7 +144,8 @@ class Expression:
         parsed = [parse_field(expr, f, spec)
                   for f, spec in zip(fields, _SPECS[: len(fields)], strict=True)]
         self.minute, self.hour, self.dom, self.month, self.dow = parsed[:5]
-        self.year = parsed[6].values if len(parsed) == 7 and not parsed[6].star else None
+        self.year = parsed[6].values if len(parsed) == 7 and parsed[6].values != _EVERY_YEAR \
+            else None
         if self.has_seconds:
             self.second = parsed[5]
         else:

@@ -980,3 +980,99 @@ def test_hypothesis_agrees_with_croniter_in_utc_where_croniter_is_right(
     croniter = pytest.importorskip("croniter").croniter
     want = croniter(expr, after).get_next(datetime)
     assert parse(expr).next_after(after, ZoneInfo("UTC")) == want
+
+
+# -- issue 14: croniter's language, previous_before, times ------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_hypothesis_previous_before_is_the_firing_next_after_gives_back(
+    case: tuple[str, Spec, str, datetime],
+) -> None:
+    expr, _spec, zone, before = case
+    try:
+        schedule = parse(expr)
+    except CronSyntaxError:
+        return
+    tz = ZoneInfo(zone)
+    prev = schedule.previous_before(before, tz)
+    assume(prev is not None)
+    assert prev < before
+    assert schedule.next_after(prev - timedelta(microseconds=1), tz) == prev
+    after = schedule.next_after(prev, tz)
+    assert after is not None and after >= before     # nothing fires in between
+
+
+def test_previous_before_across_dst_and_before_the_first_year() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    s = parse("30 2 * * *")
+    # 31 March 2024: 02:30 does not exist in Paris; the fixed-time firing ran at 03:00.
+    assert s.previous_before(utc(2024, 3, 31, 12), paris) == utc(2024, 3, 31, 1, 0)
+    assert s.previous_before(utc(2024, 3, 31, 1, 0), paris) == utc(2024, 3, 30, 1, 30)
+    assert parse("0 0 1 1 * 0 2030").previous_before(utc(2029, 6, 1), "UTC") is None
+    assert parse("0 0 1 1 * 0 2030").previous_before(utc(2031, 6, 1), "UTC") == utc(2030, 1, 1)
+    with pytest.raises(ValueError):
+        s.previous_before(datetime(2024, 1, 1), paris)
+
+
+def test_times_lists_a_window_both_ends_included_and_bounded() -> None:
+    s = parse("0 * * * *")
+    got = list(s.times(utc(2024, 1, 1, 0), utc(2024, 1, 1, 3), "UTC"))
+    assert got == [utc(2024, 1, 1, h) for h in range(4)]
+    assert list(s.times(utc(2024, 1, 1), utc(2025, 1, 1), "UTC", limit=2)) == [
+        utc(2024, 1, 1, 0), utc(2024, 1, 1, 1)]
+    assert list(parse("* * * * * 0 2024").times(utc(2024, 12, 31, 23, 58), utc(2026, 1, 1),
+                                                "UTC")) == [utc(2024, 12, 31, 23, 58),
+                                                            utc(2024, 12, 31, 23, 59)]
+
+
+def test_year_field_limits_the_years_and_ends() -> None:
+    s = parse("0 0 29 2 * 0 2025-2030")
+    assert s.next_after(utc(2024, 1, 1), "UTC") == utc(2028, 2, 29)
+    assert s.next_after(utc(2028, 2, 29), "UTC") is None
+    assert parse("0 12 * * * 0 */10").next_after(utc(2024, 1, 1), "UTC") == utc(2030, 1, 1, 12)
+
+
+def test_day_ranges_up_to_the_last_day_and_nth_weekday_ranges() -> None:
+    assert days_of(firings("0 0 25-L/2 * *", utc(2024, 2, 1), 3)) == [25, 27, 29]
+    assert days_of(firings("0 0 1-L * *", utc(2024, 4, 28, 12), 3)) == [29, 30, 1]
+    # MON-FRI#1: the first Monday, ..., the first Friday of the month
+    assert days_of(firings("0 0 * * MON-FRI#1", utc(2024, 9, 1), 5)) == [2, 3, 4, 5, 6]
+
+
+def test_a_wrapping_range_with_a_step_steps_along_the_wrap() -> None:
+    # Thursday 5 September 2024: THU-TUE/2 is Thursday, Saturday, Monday (not Sunday)
+    got = firings("0 0 * * THU-TUE/2", utc(2024, 9, 4, 12), 4)
+    assert [t.strftime("%a") for t in got] == ["Thu", "Sat", "Mon", "Thu"]
+    assert [t.hour for t in firings("0 22-2/2 * * *", utc(2024, 1, 1, 12), 3)] == [22, 0, 2]
+
+
+def test_expand_draws_h_and_r_once_with_croniter_and_reorders_seconds_first() -> None:
+    from croniter import croniter
+
+    from cronkit.cronexpr import expand, hashed, seconds_first_differs
+
+    for expr in ("H H * * *", "H/15 * * * *", "H(0-29)/10 H(9-17) * * 1-5", "0 H * * * H"):
+        drawn = expand(expr, hash_id="plone/nightly")
+        assert not hashed(drawn) and parse(drawn)
+        assert drawn == expand(expr, hash_id="plone/nightly")       # stable
+        # croniter's own reading of the same hash id agrees
+        want = croniter(expr, utc(2024, 1, 1), hash_id=b"plone/nightly").get_next(datetime)
+        assert parse(drawn).next_after(utc(2024, 1, 1), "UTC") == want
+    assert expand("H H * * *", hash_id="a/1") != expand("H H * * *", hash_id="b/1") or \
+        expand("H H * * *", hash_id="a/2") != expand("H H * * *", hash_id="a/1")
+    assert expand("@daily", hash_id="x") == "@daily"                  # aliases not hashed
+    assert expand("0 0 12 * * *", seconds_first=True) == "0 12 * * * 0"
+    assert expand("0 30 9 * * MON 2030", seconds_first=True) == "30 9 * * MON 0 2030"
+    r = expand("R R * * *")
+    assert not hashed(r) and parse(r)
+    with pytest.raises(CronSyntaxError, match="hash id"):
+        expand("H * * * *")
+    with pytest.raises(CronSyntaxError, match="seconds first needs 6 fields"):
+        expand("0 12 * * *", seconds_first=True)
+    with pytest.raises(CronSyntaxError, match="H\\(0-99\\)"):
+        expand("H(0-99) * * * *", hash_id="x")
+    assert seconds_first_differs("0 0 12 * * *")
+    assert not seconds_first_differs("* * * * * *") and not seconds_first_differs("@daily")
+    assert not seconds_first_differs("0 12 * * *")
