@@ -51,13 +51,22 @@ class WhoAmI(cronkit.Runner):
 
 
 class Count(cronkit.Runner):
-    """Records one row per run in a SQLite table (payload["db"], payload["key"])."""
+    """Records one row per run in a SQLite table (payload["db"], payload["key"]). With
+    payload["meet"] = n, it then waits (at most two minutes) until n processes have
+    recorded a run: a rendezvous that makes every worker take part, however busy the
+    machine and however late a worker starts."""
 
     def run(self):
         conn = sqlite3.connect(self.job.payload["db"], timeout=60)
         with conn:
             conn.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT, pid INTEGER)")
             conn.execute("INSERT INTO runs VALUES (?, ?)", (self.job.payload["key"], os.getpid()))
+        meet = self.job.payload.get("meet")
+        deadline = time.monotonic() + 120
+        while meet and conn.execute("SELECT COUNT(DISTINCT pid) FROM runs").fetchone()[0] < meet:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {meet} workers ran a job in two minutes")
+            time.sleep(0.05)
         conn.close()
 
 

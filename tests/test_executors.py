@@ -179,7 +179,13 @@ def test_two_workers_never_run_one_job(real_kit, db_url, tmp_path):
     site = real_kit.site("s")
     runs_db = str(tmp_path / "runs.db")
     n = 300
-    for i in range(n):
+    # Four rendezvous jobs first: each waits until both workers have run a job, and one
+    # worker (two slots) can hold at most two of them, so the other must take part.
+    meets = 4
+    for i in range(meets):
+        site.submit("count", payload={"db": runs_db, "key": f"job-{i}", "meet": 2},
+                    priority=10)
+    for i in range(meets, n):
         site.submit("count", payload={"db": runs_db, "key": f"job-{i}"})
     workers = [_spawn_worker(db_url), _spawn_worker(db_url)]
     try:
