@@ -1076,3 +1076,38 @@ def test_expand_draws_h_and_r_once_with_croniter_and_reorders_seconds_first() ->
     assert seconds_first_differs("0 0 12 * * *")
     assert not seconds_first_differs("* * * * * *") and not seconds_first_differs("@daily")
     assert not seconds_first_differs("0 12 * * *")
+
+
+# Field tokens of croniter's language, by field (minute ... year), the extensions too.
+CRONITER_TOKENS = (
+    ["*", "0", "59", "*/5", "1-5", "5-1", "1,2", "H", "H/5", "H(1-10)", "R", "10/5", "1-1",
+     "0-59/59", "1-2/3,4"],
+    ["*", "0", "23", "*/5", "22-2", "H", "H(9-17)", "R(1-5)", "2/3", "12-12"],
+    ["*", "1", "31", "L", "LW", "15W", "W15", "1-L", "25-L/2", "?", "H", "1,L", "5-L", "*/2"],
+    ["*", "1", "12", "JAN", "jan-mar", "NOV-FEB", "*/3", "H", "jan/2", "dec"],
+    ["*", "0", "7", "MON", "mon-fri", "FRI-MON", "5#2", "MON#1", "MON-FRI#1", "L5", "5L", "?",
+     "sun-sat", "*/2", "1-5/2", "H", "mon,wed", "0-7", "sat#5"],
+    ["*", "0", "*/15", "H", "30", "R"],
+    ["*", "2024", "2025-2030", "*/10", "2099", "1970"],
+)
+
+
+@st.composite
+def croniter_expressions(draw: st.DrawFn) -> str:
+    n = draw(st.sampled_from([5, 6, 7]))
+    return " ".join(draw(st.sampled_from(CRONITER_TOKENS[i])) for i in range(n))
+
+
+@settings(max_examples=400, deadline=None)
+@given(croniter_expressions())
+def test_hypothesis_what_croniter_accepts_cronkit_accepts(expr: str) -> None:
+    """croniter's language is cronkit's: every expression croniter 7 accepts is read,
+    but one that never fires (croniter's is_valid checks the syntax only)."""
+    from croniter import croniter
+
+    from cronkit.cronexpr import expand
+    assume(croniter.is_valid(expr, hash_id=b"plone/c1"))
+    try:
+        parse(expand(expr, hash_id="plone/c1"))
+    except CronSyntaxError as exc:
+        assert "never fires" in str(exc)
