@@ -68,21 +68,40 @@ def unregister_runner(name: str, registry: Any = None) -> bool:
     return reg.unregisterAdapter(factory, (ISite, IJob), IJobRunner, name)
 
 
-def runner(name: str | None = None, *, parameters: dict[str, Param] | None = None,
-           retries: int = 0, timeout: float | None = None) -> Callable:
-    """Decorator registering a runner globally.
+def runner(name: Any = None, *, parameters: dict[str, Param] | None = None,
+           retries: int = 0, timeout: float | None = None, **options: Any) -> Callable:
+    """Decorator registering a runner globally, with or without arguments
+    (``@runner``, ``@runner()``, ``@runner("name", retries=3)``).
 
-    On a Runner subclass it registers the class; on a function ``fn(job)`` it builds a
-    Runner whose ``run()`` calls it (help text = the function's docstring)."""
+    On a Runner subclass it registers the class. On a function ``fn(job)`` it builds a
+    Runner whose ``run()`` calls it (help text = the function's docstring; other
+    keyword arguments become class attributes, e.g. ``retry_backoff``) and returns the
+    function, still callable, with ``fn.runner`` (the Runner class, which the processes
+    executor's children import) and ``fn.submit(site, payload=None, **options)``,
+    which queues a job of it (``site.submit``'s options) and returns the Job."""
+    if callable(name) and not isinstance(name, str):   # bare @runner
+        return runner()(name)
 
     def decorate(obj: Callable) -> Callable:
         if inspect.isclass(obj):
+            for key, value in options.items():
+                setattr(obj, key, value)
             return register_runner(obj, name or obj.__name__.lower())
         attrs = {"__doc__": obj.__doc__, "run": lambda self: obj(self.job),
                  "parameters": parameters, "retries": retries, "timeout": timeout,
-                 "__module__": obj.__module__}
+                 "__module__": obj.__module__, **options}
         cls = type(obj.__name__, (Runner,), attrs)
-        register_runner(cls, name or obj.__name__)
+        # Importable by path: module:function.runner, for the processes executor.
+        cls.__qualname__ = f"{obj.__qualname__}.runner"
+        job_type = _check_name(name or obj.__name__)
+        register_runner(cls, job_type)
+
+        def submit(site: Site, payload: Any = None, **submit_options: Any) -> Job:
+            return site.submit(job_type, payload, **submit_options)
+
+        obj.runner = cls                 # type: ignore[attr-defined]
+        obj.submit = submit              # type: ignore[attr-defined]
+        obj.job_type = job_type          # type: ignore[attr-defined]
         return obj
 
     return decorate

@@ -70,6 +70,12 @@ class Count(cronkit.Runner):
         conn.close()
 
 
+@cronkit.runner("greet_fn")
+def greet_fn(job):
+    """A function task: greets, from the process that runs it."""
+    return f"hello {job.payload['who']} from {os.getpid()}"
+
+
 RUNNERS = {"sleepy": Sleepy, "hang": Hang, "exit": Exit, "segfault": Segfault,
            "whoami": WhoAmI, "count": Count}
 

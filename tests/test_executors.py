@@ -63,6 +63,19 @@ def test_each_job_runs_in_its_own_process(real_kit, proc_worker):
     assert done.pid == int(done.message)
 
 
+def test_a_function_task_runs_on_the_processes_executor(real_kit, proc_worker):
+    site = real_kit.site("s")
+    assert jobrunners.greet_fn.runner.__qualname__ == "greet_fn.runner"
+    job = jobrunners.greet_fn.submit(site, {"who": "ann"}, name="hi")
+    assert (job.type, job.name) == ("greet_fn", "hi")
+    done = wait_for(lambda: finished(site, job.id), what="job end")
+    assert done.status == Status.SUCCESS, done.message
+    assert done.message.startswith("hello ann from ")
+    assert int(done.message.rsplit(" ", 1)[1]) != os.getpid()
+    # the function stays a function
+    assert jobrunners.greet_fn(type("J", (), {"payload": {"who": "bo"}})()).startswith("hello bo")
+
+
 def test_hard_timeout_kills_the_process_and_the_worker_goes_on(real_kit, proc_worker):
     site = real_kit.site("s")
     job = site.submit("hang", payload={"seconds": 60}, timeout=1)

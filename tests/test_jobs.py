@@ -196,6 +196,35 @@ def test_runner_decorator_on_a_function(kit, site):
     site.submit("fn-job", payload={"n": 3})
     kit.run_pending()
     assert calls == [3]
+    fn_job(type("J", (), {"payload": {"n": 4}})())      # still a plain function
+    assert calls == [3, 4]
+    job = fn_job.submit(site, {"n": 5}, priority=3, delay=0)
+    assert (job.type, job.priority, job.payload) == ("fn-job", 3, {"n": 5})
+    kit.run_pending()
+    assert calls == [3, 4, 5]
+    cronkit.unregister_runner("fn-job")
+
+
+def test_runner_decorator_bare_and_with_options(kit, site):
+    @cronkit.runner
+    def bare_task(job):
+        """Bare."""
+
+    @cronkit.runner()
+    def empty_parens(job):
+        pass
+
+    @cronkit.runner("backed", retries=2, retry_backoff=1.5)
+    def backed(job):
+        pass
+
+    try:
+        assert {"bare_task", "empty_parens", "backed"} <= set(cronkit.available_jobs(site))
+        assert (backed.runner.retries, backed.runner.retry_backoff) == (2, 1.5)
+        assert bare_task.submit(site).type == "bare_task"
+    finally:
+        for name in ("bare_task", "empty_parens", "backed"):
+            cronkit.unregister_runner(name)
 
 
 # -- lifecycle and runner side --------------------------------------------------
