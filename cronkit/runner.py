@@ -143,6 +143,7 @@ class Outcome:
     error: str | None = None      # "Type: text" of an exception, or why it could not run
     trace: str | None = None      # the traceback
     unknown: bool = False         # no runner has that name
+    exc: BaseException | None = None   # the exception the runner raised
 
 
 def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
@@ -157,7 +158,7 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
             result = factory(site, job).run()
     except Exception as exc:  # the runner's failure is the job's outcome, not ours
         return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-                       trace=traceback.format_exc())
+                       trace=traceback.format_exc(), exc=exc)
     if job._ended is not None:
         status, text = job._ended
         return Outcome(status, result=text if status != Status.FAILED else result,
