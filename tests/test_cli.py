@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1060,3 +1061,151 @@ def test_a_worker_process_runs_a_due_cron_and_stops_on_sigterm(db_url, tmp_path,
     capsys.readouterr()
     assert cli.main(["--store", db_url, "crons", "list"]) == 0
     assert " OK " in capsys.readouterr().out
+
+
+# -- previews: crons show, --dry-run, --seconds-first --------------------------------
+
+
+@pytest.fixture
+def now(monkeypatch):
+    """The commands' kits read this FakeClock, set to noon UTC on Friday 29 March 2024
+    (Europe/Paris springs forward on Sunday the 31st, 02:00 to 03:00)."""
+    from datetime import UTC, datetime
+
+    import cronkit.kit
+    clock = cronkit.FakeClock(datetime(2024, 3, 29, 12, tzinfo=UTC))
+
+    class Kit(cronkit.kit.Cronkit):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("clock", clock)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(cronkit.kit, "Cronkit", Kit)
+    return clock
+
+
+PARIS_NEXT_5 = ["2024-03-30 02:30:00 CET", "2024-03-31 03:00:00 CEST",
+                "2024-04-01 02:30:00 CEST", "2024-04-02 02:30:00 CEST",
+                "2024-04-03 02:30:00 CEST"]
+
+
+def _times(out: str) -> list[str]:
+    return re.findall(r"^\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+)$", out, re.MULTILINE)
+
+
+def test_a_dry_run_shows_words_and_the_next_five_times_and_saves_nothing(run, kit, now):
+    code, out, err = run("crons", "add", "hello", "30 2 * * *", "--timezone", "Europe/Paris",
+                         "--uid", "p", "--dry-run")
+    assert code == 0, err
+    assert out.startswith("cron p (hello) would be added; nothing saved (--dry-run)\n")
+    assert "in words:       at 02:30" in out and "time zone:      Europe/Paris" in out
+    assert _times(out) == PARIS_NEXT_5   # 02:30 does not exist on the 31st: 03:00
+    assert "note:" not in out and "expanded:" not in out
+    assert kit.site().crontab.crons == {}
+    assert kit.site().jobs.count() == 0
+
+
+def test_a_dry_run_of_a_bad_expression_is_one_line(run, kit, now):
+    code, out, err = run("crons", "add", "hello", "61 * * * *", "--dry-run")
+    assert code == 2 and out == ""
+    assert "invalid periodicity '61 * * * *'" in one_error(err)
+
+
+def test_a_dry_run_notes_six_fields_read_seconds_last(run, now):
+    code, out, _ = run("crons", "add", "hello", "0 0 12 * * *", "--dry-run")
+    assert code == 0
+    note = " ".join(out.split("note:", 1)[1].split("next 5:")[0].split())
+    assert note.startswith("cronkit reads six fields with the seconds last (minute hour "
+                           "day-of-month month day-of-week second)")
+    assert note.endswith("seconds_first reads it their way, and it would run at 12:00")
+    assert _times(out)[:2] == ["2024-04-12 00:00:00 UTC", "2024-04-12 00:00:01 UTC"]
+    for same in ("* * * * * *", "*/5 * * * *"):
+        code, out, _ = run("crons", "add", "hello", same, "--dry-run")
+        assert code == 0 and "note:" not in out
+
+
+def test_seconds_first_reads_quartz_order_and_round_trips(run, db_url, now):
+    add(run, "hello", "0 0 12 * * *", "--uid", "q", "--seconds-first")
+    code, out, _ = run("crons", "show", "q")
+    assert "seconds first:  yes" in out and "expanded:       0 12 * * * 0" in out
+    assert "read with the seconds first, the Quartz way" in out
+    assert _times(out)[0] == "2024-03-30 12:00:00 UTC"
+    code, out, _ = run("crons", "show", "q", "--json")
+    data = json.loads(out)
+    assert data["cron"]["seconds_first"] is True and data["cron"]["expanded"] == "0 12 * * * 0"
+    assert data["preview"]["next"][0] == "2024-03-30T12:00:00+00:00"
+    code, out, err = run("crons", "edit", "q", "--periodicity", "*/5 * * * *", "--seconds-last")
+    assert code == 0, err
+    assert out == "cron q edited: periodicity, seconds_first\n"
+    code, out, _ = run("crons", "show", "q", "--json")
+    assert json.loads(out)["cron"]["seconds_first"] is False
+
+
+def test_an_edit_changes_the_expression_and_its_order_together(run, db_url, now):
+    add(run, "hello", "*/5 * * * *", "--uid", "e")
+    code, out, err = run("crons", "edit", "e", "--periodicity", "0 0 0 * * *", "--seconds-first")
+    assert code == 0, err
+    kit = cronkit.Cronkit(store=db_url)
+    try:
+        cron = kit.site().crontab.crons["e"]
+        assert (cron.periodicity, cron.seconds_first, cron.expanded) == (
+            "0 0 0 * * *", True, "0 0 * * * 0")
+    finally:
+        kit.close()
+    code, out, err = run("crons", "edit", "e", "--periodicity", "*/5 * * * *")
+    assert code == 2 and "seconds first needs 6 fields" in one_error(err)
+
+
+def test_an_edit_dry_run_saves_nothing(run, db_url, now):
+    add(run, "hello", "*/5 * * * *", "--uid", "d")
+    code, out, err = run("crons", "edit", "d", "--periodicity", "30 2 * * *", "--timezone",
+                         "Europe/Paris", "--dry-run")
+    assert code == 0, err
+    assert out.startswith("cron d (hello) would be edited (periodicity, timezone); nothing saved")
+    assert _times(out) == PARIS_NEXT_5
+    kit = cronkit.Cronkit(store=db_url)
+    try:
+        cron = kit.site().crontab.crons["d"]
+        assert (cron.periodicity, cron.timezone) == ("*/5 * * * *", None)
+        (job,) = kit.site().jobs.list(cron="d")
+        assert job.run_after == now.now().replace(minute=5)
+    finally:
+        kit.close()
+
+
+def test_an_h_expression_shows_as_written_and_as_drawn(run, db_url, now):
+    add(run, "hello", "H 3 * * *", "--uid", "h")
+    kit = cronkit.Cronkit(store=db_url)
+    try:
+        expanded = kit.site().crontab.crons["h"].expanded
+    finally:
+        kit.close()
+    assert expanded != "H 3 * * *" and expanded.endswith(" 3 * * *")
+    code, out, _ = run("crons", "show", "h")
+    assert "periodicity:    H 3 * * *\n" in out and f"expanded:       {expanded}\n" in out
+    code, out, _ = run("crons", "list")
+    assert f"H 3 * * * = {expanded}" in out
+    code, out, _ = run("crons", "add", "hello", "H 3 * * *", "--uid", "h2", "--dry-run")
+    assert "periodicity:    H 3 * * *\n" in out and "expanded:       " in out
+
+
+def test_crons_show_next_10_lists_10_times_in_the_cron_s_zone(run, now):
+    add(run, "hello", "30 2 * * *", "--uid", "p", "--timezone", "Europe/Paris")
+    code, out, err = run("crons", "show", "p", "--next", "10")
+    assert code == 0, err
+    assert out.startswith("cron p (hello)\n") and "next 10:" in out
+    times = _times(out)
+    assert len(times) == 10 and times[:5] == PARIS_NEXT_5 and times[-1] == "2024-04-08 02:30:00 CEST"
+    code, out, _ = run("crons", "show", "p", "--next", "0")
+    assert _times(out) == [] and "next" not in out
+    code, _, err = run("crons", "show", "p", "--next", "1001")
+    assert code == 2 and "--next" in one_error(err)
+    code, _, err = run("crons", "show", "nope")
+    assert code == 2 and "no cron with uid 'nope'" in one_error(err)
+
+
+def test_crons_show_says_when_the_years_have_ended(run, now):
+    add(run, "hello", "0 0 1 1 * 0 2025", "--uid", "y")
+    code, out, _ = run("crons", "show", "y", "--next", "3")
+    assert _times(out) == ["2025-01-01 00:00:00 UTC"]
+    assert "end:            no firing after these: its year field has ended" in out

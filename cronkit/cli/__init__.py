@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..exceptions import CronkitError
 from ..jobs import Status
+from ..preview import PREVIEW_COUNT
 from .common import (
     BAR_WIDTH,
     LIST_LIMIT,
@@ -45,6 +46,7 @@ from .common import (
 )
 from .crons import (
     _cron_options,
+    _next_count,
     cmd_crons_add,
     cmd_crons_disable,
     cmd_crons_edit,
@@ -52,6 +54,7 @@ from .crons import (
     cmd_crons_list,
     cmd_crons_remove,
     cmd_crons_run,
+    cmd_crons_show,
     cmd_crontab,
 )
 from .jobs import (
@@ -70,7 +73,8 @@ __all__ = [
     "BAR_WIDTH", "LIST_LIMIT", "PROG", "WATCH_INTERVAL", "Context", "Terminated", "UsageError",
     "build_parser", "import_modules", "main",
     "cmd_cleanup", "cmd_crons_add", "cmd_crons_disable", "cmd_crons_edit", "cmd_crons_enable",
-    "cmd_crons_list", "cmd_crons_remove", "cmd_crons_run", "cmd_crontab", "cmd_jobs_cancel",
+    "cmd_crons_list", "cmd_crons_remove", "cmd_crons_run", "cmd_crons_show", "cmd_crontab",
+    "cmd_jobs_cancel",
     "cmd_jobs_history", "cmd_jobs_list", "cmd_jobs_run", "cmd_jobs_status", "cmd_jobs_submit",
     "cmd_jobs_watch", "cmd_profile_export", "cmd_profile_load", "cmd_run", "cmd_types",
     "cmd_web", "cmd_worker",
@@ -111,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(crons, "list", "the crons with their next run and last log", "g2", cmd_crons_list)
     p.add_argument("--logs", action="store_true", help="show each cron's logs")
     p.add_argument("--json", action="store_true", help="the crontab as JSON")
+    p = command(crons, "show", "a cron, its periodicity in words and its next runs", "g2",
+                cmd_crons_show)
+    p.add_argument("uid", help="the cron's uid (or a unique prefix of it)")
+    p.add_argument("--next", type=_next_count, default=PREVIEW_COUNT, metavar="N",
+                   help=f"list its next N runs, in its time zone (default {PREVIEW_COUNT})")
+    p.add_argument("--json", action="store_true", help="the cron and its preview as JSON")
     p = command(crons, "add", "add a cron; prints its uid", "g2", cmd_crons_add)
     p.add_argument("name", help="the runner's name")
     p.add_argument("periodicity", help="cron expression ('*/5 * * * *') or @hourly-style alias")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import NoSuchCron
 from ..jobs import Status
-from .common import Context, UsageError, _dt, _Follower, _non_negative, _table
+from ..preview import in_site, preview, preview_json, set_fields
+from .common import Context, UsageError, _dt, _Follower, _int_in, _non_negative, _table
 
 if TYPE_CHECKING:
     from ..model import Cron
@@ -41,7 +43,7 @@ def cmd_crons_list(ctx: Context) -> int:
     for cron in crontab.crons.values():
         last = cron.last
         zone = f" ({cron.timezone})" if cron.timezone else ""
-        rows.append([cron.uid, cron.name, cron.periodicity + zone,
+        rows.append([cron.uid, cron.name, _periodicity(cron) + zone,
                      "ON" if cron.activated else "OFF", _dt(cron.next) if cron.next else "-",
                      f"{last.status.value} {_dt(last.date)}" if last else "-"])
     if not ctx.args.logs:
@@ -58,8 +60,71 @@ def cmd_crons_list(ctx: Context) -> int:
     return 0
 
 
+def _periodicity(cron: Cron) -> str:
+    """The periodicity as written, and as the engine reads it when that differs."""
+    if cron.expanded == cron.periodicity:
+        return cron.periodicity
+    return f"{cron.periodicity} = {cron.expanded}"
+
+
+#: The most firings ``crons show --next`` lists.
+MAX_NEXT = 1000
+
+
+def _next_count(text: str) -> int:
+    return _int_in(text, 0, MAX_NEXT)
+
+
+def _preview_lines(data: dict[str, Any]) -> list[str]:
+    """A preview (``cronkit.preview.preview``), as lines of text."""
+    lines = [f"periodicity:    {data['periodicity']}"]
+    if data["expanded_differs"]:
+        lines.append(f"expanded:       {data['expanded']}")
+    if data["seconds_first"]:
+        lines.append("seconds first:  yes")
+    lines += [f"in words:       {data['description']}", f"time zone:      {data['timezone']}"]
+    if data["note"]:
+        lines += textwrap.wrap(data["note"], 88, initial_indent="note:           ",
+                               subsequent_indent=" " * 16, break_on_hyphens=False)
+    if data["next"]:
+        lines.append(f"next {len(data['next'])}:")
+        lines += [f"    {_dt(t)}" for t in data["next"]]
+    if data["end"]:
+        lines.append(f"end:            {data['end']}")
+    return lines
+
+
+def cmd_crons_show(ctx: Context) -> int:
+    cron = _find_cron(ctx, ctx.args.uid)
+    data = preview(cron, ctx.kit.clock.now(), ctx.args.next)
+    if ctx.args.json:
+        ctx.print(json.dumps({"cron": cron.to_dict(), "preview": preview_json(data)}, indent=2))
+        return 0
+    ctx.print(f"cron {cron.uid} ({cron.name})")
+    last = cron.last
+    lines = [f"activated:      {'yes' if cron.activated else 'no'}",
+             f"environ:        {json.dumps(cron.environ)}",
+             f"logs kept:      {cron.logs_limit}",
+             f"user:           {cron.user if cron.user is not None else '-'}",
+             f"misfire:        {cron.misfire}" + (
+                 f", grace {cron.misfire_grace:g} s" if cron.misfire_grace is not None else ""),
+             f"last:           {f'{last.status.value} {_dt(last.date)}' if last else '-'}",
+             *_preview_lines(data)]
+    for line in lines:
+        ctx.print("    " + line)
+    return 0
+
+
+def _dry_run(ctx: Context, cron: Cron, done: str) -> int:
+    """Print what ``cron`` would be (in the site, never saved): ``--dry-run``."""
+    ctx.print(f"cron {cron.uid} ({cron.name}) would be {done}; nothing saved (--dry-run)")
+    for line in _preview_lines(preview(cron, ctx.kit.clock.now())):
+        ctx.print("    " + line)
+    return 0
+
+
 _CRON_OPTIONS = ("environ", "timezone", "logs_limit", "user", "misfire", "misfire_grace",
-                 "activated")
+                 "activated", "seconds_first")
 
 
 def _cron_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +150,9 @@ def cmd_crons_add(ctx: Context) -> int:
         raise UsageError(f"a cron with uid {args.uid!r} already exists in site "
                          f"{ctx.site_name!r}: use 'cronkit crons edit'")
     cron = Cron(name=args.name, periodicity=args.periodicity, uid=args.uid, **_cron_changes(args))
+    if args.dry_run:
+        _warn_unknown_runner(ctx, cron)
+        return _dry_run(ctx, in_site(cron, ctx.site), "added")
     crontab.add_cron(cron)
     crontab.save()
     _warn_unknown_runner(ctx, cron)
@@ -102,8 +170,11 @@ def cmd_crons_edit(ctx: Context) -> int:
     if not changes:
         raise UsageError("crons edit: nothing to change (give --name, --periodicity, "
                          "--environ, --timezone, ...)")
-    for field, value in changes.items():
-        setattr(cron, field, value)
+    if args.dry_run:
+        from ..model import Cron
+        copy = in_site(set_fields(Cron.load(cron.definition()), changes), ctx.site)
+        return _dry_run(ctx, copy, f"edited ({', '.join(sorted(changes))})")
+    set_fields(cron, changes)
     ctx.site.crontab.save()
     if "name" in changes:
         _warn_unknown_runner(ctx, cron)
@@ -183,6 +254,15 @@ def _cron_options(parser: argparse.ArgumentParser, edit: bool) -> None:
                         help="missed firings: run once (default), all, or skip")
     parser.add_argument("--misfire-grace", dest="misfire_grace", type=_non_negative,
                         metavar="SECONDS", help="a firing later than this is skipped")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--seconds-first", dest="seconds_first", action="store_const", const=True,
+                       help="read 6 or 7 fields with the seconds first, as Quartz does")
+    if edit:
+        order.add_argument("--seconds-last", dest="seconds_first", action="store_const",
+                           const=False, help="read 6 or 7 fields with the seconds last "
+                                             "(cronkit's default)")
+    parser.add_argument("--dry-run", dest="dry_run", action="store_true",
+                        help="show the periodicity in words and the next 5 times; save nothing")
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--disabled", dest="activated", action="store_const", const=False,
                         help="deactivated")
