@@ -614,3 +614,112 @@ def test_a_store_that_fails_is_a_503_not_the_client_s_fault(kit, site, db_url, c
     assert "no such table" in data["error"]
     page = client.get("/jobs")
     assert page.status_code == 503 and "no such table" in page.text
+
+
+# -- previews: ?dry_run=true, seconds_first, expanded ----------------------------------
+
+
+PARIS_NEXT_5 = ["2024-03-30T02:30:00+01:00", "2024-03-31T03:00:00+02:00",
+                "2024-04-01T02:30:00+02:00", "2024-04-02T02:30:00+02:00",
+                "2024-04-03T02:30:00+02:00"]
+
+
+def test_a_dry_run_answers_the_cron_and_its_preview_and_saves_nothing(client, site, clock):
+    clock.set(clock.now().replace(year=2024, month=3, day=29, hour=12, minute=0))
+    body = {"name": "echo", "periodicity": "30 2 * * *", "timezone": "Europe/Paris",
+            "uid": "p", "environ": {"count": 1}}
+    response = client.post(f"{API}/crons?dry_run=true", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["cron"]["uid"] == "p" and data["cron"]["next"] == PARIS_NEXT_5[0]
+    preview = data["preview"]
+    assert preview["next"] == PARIS_NEXT_5    # 02:30 does not exist on the 31st: 03:00
+    assert preview["timezone"] == "Europe/Paris" and preview["note"] is None
+    assert preview["expanded_differs"] is False and preview["end"] is None
+    assert site.crontab.crons == {} and site.jobs.count() == 0
+    assert client.get(f"{API}/crons").json() == []
+    assert client.post(f"{API}/crons?dry_run=false", json=body).status_code == 201
+
+
+def test_a_dry_run_notes_six_fields_read_seconds_last(client):
+    body = {"name": "echo", "periodicity": "0 0 12 * * *"}
+    note = client.post(f"{API}/crons?dry_run=1", json=body).json()["preview"]["note"]
+    assert note.startswith("cronkit reads six fields with the seconds last")
+    assert note.endswith("it would run at 12:00")
+    body["seconds_first"] = True
+    preview = client.post(f"{API}/crons?dry_run=true", json=body).json()["preview"]
+    assert preview["note"].startswith("read with the seconds first, the Quartz way")
+    assert preview["expanded"] == "0 12 * * * 0" and preview["description"] == "at 12:00"
+    body = {"name": "echo", "periodicity": "* * * * * *"}
+    assert client.post(f"{API}/crons?dry_run=true", json=body).json()["preview"]["note"] is None
+
+
+@pytest.mark.parametrize("value", ["yes", "", "TRUEISH"])
+def test_a_bad_dry_run_is_400_naming_it(client, site, value):
+    body = {"name": "echo", "periodicity": "@daily"}
+    error_of(client.post(f"{API}/crons", params={"dry_run": value}, json=body), 400, "dry_run")
+    assert site.crontab.crons == {}
+
+
+def test_a_dry_run_still_refuses_bad_values(client, site):
+    body = {"name": "echo", "periodicity": "61 * * * *"}
+    error_of(client.post(f"{API}/crons?dry_run=true", json=body), 422, "periodicity")
+    body = {"name": "echo", "periodicity": "@daily", "seconds_first": "true"}
+    error_of(client.post(f"{API}/crons?dry_run=true", json=body), 422, "seconds_first")
+
+
+def test_a_read_only_crontab_allows_a_dry_run(client, site, cron):
+    site.crontab.read_only = True
+    body = {"name": "echo", "periodicity": "@daily"}
+    assert client.post(f"{API}/crons?dry_run=true", json=body).status_code == 200
+    response = client.patch(f"{API}/crons/c1?dry_run=true", json={"periodicity": "@hourly"})
+    assert response.status_code == 200 and response.json()["cron"]["periodicity"] == "@hourly"
+    assert site.crontab.crons["c1"].periodicity == "*/5 * * * *"
+
+
+def test_a_patch_dry_run_previews_the_edit_and_saves_nothing(client, site, cron):
+    (before,) = site.jobs.list(cron="c1")
+    response = client.patch(f"{API}/crons/c1?dry_run=true",
+                            json={"periodicity": "0 0 0 * * *", "seconds_first": True})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["cron"]["expanded"] == "0 0 * * * 0" and data["cron"]["seconds_first"] is True
+    assert data["preview"]["next"][0] == "2008-01-02T00:00:00+00:00"
+    assert site.crontab.crons["c1"].periodicity == "*/5 * * * *"
+    assert [j.id for j in site.jobs.list(cron="c1")] == [before.id]
+    assert client.get(f"{API}/crons/c1").json()["seconds_first"] is False
+
+
+def test_seconds_first_round_trips(client, site, cron):
+    response = client.patch(f"{API}/crons/c1",
+                            json={"periodicity": "0 0 0 * * *", "seconds_first": True})
+    assert response.status_code == 200, response.text
+    data = client.get(f"{API}/crons/c1").json()
+    assert (data["periodicity"], data["seconds_first"], data["expanded"]) == (
+        "0 0 0 * * *", True, "0 0 * * * 0")
+    assert data["next"] == "2008-01-02T00:00:00+00:00"
+    created = client.post(f"{API}/crons", json={"name": "echo", "periodicity": "0 30 * * * *",
+                                                "seconds_first": True}).json()
+    assert created["seconds_first"] is True and created["expanded"] == "30 * * * * 0"
+    error_of(client.patch(f"{API}/crons/c1", json={"seconds_first": 1}), 422, "seconds_first")
+
+
+def test_an_h_expression_shows_as_written_and_as_drawn(client, site):
+    created = client.post(f"{API}/crons", json={"name": "echo", "periodicity": "H 3 * * *",
+                                                "uid": "h"}).json()
+    expanded = site.crontab.crons["h"].expanded
+    assert created["periodicity"] == "H 3 * * *" and created["expanded"] == expanded
+    assert expanded.endswith(" 3 * * *") and "03:" in created["description"]
+    preview = client.patch(f"{API}/crons/h?dry_run=true", json={}).json()["preview"]
+    assert preview["expanded"] == expanded and preview["expanded_differs"] is True
+
+
+def test_the_openapi_document_names_dry_run_and_seconds_first(client):
+    doc = client.get("/api/v1/openapi.json").json()
+    for method, path in (("post", "/sites/{site}/crons"), ("patch", "/sites/{site}/crons/{uid}")):
+        op = doc["paths"][path][method]
+        assert "dry_run" in [p["name"] for p in op["parameters"]]
+        assert "dry_run" in op["responses"]["400"]["description"]
+    schemas = doc["components"]["schemas"]
+    assert "seconds_first" in schemas["CronInput"]["properties"]
+    assert {"seconds_first", "expanded"} <= set(schemas["Cron"]["required"])

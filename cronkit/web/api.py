@@ -29,6 +29,7 @@ from ..exceptions import (
 )
 from ..jobs import Status
 from ..model import Cron
+from ..preview import in_site, preview, preview_json, set_fields
 from .common import (
     MAX_DB_INT,
     MAX_DELAY,
@@ -127,6 +128,18 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
+def query_bool(request: Request, name: str) -> bool:
+    """A boolean query parameter: ``true`` or ``false`` (``1`` or ``0``), false when
+    absent; WebError 400 naming it otherwise."""
+    text = request.query_params.get(name)
+    if text is None:
+        return False
+    value = {"true": True, "1": True, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise WebError(400, f"{name} must be true or false, got {text!r}", name)
+    return value
+
+
 def query_status(request: Request) -> str | None:
     text = request.query_params.get("status")
     if text in (None, ""):
@@ -190,9 +203,17 @@ async def list_crons(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(crontab_json(_site(request, kit))["crons"])
 
 
+def _dry_run(kit: Cronkit, site: Site, cron: Cron) -> Response:
+    """``?dry_run=true``: the cron as it would be, and its preview; nothing saved."""
+    cron = in_site(cron, site)
+    return JSONResponse({"cron": cron_json(cron, logs=True),
+                         "preview": preview_json(preview(cron, kit.clock.now()))})
+
+
 @endpoint
 async def create_cron(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
+    dry_run = query_bool(request, "dry_run")
     data = await body_object(request)
     clean, errors = check_cron_fields(data)
     if errors:
@@ -200,6 +221,8 @@ async def create_cron(request: Request, kit: Cronkit) -> Response:
         return JSONResponse({"error": errors[field], "field": field, "errors": errors}, 422)
     if "uid" in clean and clean["uid"] in site.crontab.crons:
         raise WebError(409, f"a cron with uid {clean['uid']!r} exists already", "uid")
+    if dry_run:   # writes nothing: a read-only crontab or store allows it
+        return _dry_run(kit, site, Cron(**clean))
     if site.crontab.read_only:
         raise WebError(409, f"the crontab of site {site.name!r} is read-only")
     cron = site.crontab.add_cron(Cron(**clean))
@@ -215,19 +238,21 @@ async def read_cron(request: Request, kit: Cronkit) -> Response:
 @endpoint
 async def patch_cron(request: Request, kit: Cronkit) -> Response:
     site, cron = _cron(request, kit)
+    dry_run = query_bool(request, "dry_run")
     data = await body_object(request)
     clean, errors = check_cron_fields(data, base=cron)
     if errors:
         field = next(iter(errors))
         return JSONResponse({"error": errors[field], "field": field, "errors": errors}, 422)
+    if dry_run:
+        return _dry_run(kit, site, set_fields(Cron.load(cron.to_dict()), clean))
     return JSONResponse(cron_json(_apply(site, cron, clean), logs=True))
 
 
 def _apply(site: Site, cron: Cron, values: dict[str, Any]) -> Cron:
     if site.crontab.read_only:
         raise WebError(409, f"the crontab of site {site.name!r} is read-only")
-    for field, value in values.items():
-        setattr(cron, field, value)
+    set_fields(cron, values)
     save_crontab(site)
     return cron
 

@@ -17,8 +17,9 @@ from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
 from ..model.validation import json_bool, read_json
+from ..preview import describe as describe  # the pages' words: never raises
+from ..preview import set_fields
 from ..runner import available_jobs, job_types
-from ..words import describe_expression
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
@@ -30,8 +31,12 @@ Handler = Callable[[Request, "Cronkit"], Coroutine[Any, Any, Response]]
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 # Fields a person or a client may set on a cron (uid is chosen at creation only).
-CRON_EDITABLE = ("name", "periodicity", "timezone", "activated", "environ", "logs_limit",
-                 "user", "misfire", "misfire_grace")
+CRON_EDITABLE = ("name", "periodicity", "seconds_first", "timezone", "activated", "environ",
+                 "logs_limit", "user", "misfire", "misfire_grace")
+#: Fields that are strict booleans (JSON true or false; the pages give one too).
+_BOOLEAN = ("activated", "seconds_first")
+#: Fields checked together: each is read with the other.
+_SCHEDULE = ("periodicity", "seconds_first")
 MAX_DB_INT = 2 ** 63 - 1
 MAX_PRIORITY = 2 ** 31 - 1
 MAX_DELAY = 10 * 365 * 86400
@@ -114,14 +119,6 @@ def save_crontab(site: Site) -> None:
 # -- crons --------------------------------------------------------------------
 
 
-def describe(expr: str) -> str:
-    """The periodicity in words; the expression itself if it cannot be described."""
-    try:
-        return describe_expression(expr)
-    except Exception:  # describing is a courtesy: never let it break a page
-        return expr
-
-
 def next_run(cron: Cron) -> datetime | None:
     try:
         return cron.next
@@ -134,7 +131,7 @@ def check_cron_fields(values: dict[str, Any],
     """Validate ``values`` field by field on a scratch cron (never the live one).
 
     Return (clean values, {field: message}). A new cron (no ``base``) needs a name and
-    a periodicity."""
+    a periodicity. ``periodicity`` and ``seconds_first`` are checked together."""
     scratch = Cron.load(base.definition()) if base is not None else Cron("x", "* * * * *")
     clean: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -142,6 +139,7 @@ def check_cron_fields(values: dict[str, Any],
         for field in ("name", "periodicity"):
             if values.get(field) in (None, ""):
                 errors[field] = f"{field} is required"
+    schedule: dict[str, Any] = {}
     for field, value in values.items():
         if field in errors:
             continue
@@ -149,13 +147,23 @@ def check_cron_fields(values: dict[str, Any],
             errors[field] = f"unknown cron field {field!r}"
             continue
         try:
-            if field == "activated":   # a JSON boolean (the pages give one too), not "false"
+            if field in _BOOLEAN:   # a JSON boolean, not "false"
                 value = json_bool(field, value)
+            if field in _SCHEDULE:
+                schedule[field] = value
+                continue
             setattr(scratch, field, value)
         except InvalidCron as exc:
             errors[exc.field or field] = str(exc)
             continue
         clean[field] = getattr(scratch, field)
+    if schedule:
+        try:
+            set_fields(scratch, schedule)
+        except InvalidCron as exc:
+            errors[exc.field or next(iter(schedule))] = str(exc)
+        else:
+            clean.update((field, getattr(scratch, field)) for field in schedule)
     return clean, errors
 
 
@@ -179,6 +187,7 @@ def cron_json(cron: Cron, logs: bool = False) -> dict[str, Any]:
     last = cron.last
     data: dict[str, Any] = {
         "uid": cron.uid, "name": cron.name, "periodicity": cron.periodicity,
+        "seconds_first": cron.seconds_first, "expanded": cron.expanded,
         "description": describe(cron.expanded), "timezone": cron.timezone,
         "effective_timezone": cron.tz.key, "activated": cron.activated,
         "environ": cron.environ, "logs_limit": cron.logs_limit, "user": cron.user,

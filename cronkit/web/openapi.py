@@ -44,12 +44,17 @@ SCHEMAS = {
     },
     "Cron": {
         "type": "object",
-        "required": ["uid", "name", "periodicity", "description", "timezone",
-                     "effective_timezone", "activated", "environ", "logs_limit", "user",
-                     "misfire", "misfire_grace", "next", "last"],
+        "required": ["uid", "name", "periodicity", "seconds_first", "expanded", "description",
+                     "timezone", "effective_timezone", "activated", "environ", "logs_limit",
+                     "user", "misfire", "misfire_grace", "next", "last"],
         "properties": {
             "uid": {"type": "string"}, "name": {"type": "string"},
-            "periodicity": {"type": "string"}, "description": {"type": "string"},
+            "periodicity": {"type": "string", "description": "the expression as written"},
+            "seconds_first": {"type": "boolean",
+                              "description": "6 or 7 fields read with the seconds first"},
+            "expanded": {"type": "string",
+                         "description": "what the engine reads: H and R drawn, seconds last"},
+            "description": {"type": "string", "description": "expanded, in words"},
             "timezone": NULLABLE_STR, "effective_timezone": {"type": "string"},
             "activated": {"type": "boolean"}, "environ": {"type": "object"},
             "logs_limit": {"type": "integer", "minimum": 1, "maximum": 25},
@@ -68,6 +73,9 @@ SCHEMAS = {
             "uid": {"type": "string", "description": "only when creating"},
             "name": {"type": "string", "description": "the runner's name"},
             "periodicity": {"type": "string", "example": "*/5 * * * *"},
+            "seconds_first": {"type": "boolean", "description": (
+                "read 6 or 7 fields with the seconds first, as Quartz does (default false: "
+                "minute hour day month weekday second)")},
             "timezone": NULLABLE_STR, "activated": {"type": "boolean"},
             "environ": {"type": "object"},
             "logs_limit": {"type": "integer", "minimum": 1, "maximum": 25},
@@ -80,6 +88,26 @@ SCHEMAS = {
     "CronCreate": {
         "allOf": [_ref("CronInput")], "required": ["name", "periodicity"],
         "description": "A new cron: name and periodicity are required.",
+    },
+    "Preview": {
+        "type": "object",
+        "required": ["periodicity", "expanded", "expanded_differs", "seconds_first",
+                     "description", "timezone", "next", "end", "note"],
+        "properties": {
+            "periodicity": {"type": "string"}, "expanded": {"type": "string"},
+            "expanded_differs": {"type": "boolean"}, "seconds_first": {"type": "boolean"},
+            "description": {"type": "string"}, "timezone": {"type": "string"},
+            "next": {"type": "array", "items": {"type": "string", "format": "date-time"},
+                     "description": "the next 5 firings, in the cron's time zone"},
+            "end": {"type": "string", "nullable": True,
+                    "description": "no more firings: its year field has ended"},
+            "note": {"type": "string", "nullable": True,
+                     "description": "how six fields are read, when the other order differs"},
+        },
+    },
+    "CronPreview": {
+        "type": "object", "required": ["cron", "preview"],
+        "properties": {"cron": _ref("Cron"), "preview": _ref("Preview")},
     },
     "Crontab": {
         "type": "object", "required": ["site", "activated", "read_only", "crons"],
@@ -158,6 +186,10 @@ SITE = {"name": "site", "in": "path", "required": True, "schema": {"type": "stri
 UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True,
           "schema": {"type": "integer", "minimum": 0}}
+DRY_RUN = {"name": "dry_run", "in": "query",
+           "description": "true: answer 200 with the cron as it would be and its preview "
+                          "(words, next times, a note); save nothing",
+           "schema": {"type": "boolean", "default": False}}
 INDEX = {"name": "index", "in": "path", "required": True,
          "schema": {"type": "integer", "minimum": 0}}
 
@@ -188,6 +220,9 @@ def _op(op_id: str, summary: str, responses: dict, params: list | None = None,
 
 
 CRON_OK = {"200": _json(_ref("Cron"), "the cron, with its logs"), **SITE_ERRORS}
+DRY_RUN_OK = _json(_ref("CronPreview"), "dry_run=true: the cron as it would be and its "
+                   "preview; nothing saved")
+DRY_RUN_ERROR = _error("the body is not a JSON object, or dry_run is not true or false")
 JOB_OK = {"200": _json(_ref("Job"), "the job, with its history"), **SITE_ERRORS}
 
 PATHS = {
@@ -205,15 +240,21 @@ PATHS = {
         "get": _op("listCrons", "A site's crons", {
             "200": _json({"type": "array", "items": _ref("Cron")}, "the crons"),
             **SITE_ERRORS}, [SITE]),
-        "post": _op("createCron", "Add a cron", {
-            "201": _json(_ref("Cron"), "the new cron"), **SITE_ERRORS, **BODY_ERRORS,
-            "409": _error("uid taken, read-only crontab, or " + READ_ONLY)}, [SITE], "CronCreate"),
+        "post": _op("createCron", "Add a cron (or preview it: dry_run=true)", {
+            "201": _json(_ref("Cron"), "the new cron"), "200": DRY_RUN_OK, **SITE_ERRORS,
+            **BODY_ERRORS, "400": DRY_RUN_ERROR,
+            "409": _error("uid taken, read-only crontab, or " + READ_ONLY)}, [SITE, DRY_RUN],
+            "CronCreate"),
     },
     "/sites/{site}/crons/{uid}": {
         "get": _op("getCron", "A cron with its logs", CRON_OK, [SITE, UID]),
-        "patch": _op("patchCron", "Edit a cron", {**CRON_OK, **BODY_ERRORS,
-                                                 "409": _error("read-only crontab, or " + READ_ONLY)},
-                     [SITE, UID], "CronInput"),
+        "patch": _op("patchCron", "Edit a cron (or preview the edit: dry_run=true)", {
+            **CRON_OK, "200": _json({"oneOf": [_ref("Cron"), _ref("CronPreview")]},
+                                    "the cron, with its logs; with dry_run=true the cron as "
+                                    "it would be and its preview, nothing saved"),
+            **BODY_ERRORS, "400": DRY_RUN_ERROR,
+            "409": _error("read-only crontab, or " + READ_ONLY)}, [SITE, UID, DRY_RUN],
+            "CronInput"),
         "delete": _op("deleteCron", "Delete a cron", {
             "204": {"description": "deleted"}, **SITE_ERRORS,
             "409": _error("read-only crontab, or " + READ_ONLY)}, [SITE, UID]),
