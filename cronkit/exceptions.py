@@ -51,6 +51,22 @@ class InvalidParameters(CronkitError, ValueError):
         self.errors = dict(errors or {})
 
 
+class InvalidResult(CronkitError, ValueError):
+    """A runner returned a value that cannot be stored as its job's result (not JSON,
+    or over the 1 MiB limit of payloads); the job ends FAILED with this error."""
+
+
+class Retry(CronkitError):
+    """Raised by a runner: run this job again in ``delay`` seconds (default: the
+    runner's backoff), for ``reason``. Huey's RetryTask, Celery's ``self.retry()``.
+    Counts as an attempt: past the runner's ``retries`` the job ends FAILED."""
+
+    def __init__(self, reason: str = "retry asked", delay: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
 class ReadOnlyCrontab(CronkitError):
     """The crontab is read-only: saving it changed nothing."""
 

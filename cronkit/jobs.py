@@ -180,7 +180,7 @@ class capture_output:
 
 _ROW_FIELDS = ("id", "type", "name", "priority", "payload", "run_after", "cron_uid", "fire_at",
                "progress", "status_text", "message", "pid", "worker", "heartbeat", "created_at",
-               "started_at", "finished_at", "user", "timeout", "attempts")
+               "started_at", "finished_at", "user", "timeout", "attempts", "result", "after_ids")
 
 
 @implementer(IJob)
@@ -214,6 +214,8 @@ class Job:
     user: str | None
     timeout: float | None
     attempts: int
+    result: Any                 # what the runner returned (JSON), once it succeeded
+    after_ids: list[int] | None  # the jobs a continuation waits for
     cron: Cron | None
 
     def __init__(self, site: Site, row: dict, debug: bool = False):

@@ -628,3 +628,46 @@ def _wait_until(predicate, timeout=20.0):
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
+
+
+# -- results ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"rows": 3}, '{"rows": 3}'),
+    ([1, "two", None], '[1, "two", null]'),
+    (42, "42"),
+    ("done", "done"),
+    (["one", "two"], "one\ntwo"),
+    ({"text": "é"}, '{"text": "é"}'),
+])
+def test_a_json_value_returned_is_the_result_read_back(kit, site, value, message):
+    _register(site, "work", lambda self: value)
+    job = site.submit("work")
+    kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert done.status == Status.SUCCESS
+    assert done.result == (list(value) if isinstance(value, tuple) else value)
+    assert done.message == message
+
+
+@pytest.mark.parametrize("value, why", [
+    (object(), "not a storable JSON result"),
+    (float("nan"), "not a storable JSON result"),
+    ({"k": {1, 2}}, "result['k']"),
+    ("x" * (1024 * 1024 + 1), "over the 1 MiB limit"),
+])
+def test_a_result_that_cannot_be_stored_fails_the_job_naming_why(kit, site, value, why):
+    _register(site, "work", lambda self: value)
+    job = site.submit("work")
+    kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert done.status == Status.FAILED and done.result is None
+    assert done.message.startswith("InvalidResult: ") and why in done.message
+
+
+def test_no_result_for_none_and_for_a_failure(kit, site):
+    _register(site, "nothing", lambda self: None)
+    job = site.submit("nothing")
+    kit.run_pending()
+    assert site.jobs.get(job.id).result is None

@@ -21,6 +21,7 @@ sends FinishedCronJobEvent; then JobFinishedEvent, as for every job.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from datetime import datetime, timedelta
@@ -43,7 +44,8 @@ from ..executors.processes import kill_group
 from ..interfaces import IJobLifecycle
 from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
-from ..model.validation import storable_text
+from ..exceptions import InvalidResult
+from ..model.validation import MAX_JSON_BYTES, json_bytes, json_problem, storable_text
 from ..runner import Outcome, call_runner, messages_of, runner_factory
 from .cron_manager import load_cron, missed_note
 
@@ -85,12 +87,44 @@ def _failure(out: Outcome) -> str | None:
     return out.error if out.trace is None else f"{out.error}\n{out.trace}"
 
 
-def end_of(out: Outcome) -> tuple[Status, str | None, int | None]:
-    """A submitted job's end from its runner's outcome: (status, message, progress)."""
+#: The longest message a result is shown as (its JSON text, cut).
+RESULT_MESSAGE = 1000
+
+
+def result_of(value: Any) -> tuple[Any, str | None]:
+    """A submitted job's result and message from what its runner returned: a str or a
+    list of them is the message too (lines), another JSON value is stored as the
+    result and shown as its JSON text. InvalidResult when it is no JSON value a store
+    can hold and give back (see ``json_problem``), or over the payloads' 1 MiB."""
+    if value is None:
+        return None, None
+    problem = json_problem(value)
+    if problem is not None:
+        path, what = problem
+        where = "".join(f"[{p!r}]" for p in path)
+        raise InvalidResult(f"the runner returned a value that is not a storable JSON "
+                            f"result: result{where} {what}")
+    size = json_bytes(value)
+    if size > MAX_JSON_BYTES:
+        raise InvalidResult(f"the runner's result is {size} bytes of JSON, over the 1 MiB "
+                            "limit")
+    if isinstance(value, str) or (isinstance(value, (list, tuple))
+                                  and all(isinstance(v, str) for v in value)):
+        return value, "\n".join(messages_of(value)) or None
+    text = json.dumps(value, ensure_ascii=False)
+    return value, text if len(text) <= RESULT_MESSAGE else text[:RESULT_MESSAGE - 4] + " ..."
+
+
+def end_of(out: Outcome) -> tuple[Status, str | None, int | None, Any]:
+    """A submitted job's end from its runner's outcome: (status, message, progress,
+    result). A result that cannot be stored fails the job, naming why."""
     if out.status == Status.FAILED:
-        return Status.FAILED, _failure(out), None
-    message = "\n".join(messages_of(out.result)) or None
-    return out.status, message, 100 if out.status == Status.SUCCESS else None
+        return Status.FAILED, _failure(out), None, None
+    try:
+        result, message = result_of(out.result)
+    except InvalidResult as exc:
+        return Status.FAILED, f"InvalidResult: {exc}", None, None
+    return out.status, message, 100 if out.status == Status.SUCCESS else None, result
 
 
 def firing_end_of(out: Outcome, name: str) -> tuple[Status, str | None, LogEntry]:
@@ -183,8 +217,8 @@ class JobLifecycle:
         if (out.status == Status.FAILED and not out.unknown and job._ended is None
                 and self._retry_if_allowed(job, out.error or "failed")):
             return job.refresh()
-        status, message, progress = end_of(out)
-        self.finish(job, status, message, progress=progress)
+        status, message, progress, result = end_of(out)
+        self.finish(job, status, message, progress=progress, result=result)
         return job
 
     def _run_firing(self, site: Site, job: Job) -> Job:
@@ -255,11 +289,12 @@ class JobLifecycle:
                progress: int | None = None, log: LogEntry | None = None,
                now: datetime | None = None, *, log_date: datetime | None = None,
                cron: Cron | None = None, base: datetime | None = None,
-               version: int | None = None) -> str | None:
+               version: int | None = None, result: Any = None) -> str | None:
         self.finishing += 1
         try:
             return self._finish(self._job(job), Status(status), message, progress, log,
-                                now or self.kit.clock.now(), log_date, cron, base, version)
+                                now or self.kit.clock.now(), log_date, cron, base, version,
+                                result)
         finally:
             self.finishing -= 1
             if self.exit_after_finish and not self.finishing:
@@ -267,7 +302,8 @@ class JobLifecycle:
 
     def _finish(self, job: Job, status: Status, message: str | None, progress: int | None,
                 log: LogEntry | None, now: datetime, log_date: datetime | None,
-                cron: Cron | None, base: datetime | None, version: int | None) -> str | None:
+                cron: Cron | None, base: datetime | None, version: int | None,
+                result: Any = None) -> str | None:
         site, store = job.site, self.kit.store
         note = None
         if message is not None:
@@ -285,7 +321,7 @@ class JobLifecycle:
                     # Counted from later than this firing: those due between do not run.
                     note = missed_note(cron, job.fire_at, base)
         final = store.finish_job(job.id, status, now, message, progress=progress,
-                                 attempt=job.attempts)
+                                 attempt=job.attempts, result=result)
         if final is None:      # ended already, or another attempt owns the job
             job.refresh()
             return None
@@ -294,6 +330,8 @@ class JobLifecycle:
             job.message = message
         if progress is not None and final == Status.SUCCESS:
             job.progress = progress
+        if result is not None:
+            job.result = result
         entry = log or log_of(job.status, message)
         if note is not None:
             entry = (entry[0], [*entry[1], note])

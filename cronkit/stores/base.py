@@ -223,9 +223,9 @@ class JobStore(ABC):
     @writes
     def finish_job(self, job_id: int, status: str, now: datetime, message: str | None = None,
                    progress: int | None = None, only_running: bool = True,
-                   attempt: int | None = None) -> str | None:
+                   attempt: int | None = None, result: Any = None) -> str | None:
         """End the job as ``status`` at ``now`` (finished_at, heartbeat), with
-        ``message`` and ``progress`` when given. With ``only_running`` only a RUNNING
+        ``message``, ``progress`` and ``result`` (a JSON value) when given. With ``only_running`` only a RUNNING
         job changes; with ``attempt`` only one whose attempts equals it (an old
         attempt's late end never closes a newer one). A SUCCESS of a job whose cancel
         was asked ends CANCELED. Return the final status, or None when nothing changed.

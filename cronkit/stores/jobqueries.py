@@ -185,9 +185,10 @@ class JobQueries(JobStore):
 
     def finish_job(self, job_id: int, status: str, now: datetime, message: str | None = None,
                    progress: int | None = None, only_running: bool = True,
-                   attempt: int | None = None) -> str | None:
+                   attempt: int | None = None, result: Any = None) -> str | None:
         params = {"job_id": job_id, "now": now, "status": str(status), "message": message,
-                  "progress": progress, "attempt": attempt}
+                  "progress": progress, "attempt": attempt,
+                  "result": None if result is None else json.dumps(result)}
         variant = (bool(only_running), attempt is not None)
         hot = self._hot_stmts
         if hot is not None and self._hot is not None:

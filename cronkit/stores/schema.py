@@ -22,7 +22,7 @@ from .hotpath import from_micros, to_micros
 # Every change of the tables below (a column, an index, a constraint) bumps this and adds
 # a migration to MIGRATIONS: tests/contracts/test_schema.py holds a database made by
 # version 1 and fails when migrating it does not give what a fresh database gets.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 T = TypeVar("T")
 
@@ -115,6 +115,10 @@ jobs = sa.Table(
     sa.Column("timeout", sa.Float),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("canceled", sa.Boolean, nullable=False, default=False),
+    # Version 4: what a runner returned (JSON text), and the jobs a continuation waits
+    # for (a JSON list of ids; NULL for a job that waits for none).
+    sa.Column("result", sa.Text),
+    sa.Column("after_ids", sa.Text),
     sa.Index("ux_cronkit_jobs_firing", "site", "cron_uid", "fire_at", unique=True),
     sa.Index("ix_cronkit_jobs_due", "status", "run_after"),
     sa.Index("ix_cronkit_jobs_site", "site", "status", "id"),
@@ -134,6 +138,14 @@ history = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("comment", sa.Text, nullable=False),
     sqlite_autoincrement=True,
+)
+
+# Version 4: paused queues: a site's whole queue (type "") or one job type of it.
+pauses = sa.Table(
+    "cronkit_pauses", metadata,
+    sa.Column("site", sa.String(200), primary_key=True),
+    sa.Column("type", sa.String(200), primary_key=True),
+    sa.Column("paused_at", UTCDateTime, nullable=False),
 )
 
 JOB_COLUMNS = [c.name for c in jobs.columns]
@@ -165,19 +177,30 @@ def _migrate_3(conn: sa.Connection) -> None:
     """Version 3: crons keep whether their periodicity is read seconds first and the
     expression the engine reads (``expanded``): both added, filled for the crons there
     (seconds last, the periodicity itself: no cron before version 3 could draw)."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns(crons.name)}
-    for column in ("seconds_first", "expanded"):
-        if column not in have:
-            kind = crons.c[column].type.compile(conn.dialect)
-            conn.execute(sa.text(f'ALTER TABLE {crons.name} ADD COLUMN {column} {kind}'))
+    _add_columns(conn, crons, ("seconds_first", "expanded"))
     conn.execute(crons.update().where(crons.c.expanded.is_(None))
                  .values(expanded=crons.c.periodicity, seconds_first=False))
+
+
+def _add_columns(conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for column in names:
+        if column not in have:
+            kind = table.c[column].type.compile(conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {kind}"))
+
+
+def _migrate_4(conn: sa.Connection) -> None:
+    """Version 4: a job's result and the jobs a continuation waits for (both NULL for
+    the jobs there), and the table of paused queues."""
+    _add_columns(conn, jobs, ("result", "after_ids"))
+    pauses.create(conn, checkfirst=True)
 
 
 # Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1. Each one is
 # idempotent (it creates only what is missing), as _migrate_1 makes the latest tables.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1, 1: _migrate_2,
-                                                          2: _migrate_3}
+                                                          2: _migrate_3, 3: _migrate_4}
 
 
 def read_version(value: Any, url: str) -> int:
@@ -233,15 +256,27 @@ def job_values(row: dict[str, Any]) -> dict[str, Any]:
     values = dict(_JOB_DEFAULTS)
     values.update(row)
     values["payload"] = json.dumps(row.get("payload") or {})
+    values["result"] = _json_or_none(row.get("result"))
+    values["after_ids"] = _json_or_none(row.get("after_ids") or None)
     return values
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _read_json_columns(data: dict[str, Any]) -> dict[str, Any]:
+    data["payload"] = json.loads(data["payload"])
+    data["canceled"] = bool(data["canceled"])
+    for name in ("result", "after_ids"):
+        if data[name] is not None:
+            data[name] = json.loads(data[name])
+    return data
 
 
 def job_row(row: sa.Row[Any]) -> dict[str, Any]:
     """A job row read through SQLAlchemy as the store returns it."""
-    data = dict(row._mapping)
-    data["payload"] = json.loads(data["payload"])
-    data["canceled"] = bool(data["canceled"])
-    return data
+    return _read_json_columns(dict(row._mapping))
 
 
 def raw_job_row(values: Sequence[Any]) -> dict[str, Any]:
@@ -249,9 +284,7 @@ def raw_job_row(values: Sequence[Any]) -> dict[str, Any]:
     data = dict(zip(JOB_COLUMNS, values, strict=True))
     for name in _TIME_COLUMNS:
         data[name] = from_micros(data[name])
-    data["payload"] = json.loads(data["payload"])
-    data["canceled"] = bool(data["canceled"])
-    return data
+    return _read_json_columns(data)
 
 
 def claim_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

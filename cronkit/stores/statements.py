@@ -75,6 +75,7 @@ def _finish() -> dict[tuple[bool, bool], Any]:
         status=new_status, finished_at=now, heartbeat=now,
         message=sa.func.coalesce(sa.bindparam("message", type_=sa.Text), jobs.c.message),
         progress=sa.func.coalesce(sa.bindparam("progress", type_=sa.Integer), jobs.c.progress),
+        result=sa.func.coalesce(sa.bindparam("result", type_=sa.Text), jobs.c.result),
     ).returning(jobs.c.status)
     running = jobs.c.status == "running"
     same_attempt = jobs.c.attempts == sa.bindparam("attempt", type_=sa.Integer)
