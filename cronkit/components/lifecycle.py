@@ -40,11 +40,11 @@ from ..events import (
     StartedCronJobEvent,
     notify,
 )
+from ..exceptions import InvalidResult
 from ..executors.processes import kill_group
 from ..interfaces import IJobLifecycle
 from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
-from ..exceptions import InvalidResult
 from ..model.validation import MAX_JSON_BYTES, json_bytes, json_problem, storable_text
 from ..runner import Outcome, call_runner, messages_of, runner_factory
 from .cron_manager import load_cron, missed_note
