@@ -627,3 +627,91 @@ def test_the_throttle_of_a_known_browser_is_its_own(kit, site, cron):
 def test_the_throttle_takes_an_ipv6_slash_64_as_one_address(one, two, same):
     from cronkit.web.security import address_key
     assert (address_key(one) == address_key(two)) is same
+
+
+# -- the cron form's preview, seconds_first, expanded ---------------------------------
+
+
+def preview_times(html):
+    section = html.split('<section class="card preview"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r"<li>([^<]+)</li>", section)
+
+
+def test_the_preview_button_shows_words_and_the_next_five_times_and_saves_nothing(
+        client, site, clock):
+    clock.set(clock.now().replace(year=2024, month=3, day=29, hour=12, minute=0))
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "export", "periodicity": "30 2 * * *", "timezone": "Europe/Paris",
+        "environ": '{"limit": 5}', "activated": "on", "action": "preview"})
+    assert response.status_code == 200
+    html = response.text
+    assert preview_times(html) == [
+        "2024-03-30 02:30:00 CET", "2024-03-31 03:00:00 CEST", "2024-04-01 02:30:00 CEST",
+        "2024-04-02 02:30:00 CEST", "2024-04-03 02:30:00 CEST"]
+    assert "Next 5 times, in Europe/Paris" in html and 'class="note"' not in html
+    assert 'value="30 2 * * *"' in html and 'value="Europe/Paris"' in html   # kept as typed
+    assert "{&#34;limit&#34;: 5}</textarea>" in html
+    assert site.crontab.crons == {} and not site.crontab.dirty and site.jobs.count() == 0
+
+
+def test_the_preview_notes_six_fields_and_reads_them_seconds_first_when_asked(client, site):
+    data = {"name": "export", "periodicity": "0 0 12 * * *", "action": "preview"}
+    html = post(client, "/sites/plone/crons/new", data).text
+    assert 'class="note" role="note">cronkit reads six fields with the seconds last' in html
+    assert 'id="seconds_first" name="seconds_first" type="checkbox">' in html
+    html = post(client, "/sites/plone/crons/new", {**data, "seconds_first": "on"}).text
+    assert "read with the seconds first, the Quartz way" in html
+    assert '<code class="expanded">0 12 * * * 0</code>' in html
+    assert 'id="seconds_first" name="seconds_first" type="checkbox" checked>' in html
+    assert preview_times(html)[0] == "2008-01-01 12:00:00 UTC"
+    html = post(client, "/sites/plone/crons/new", {**data, "periodicity": "* * * * * *"}).text
+    assert 'class="note"' not in html
+    assert site.crontab.crons == {}
+
+
+def test_the_preview_of_a_bad_expression_marks_the_field(client, site):
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "export", "periodicity": "61 * * * *", "action": "preview"})
+    assert response.status_code == 422 and "periodicity" in errors_in(response.text)
+    assert 'class="card preview"' not in response.text
+
+
+def test_the_preview_of_an_edit_leaves_the_cron_alone(client, site, cron):
+    (before,) = site.jobs.list(cron="c1")
+    response = post(client, "/sites/plone/crons/c1/edit", {
+        "name": "export", "periodicity": f"0 3 * * * {XSS}", "action": "preview"})
+    assert response.status_code == 422 and XSS not in response.text
+    response = post(client, "/sites/plone/crons/c1/edit", {
+        "name": "export", "periodicity": "0 3 * * *", "environ": "{}", "action": "preview"})
+    assert response.status_code == 200
+    assert preview_times(response.text)[0] == "2008-01-01 03:00:00 UTC"
+    assert cron.periodicity == "*/5 * * * *" and not site.crontab.dirty
+    assert [j.id for j in site.jobs.list(cron="c1")] == [before.id]
+
+
+def test_the_preview_needs_the_csrf_token(client, site):
+    response = client.post("/sites/plone/crons/new", data={
+        "name": "export", "periodicity": "@daily", "action": "preview"})
+    assert response.status_code == 403
+
+
+def test_seconds_first_is_saved_from_the_form(client, site, cron):
+    response = post(client, "/sites/plone/crons/c1/edit", {
+        "name": "export", "periodicity": "0 0 0 * * *", "seconds_first": "on",
+        "environ": "{}", "activated": "on"})
+    assert response.status_code == 303
+    assert (cron.seconds_first, cron.expanded) == (True, "0 0 * * * 0")
+    html = client.get("/sites/plone/crons/c1/edit").text
+    assert 'name="seconds_first" type="checkbox" checked>' in html
+
+
+def test_an_h_expression_shows_as_written_and_as_drawn(client, site, cron):
+    site.crontab.add_cron(cronkit.Cron(name="export", periodicity="H 3 * * *", uid="h"))
+    site.crontab.save()
+    expanded = site.crontab.crons["h"].expanded
+    for url in ("/sites/plone", "/sites/plone/crons/h"):
+        html = client.get(url).text
+        assert "<code>H 3 * * *</code>" in html, url
+        assert f'<code class="expanded">{expanded}</code>' in html, url
+        assert "03:" in html
+    assert 'class="expanded"' not in client.get("/sites/plone/crons/c1").text  # as written

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, Response
 
 from ...jobs import Job, Status
 from ...model import MISFIRE_POLICIES, Cron
+from ...preview import in_site, preview, set_fields
 from ...runner import available_jobs
 from ..common import (
     CRON_EDITABLE,
@@ -64,10 +65,14 @@ async def switch_crontab(request: Request, kit: Cronkit) -> Response:
 # -- the cron form --------------------------------------------------------------
 
 
+_CHECKBOXES = ("activated", "seconds_first")
+
+
 def _form_values(form: FormData) -> dict[str, Any]:
     """A cron form's fields as the model reads them ('' means unset)."""
-    values: dict[str, Any] = {f: form.get(f, "") for f in CRON_EDITABLE if f != "activated"}
-    values["activated"] = form.get("activated") == "on"
+    values: dict[str, Any] = {f: form.get(f, "") for f in CRON_EDITABLE if f not in _CHECKBOXES}
+    for field in _CHECKBOXES:
+        values[field] = form.get(field) == "on"
     for field in ("timezone", "user", "misfire_grace", "environ"):
         if values[field].strip() == "":
             values[field] = None
@@ -78,17 +83,21 @@ def _form_values(form: FormData) -> dict[str, Any]:
 
 
 def _cron_form(request: Request, site: Site, cron: Cron | None, values: dict[str, Any],
-               errors: dict[str, str], status: int = 200) -> HTMLResponse:
+               errors: dict[str, str], status: int = 200,
+               shown_preview: dict[str, Any] | None = None) -> HTMLResponse:
     return render(request, "cron_form.html", status, site=site, cron=cron, values=values,
-                  errors=errors, types=sorted(available_jobs(site)), misfires=MISFIRE_POLICIES)
+                  errors=errors, types=sorted(available_jobs(site)), misfires=MISFIRE_POLICIES,
+                  preview=shown_preview)
 
 
 def _cron_values(cron: Cron | None) -> dict[str, Any]:
     if cron is None:
-        return {"name": "", "periodicity": "", "timezone": "", "activated": True,
+        return {"name": "", "periodicity": "", "seconds_first": False, "timezone": "",
+                "activated": True,
                 "environ": "{}", "logs_limit": "5", "user": "", "misfire": "once",
                 "misfire_grace": ""}
-    return {"name": cron.name, "periodicity": cron.periodicity, "timezone": cron.timezone or "",
+    return {"name": cron.name, "periodicity": cron.periodicity,
+            "seconds_first": cron.seconds_first, "timezone": cron.timezone or "",
             "activated": cron.activated, "environ": json.dumps(cron.environ, indent=2),
             "logs_limit": str(cron.logs_limit), "user": cron.user or "",
             "misfire": cron.misfire,
@@ -98,7 +107,8 @@ def _cron_values(cron: Cron | None) -> dict[str, Any]:
 def _shown(form: FormData) -> dict[str, Any]:
     """What the person typed, to put back into the form."""
     shown: dict[str, Any] = {f: form.get(f, "") for f in CRON_EDITABLE}
-    shown["activated"] = form.get("activated") == "on"
+    for field in _CHECKBOXES:
+        shown[field] = form.get(field) == "on"
     return shown
 
 
@@ -115,18 +125,22 @@ async def edit_cron(request: Request, kit: Cronkit) -> Response:
 
 async def _cron_form_page(request: Request, site: Site, cron: Cron | None) -> Response:
     """The cron form: shown (GET), or checked field by field and saved (POST); ``cron``
-    None adds a new one."""
+    None adds a new one. The Preview button (``action=preview``) shows the form again,
+    as typed, with the periodicity in words and the next times: nothing is saved."""
     if request.method == "GET":
         return _cron_form(request, site, cron, _cron_values(cron), {})
     form = await checked_form(request)
     clean, errors = check_cron_fields(_form_values(form), base=cron)
     if errors:
         return _cron_form(request, site, cron, _shown(form), errors, 422)
+    if form.get("action") == "preview":
+        scratch = Cron(**clean) if cron is None else set_fields(Cron.load(cron.to_dict()), clean)
+        shown = preview(in_site(scratch, site), site.kit.clock.now())
+        return _cron_form(request, site, cron, _shown(form), {}, shown_preview=shown)
     if cron is None:
         cron, done = site.crontab.add_cron(Cron(**clean)), "added"
     else:
-        for field, value in clean.items():
-            setattr(cron, field, value)
+        set_fields(cron, clean)
         done = "saved"
     save_crontab(site)
     flash(request, f"cron {cron.name} {done}")
