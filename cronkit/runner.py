@@ -29,12 +29,16 @@ class Runner:
     cron's environ (for a submitted job, its payload). The class docstring is the help
     text of the job type; ``parameters`` its parameter format; ``retries`` and
     ``retry_backoff`` (seconds, doubled each attempt) how a failed or lost job is
-    retried; ``timeout`` the default hard timeout in seconds (processes executor).
+    retried, and ``retry_on`` (exception classes) which failures are retried (any, when
+    empty); a run may also raise ``cronkit.Retry(reason, delay=...)``. A cron firing is
+    retried the same way, as the same firing. ``timeout`` is the default hard timeout
+    in seconds (processes executor).
     """
 
     parameters: dict[str, Param] | None = None
     retries: int = 0
     retry_backoff: float = 10.0
+    retry_on: tuple[type[BaseException], ...] = ()
     timeout: float | None = None
 
     def __init__(self, context: Site, job: Job):

@@ -671,3 +671,80 @@ def test_no_result_for_none_and_for_a_failure(kit, site):
     job = site.submit("nothing")
     kit.run_pending()
     assert site.jobs.get(job.id).result is None
+
+
+# -- retries ----------------------------------------------------------------------
+
+
+def _failing(errors):
+    """A run() raising the next of ``errors`` (None: succeed)."""
+    def run(self):
+        error = errors.pop(0)
+        if error is not None:
+            raise error
+        return "ok"
+    return run
+
+
+def test_retry_on_retries_only_the_exceptions_it_names(kit, site, clock):
+    _register(site, "picky", _failing([ValueError("bad"), None]), retries=3,
+              retry_on=(KeyError,), retry_backoff=1)
+    job = site.submit("picky")
+    kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert done.status == Status.FAILED and done.attempts == 1      # ValueError: no retry
+    _register(site, "picky2", _failing([KeyError("k"), None]), retries=3,
+              retry_on=(KeyError, OSError), retry_backoff=1)
+    job = site.submit("picky2")
+    kit.run_pending()
+    assert site.jobs.get(job.id).status == Status.PENDING
+    clock.advance(seconds=1)
+    kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert (done.status, done.attempts, done.message) == (Status.SUCCESS, 2, "ok")
+    assert [h["status"] for h in done.history].count("retry") == 1
+
+
+def test_a_runner_raising_retry_runs_again_after_its_delay(kit, site, clock):
+    _register(site, "later", _failing([cronkit.Retry("busy", delay=30)] * 4))
+    job = site.submit("later")
+    kit.run_pending()
+    waiting = site.jobs.get(job.id)
+    assert waiting.status == Status.PENDING
+    assert waiting.run_after == clock.now() + timedelta(seconds=30)
+    assert "busy" in waiting.message
+    for _ in range(3):                     # retries 0: Celery's default, 3 asked retries
+        clock.advance(seconds=30)
+        kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert done.status == Status.FAILED and done.attempts == 4
+    assert done.message.startswith("Retry: busy")
+    assert [h["status"] for h in done.history].count("retry") == 3
+
+
+def test_a_cron_firing_is_retried_as_the_same_firing(kit, site, clock):
+    runs = []
+
+    def run(self):
+        runs.append(self.job.fire_at)
+        if len(runs) == 1:
+            raise OSError("disk busy")
+    _register(site, "flaky", run, retries=2, retry_backoff=5)
+    crontab = site.crontab
+    cron = crontab.add_cron(cronkit.Cron(name="flaky", periodicity="0 * * * *", uid="h"))
+    crontab.save()
+    first = site.jobs.list(cron=cron, status=Status.PENDING)[0]
+    clock.set(first.run_after)
+    kit.run_pending()
+    # retried: still the one firing, pending again; no other firing of the cron queued
+    pending = site.jobs.list(cron=cron, status=Status.PENDING)
+    assert [j.id for j in pending] == [first.id]
+    clock.advance(seconds=5)
+    kit.run_pending()
+    assert runs == [first.fire_at, first.fire_at]
+    done = site.jobs.get(first.id)
+    assert (done.status, done.attempts) == (Status.SUCCESS, 2)
+    log = site.crontab.by_uid("h").logs[0]
+    assert log.status == cronkit.LogStatus.OK and "after 2 attempts" in log.messages
+    nxt = site.jobs.list(cron=cron, status=Status.PENDING)
+    assert [j.fire_at for j in nxt] == [first.fire_at + timedelta(hours=1)]

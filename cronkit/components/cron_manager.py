@@ -80,7 +80,7 @@ class CronManager:
         cron, site = self.cron, self.site
         scheduled = job.fire_at
         missed, late = False, 0.0
-        if scheduled is not None:
+        if scheduled is not None and (job.attempts or 1) == 1:   # a retry is late by design
             late = (start - scheduled).total_seconds()
             grace = cron.misfire_grace
             if cron.misfire == "once" and grace is not None and late > grace:

@@ -40,7 +40,7 @@ from ..events import (
     StartedCronJobEvent,
     notify,
 )
-from ..exceptions import InvalidResult
+from ..exceptions import InvalidResult, Retry
 from ..executors.processes import kill_group
 from ..interfaces import IJobLifecycle
 from ..jobs import Job, Status
@@ -86,6 +86,9 @@ def _failure(out: Outcome) -> str | None:
     """The job message of a failed run: the error, then its traceback."""
     return out.error if out.trace is None else f"{out.error}\n{out.trace}"
 
+
+#: How many times a runner whose ``retries`` is 0 may ask for a retry (cronkit.Retry).
+RETRY_ASKED_DEFAULT = 3
 
 #: The longest message a result is shown as (its JSON text, cut).
 RESULT_MESSAGE = 1000
@@ -214,8 +217,7 @@ class JobLifecycle:
             return self._run_firing(site, job)
         notify(JobStartedEvent(site=site, job=job))
         out = call_runner(site, job, check_canceled=False)
-        if (out.status == Status.FAILED and not out.unknown and job._ended is None
-                and self._retry_if_allowed(job, out.error or "failed")):
+        if self._retried(job, out):
             return job.refresh()
         status, message, progress, result = end_of(out)
         self.finish(job, status, message, progress=progress, result=result)
@@ -237,7 +239,14 @@ class JobLifecycle:
         if skipped is not None:
             status, message, log = Status.CANCELED, skipped, (LogStatus.NOTRUN, [skipped])
         else:
-            status, message, log = firing_end_of(call_runner(site, job), cron.name)
+            out = call_runner(site, job)
+            if self._retried(job, out):
+                # Still one firing: the same job (site, cron, time) runs again later,
+                # and the cron's next firing is queued when this one ends.
+                return job.refresh()
+            status, message, log = firing_end_of(out, cron.name)
+            if (job.attempts or 1) > 1:
+                log = (log[0], [*log[1], f"after {job.attempts} attempts"])
         # "all": the next firing follows this one (or, if this one was missed, the first
         # still within the grace); else the next time is counted from now.
         base = manager.next_base(job, start, missed)
@@ -258,11 +267,31 @@ class JobLifecycle:
 
     # -- retried ----------------------------------------------------------------------
 
-    def _retry_if_allowed(self, job: Job, why: str, now: datetime | None = None) -> bool:
+    def _retry_if_allowed(self, job: Job, why: str, now: datetime | None = None,
+                          delay: float | None = None, asked: bool = False) -> bool:
+        """Retry ``job`` if its runner allows another attempt: ``retries`` of them (a
+        runner that raised cronkit.Retry, ``asked``, gets Celery's default of 3 when
+        its ``retries`` is 0)."""
         factory = runner_factory(job.site, job.type)
-        if (job.attempts or 1) > (getattr(factory, "retries", 0) or 0):
+        allowed = getattr(factory, "retries", 0) or 0
+        if asked and not allowed:
+            allowed = RETRY_ASKED_DEFAULT
+        if (job.attempts or 1) > allowed:
             return False
-        return self.retry(job, why, now=now)
+        return self.retry(job, why, delay=delay, now=now)
+
+    def _retried(self, job: Job, out: Outcome) -> bool:
+        """Whether the failed run ``out`` of ``job`` is retried: it raised cronkit.Retry,
+        or an exception its runner's ``retry_on`` names (any exception when it names
+        none), and attempts are left."""
+        if out.status != Status.FAILED or out.unknown or job._ended is not None:
+            return False
+        if isinstance(out.exc, Retry):
+            return self._retry_if_allowed(job, out.exc.reason, delay=out.exc.delay, asked=True)
+        retry_on = getattr(runner_factory(job.site, job.type), "retry_on", None)
+        if retry_on and not isinstance(out.exc, tuple(retry_on)):
+            return False
+        return self._retry_if_allowed(job, out.error or "failed")
 
     def retry(self, job: Job | dict, why: str, delay: float | None = None,
               now: datetime | None = None) -> bool:
