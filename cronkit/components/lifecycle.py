@@ -426,7 +426,7 @@ class JobLifecycle:
             if self._process_alive(row, host):
                 continue      # no heartbeat, but its own process runs: not lost
             job = self._job(row)
-            if job.cron_uid is None and self._retry_if_allowed(job, "worker lost", now):
+            if self._retry_if_allowed(job, "worker lost", now):   # a firing too: the same one
                 continue
             self.finish(job, Status.FAILED, "worker lost", now=now)
         return [job_id for job_id, row in stale.items() if not self._process_alive(row, host)]
