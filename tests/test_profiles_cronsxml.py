@@ -120,6 +120,25 @@ def test_export_then_import_into_an_empty_site_is_similar(kit, site, doc_clock):
     assert other.crontab.similar(site.crontab)
 
 
+def test_seconds_first_and_the_drawing_of_h_travel_through_crons_xml(kit, site, doc_clock):
+    site.import_crons('<crons><cron uid="q" name="n" activated="true" seconds_first="true" '
+                      'periodicity="0 30 9 * * MON-FRI"/>'
+                      '<cron uid="h" name="n" activated="true" periodicity="H R * * *"/></crons>')
+    q, h = site.crontab.by_uid("q"), site.crontab.by_uid("h")
+    assert (q.seconds_first, q.expanded) == (True, "30 9 * * MON-FRI 0")
+    text = site.export_crons()
+    assert 'seconds_first="True"' in text and f'expanded="{h.expanded}"' in text
+    assert 'uid="q"' in text and text.count("expanded=") == 1   # only where H or R drew
+    other = kit.site("copy")
+    other.import_crons(text)
+    # the drawing is kept, R included: another site reads the same times
+    assert other.crontab.by_uid("h").expanded == h.expanded
+    assert other.crontab.by_uid("q").expanded == q.expanded
+    with pytest.raises(cronkit.ProfileError, match="seconds_first"):
+        site.import_crons('<crons><cron uid="x" name="n" periodicity="0 0 12 * * *" '
+                          'seconds_first="maybe"/></crons>')
+
+
 def test_each_step_is_saved_in_the_store(site, db_url, doc_clock):
     site.import_crons(CRONS)
     assert reopened(db_url, doc_clock).similar(site.crontab)
