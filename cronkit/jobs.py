@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import sys
 import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +23,8 @@ from .model.validation import json_problem, shown, storable_text
 if TYPE_CHECKING:
     from .model import Cron
     from .site import Site
+
+log = logging.getLogger("cronkit.jobs")
 
 
 class Status(StrEnum):
@@ -129,7 +136,9 @@ def validate_payload(parameters: dict[str, Param] | None, payload: Any) -> dict:
 
 # -- output capture -----------------------------------------------------------
 
-_current = threading.local()
+# A context variable, not a thread-local: async jobs sharing one event-loop thread each
+# print into their own job (a task runs in a copy of the context it was started from).
+_current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("cronkit_job", default=None)
 
 
 class _StdoutRouter:
@@ -139,15 +148,14 @@ class _StdoutRouter:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        job = getattr(_current, "job", None)
+        job = _current.get()
         if job is None:
             return self._stream.write(text)
         job._output(text)
         return len(text)
 
     def flush(self) -> None:
-        job = getattr(_current, "job", None)
-        if job is None:
+        if _current.get() is None:
             self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -158,7 +166,8 @@ _router_lock = threading.Lock()
 
 
 class capture_output:
-    """Context manager: inside it, this thread's stdout goes to ``job``'s status_text."""
+    """Context manager: inside it, this thread's stdout (and that of the tasks started
+    from it) goes to ``job``'s status_text."""
 
     def __init__(self, job: Job):
         self.job = job
@@ -167,13 +176,60 @@ class capture_output:
         with _router_lock:
             if not isinstance(sys.stdout, _StdoutRouter):
                 sys.stdout = _StdoutRouter(sys.stdout)
-        self._previous = getattr(_current, "job", None)
-        _current.job = self.job
+        self._token = _current.set(self.job)
         return self.job
 
     def __exit__(self, *exc: Any) -> None:
-        _current.job = self._previous
+        _current.reset(self._token)
         self.job._flush_output()
+
+
+class OrderedWrites:
+    """A job's store writes while its runner is a coroutine: each call returns at once,
+    the writes are done one after the other, in call order, on ``pool``'s threads, so
+    that the event loop never waits for a store round trip. ``wait()`` blocks until all
+    are done and raises the first that failed."""
+
+    def __init__(self, pool: Executor):
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[Callable[..., Any], tuple]] = deque()
+        self._busy = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self.error: Exception | None = None
+
+    def put(self, fn: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            self._queue.append((fn, args))
+            if self._busy:
+                return
+            self._busy = True
+            self._idle.clear()
+        self._pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        # One write per turn: jobs that write without pause share the pool fairly.
+        with self._lock:
+            fn, args = self._queue.popleft()
+        try:
+            fn(*args)
+        except Exception as exc:  # raised by wait(): the job fails, its run goes on
+            log.warning("a job write failed: %s: %s", type(exc).__name__, exc)
+            if self.error is None:
+                self.error = exc
+        with self._lock:
+            more = bool(self._queue)
+            if not more:
+                self._busy = False
+                self._idle.set()
+        if more:
+            self._pool.submit(self._drain)
+
+    def wait(self) -> None:
+        self._idle.wait()
+        if self.error is not None:
+            raise self.error
 
 
 # -- the Job ------------------------------------------------------------------
@@ -188,7 +244,9 @@ class Job:
     """A job as read from the store, and the runner's handle on it.
 
     Data attributes are a snapshot (``refresh()`` reads them again); ``canceled`` and
-    ``history`` always read the store.
+    ``history`` always read the store. While an async runner runs (see
+    ``cronkit.runner``), ``canceled`` is a flag refreshed in the background, and its
+    writes (update, note, what it prints) are queued in order and return at once.
     """
 
     # The row's fields (see the store's job rows), set by ``_set``.
@@ -226,6 +284,9 @@ class Job:
         self._ended: tuple[Status, str | None] | None = None
         self._buffer = ""
         self.cron = None
+        #: While an async runner runs: its queued writes, and whether a stop was asked.
+        self._writes: OrderedWrites | None = None
+        self._stop_asked = False
         self._set(row)
 
     def _set(self, row: dict) -> None:
@@ -240,7 +301,10 @@ class Job:
 
     @property
     def canceled(self) -> bool:
-        """True once a cancel was asked for this job (read from the store)."""
+        """True once a cancel was asked for this job (read from the store; for an async
+        runner, the flag its watcher last read)."""
+        if self._writes is not None:
+            return self._stop_asked
         return self._store.is_canceled(self.id)
 
     @property
@@ -270,7 +334,8 @@ class Job:
         if self._debug:
             print(f"[progress {self.progress}%] {self.status_text}", file=sys.__stdout__)
             return
-        self.site.kit.lifecycle.progress(self, fields.get("progress"), fields.get("status_text"))
+        self._write(self.site.kit.lifecycle.progress, self, fields.get("progress"),
+                    fields.get("status_text"))
 
     def increment_progress(self, n: int | float = 1, text: str | None = None) -> None:
         self.update(progress=(self.progress or 0) + n, text=text)
@@ -280,8 +345,15 @@ class Job:
         if self._debug:
             print(f"[{status}] {comment}", file=sys.__stdout__)
             return
-        self._store.add_history(self.id, self._clock.now(), storable_text(str(comment)),
-                                storable_text(str(status)))
+        self._write(self._store.add_history, self.id, self._clock.now(),
+                    storable_text(str(comment)), storable_text(str(status)))
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Write now, or, while an async runner runs, queue the write (in order)."""
+        if self._writes is None:
+            fn(*args)
+        else:
+            self._writes.put(fn, *args)
 
     def finish(self, summary: str | None = None, status: str = Status.SUCCESS) -> None:
         """End the job (SUCCESS unless ``status`` says FAILED or CANCELED) with an
@@ -323,7 +395,7 @@ class Job:
     def _append(self, text: str) -> None:
         text = storable_text(text)
         self.status_text = (self.status_text or "") + text
-        self._store.append_text(self.id, text)
+        self._write(self._store.append_text, self.id, text)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.type} {self.status.value} {self.progress}%>"

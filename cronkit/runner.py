@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
+import logging
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,10 +19,12 @@ from zope.interface import implementer
 
 from .exceptions import CronkitError
 from .interfaces import IJob, IJobRunner, ISite
-from .jobs import Job, Param, Status, capture_output
+from .jobs import Job, OrderedWrites, Param, Status, capture_output
 
 if TYPE_CHECKING:
     from .site import Site
+
+log = logging.getLogger("cronkit.runner")
 
 
 @implementer(IJobRunner)
@@ -91,7 +99,12 @@ def runner(name: Any = None, *, parameters: dict[str, Param] | None = None,
             for key, value in options.items():
                 setattr(obj, key, value)
             return register_runner(obj, name or obj.__name__.lower())
-        attrs = {"__doc__": obj.__doc__, "run": lambda self: obj(self.job),
+        async def run_async(self: Runner) -> Any:
+            return await obj(self.job)
+
+        attrs = {"__doc__": obj.__doc__,
+                 "run": run_async if inspect.iscoroutinefunction(obj) else
+                 lambda self: obj(self.job),
                  "parameters": parameters, "retries": retries, "timeout": timeout,
                  "__module__": obj.__module__, **options}
         cls = type(obj.__name__, (Runner,), attrs)
@@ -152,7 +165,13 @@ class Outcome:
 
 def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     """Look up and run the job's runner, its output captured into the job. Without
-    ``check_canceled`` a SUCCESS may still be turned CANCELED by the store's finish."""
+    ``check_canceled`` a SUCCESS may still be turned CANCELED by the store's finish.
+
+    When ``run()`` returns an awaitable (an ``async def run``, or a sync ``run`` that
+    returns a coroutine: it is not an error, it is awaited the same) it is run to its
+    end by :func:`run_awaitable`; what it returns is the runner's result (an awaitable
+    again is awaited too: never a SUCCESS with a coroutine for its message). Cancelled
+    because the job was canceled or timed out, the outcome is CANCELED."""
     factory = runner_factory(site, job.type)
     if factory is None:
         return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
@@ -160,6 +179,10 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     try:
         with capture_output(job):
             result = factory(site, job).run()
+            if inspect.isawaitable(result):
+                result = run_awaitable(job, result)
+    except _Canceled:
+        return Outcome(Status.CANCELED)
     except Exception as exc:  # the runner's failure is the job's outcome, not ours
         return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
                        trace=traceback.format_exc(), exc=exc)
@@ -170,6 +193,184 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     if check_canceled and not job._debug and job.canceled:
         return Outcome(Status.CANCELED, result=result)
     return Outcome(Status.SUCCESS, result=result)
+
+
+# -- async runners -------------------------------------------------------------------
+
+#: Seconds (real time) between two reads of a running async job's cancel flag.
+CANCEL_CHECK = 0.25
+
+_bound = threading.local()     # .loop: the LoopThread of the executor thread running a job
+
+
+class _Canceled(Exception):
+    """An async runner's task was cancelled: its job was canceled, or timed out."""
+
+
+class LoopThread:
+    """One event loop in a thread of its own (``name``, started on first use), on which
+    the async runners of an executor run concurrently. A job run in a thread within
+    ``bound()`` runs its coroutine there; ``pool`` does the store round trips of those
+    jobs; ``cancel(job_id)`` cancels a job's task."""
+
+    def __init__(self, name: str = "cronkit-async", io_threads: int = 4):
+        self.name = name
+        self.pool = ThreadPoolExecutor(io_threads, thread_name_prefix=f"{name}-io")
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: dict[int, tuple[Job, asyncio.Future]] = {}
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=loop.run_forever, name=self.name,
+                                                daemon=True)
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    @contextmanager
+    def bound(self) -> Iterator[LoopThread]:
+        previous = getattr(_bound, "loop", None)
+        _bound.loop = self
+        try:
+            yield self
+        finally:
+            _bound.loop = previous
+
+    def run(self, job: Job, awaitable: Awaitable) -> Any:
+        """Run ``awaitable`` as ``job``'s task on the loop; block until it ends. The task
+        runs in a copy of the calling thread's context (where its output goes)."""
+        return asyncio.run_coroutine_threadsafe(
+            _supervise(job, awaitable, self.pool, self._tasks), self._running()).result()
+
+    def cancel(self, job_id: int) -> None:
+        """Cancel the task of ``job_id`` if it runs here (a timeout): it ends CANCELED."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._cancel, job_id)
+
+    def _cancel(self, job_id: int) -> None:
+        if job_id in self._tasks:
+            _stop(*self._tasks[job_id])
+
+    def close(self) -> None:
+        """Stop the loop (no task may be left on it) and the pool."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+        self.pool.shutdown()
+
+
+def _stop(job: Job, task: asyncio.Future) -> None:
+    job._stop_asked = True
+    task.cancel()
+
+
+async def _awaited(awaitable: Awaitable) -> Any:
+    result = await awaitable
+    while inspect.isawaitable(result):      # a coroutine returning one
+        result = await result
+    return result
+
+
+async def _watch(job: Job, task: asyncio.Future, pool: ThreadPoolExecutor) -> None:
+    """Read the job's cancel flag in ``pool`` every CANCEL_CHECK s; cancel the task on it."""
+    loop = asyncio.get_running_loop()
+    while not task.done():
+        try:
+            canceled = await loop.run_in_executor(pool, job._store.is_canceled, job.id)
+        except Exception as exc:  # the next read may work; the job goes on meanwhile
+            log.warning("cannot read the cancel flag of job %s: %s", job.id, exc)
+            canceled = False
+        if canceled:
+            _stop(job, task)
+            return
+        await asyncio.sleep(CANCEL_CHECK)
+
+
+async def _supervise(job: Job, awaitable: Awaitable, pool: ThreadPoolExecutor,
+                     tasks: dict[int, tuple[Job, asyncio.Future]] | None = None) -> Any:
+    """Run the job's awaitable as a task, watched for a cancel of the job."""
+    task = asyncio.ensure_future(_awaited(awaitable))
+    watch = None if job._debug else asyncio.ensure_future(_watch(job, task, pool))
+    if tasks is not None:
+        tasks[job.id] = (job, task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if job._stop_asked:
+            raise _Canceled() from None
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():   # the loop itself is stopping
+            raise
+        raise CronkitError("the runner's task was cancelled, but no cancel was asked") from None
+    finally:
+        if tasks is not None:
+            tasks.pop(job.id, None)
+        if watch is not None:
+            watch.cancel()
+
+
+def _run_in_this_thread(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from a coroutine (kit.run_pending() in async code): a loop of its own.
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="cronkit-async") as one:
+        return one.submit(context.run, asyncio.run, coro).result()
+
+
+def run_awaitable(job: Job, awaitable: Awaitable) -> Any:
+    """Run an async runner's awaitable to its end and return its result; raise what it
+    raises (_Canceled when the job's cancel or timeout cancelled it).
+
+    It runs on the executor's shared loop (:class:`LoopThread`) when the calling thread
+    is bound to one, else with ``asyncio.run`` in the calling thread
+    (``kit.run_pending()``, ``kit.execute``, the processes executor's child, a Celery
+    task). Meanwhile the job's writes are queued (:class:`cronkit.jobs.OrderedWrites`)
+    and ``job.canceled`` is the flag a watcher task reads every CANCEL_CHECK s; a cancel
+    seen cancels the task (``asyncio.CancelledError`` at its await). Every write is in
+    the store before this returns (a failed one is raised), so before the job's end."""
+    shared: LoopThread | None = getattr(_bound, "loop", None)
+    own = None if shared is not None else ThreadPoolExecutor(2, thread_name_prefix="cronkit-io")
+    pool = shared.pool if shared is not None else own
+    assert pool is not None
+    job._stop_asked = False
+    job._writes = OrderedWrites(pool)
+    try:
+        if shared is not None:
+            result = shared.run(job, awaitable)
+        else:
+            result = _run_in_this_thread(_supervise(job, awaitable, pool))
+    except BaseException:
+        _settle(job, own, raising=False)
+        raise
+    _settle(job, own)
+    return result
+
+
+def _settle(job: Job, own: ThreadPoolExecutor | None, raising: bool = True) -> None:
+    """Write what the job printed, wait for its queued writes, end the async mode."""
+    writes = job._writes
+    try:
+        job._flush_output()
+        if writes is not None:
+            writes.wait()
+    except Exception:
+        if raising:
+            raise
+    finally:
+        job._writes = None
+        if own is not None:
+            own.shutdown()
 
 
 def messages_of(result: Any) -> list[str]:

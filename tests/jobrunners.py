@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import sqlite3
@@ -76,7 +77,29 @@ def greet_fn(job):
     return f"hello {job.payload['who']} from {os.getpid()}"
 
 
-RUNNERS = {"sleepy": Sleepy, "hang": Hang, "exit": Exit, "segfault": Segfault,
+class AsyncWhoAmI(cronkit.Runner):
+    """An async runner: notes "started", waits payload["seconds"] (default 0), reports
+    its pid; notes "cancelled" when a cancel raises CancelledError at its await."""
+
+    async def run(self):
+        self.job.note("started")
+        try:
+            await asyncio.sleep(self.job.payload.get("seconds", 0))
+        except asyncio.CancelledError:
+            self.job.note("cancelled")
+            raise
+        self.job.update(progress=50)
+        return str(os.getpid())
+
+
+@cronkit.runner("agreet_fn")
+async def agreet_fn(job):
+    """An async function task: greets after an await, from the process that runs it."""
+    await asyncio.sleep(0)
+    return f"hello {job.payload['who']} from {os.getpid()}"
+
+
+RUNNERS = {"sleepy": Sleepy, "awhoami": AsyncWhoAmI, "hang": Hang, "exit": Exit, "segfault": Segfault,
            "whoami": WhoAmI, "count": Count}
 
 

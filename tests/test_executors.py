@@ -76,6 +76,16 @@ def test_a_function_task_runs_on_the_processes_executor(real_kit, proc_worker):
     assert jobrunners.greet_fn(type("J", (), {"payload": {"who": "bo"}})()).startswith("hello bo")
 
 
+def test_an_async_function_task_runs_on_the_processes_executor(real_kit, proc_worker):
+    site = real_kit.site("s")
+    assert jobrunners.agreet_fn.runner.__qualname__ == "agreet_fn.runner"
+    job = jobrunners.agreet_fn.submit(site, {"who": "ann"})
+    done = wait_for(lambda: finished(site, job.id), what="job end")
+    assert done.status == Status.SUCCESS, done.message
+    assert done.message.startswith("hello ann from ")
+    assert int(done.message.rsplit(" ", 1)[1]) == done.pid != os.getpid()
+
+
 def test_hard_timeout_kills_the_process_and_the_worker_goes_on(real_kit, proc_worker):
     site = real_kit.site("s")
     job = site.submit("hang", payload={"seconds": 60}, timeout=1)
