@@ -85,6 +85,11 @@ class Cronkit:
         """Every site known to the store (and to this kit)."""
         return [self.site(n) for n in self.site_names()]
 
+    def open_sites(self) -> list[Site]:
+        """The sites this kit has made (those that may hold runners of their own); no
+        store read, none created."""
+        return list(self._sites.values())
+
     # -- profiles ---------------------------------------------------------------
 
     def load_profile(self, path: str) -> None:

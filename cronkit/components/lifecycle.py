@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from zope.component import getGlobalSiteManager
 from zope.interface import implementedBy, implementer
 
 from ..events import (
@@ -40,9 +42,9 @@ from ..events import (
     StartedCronJobEvent,
     notify,
 )
-from ..exceptions import InvalidResult, Retry
+from ..exceptions import CronkitError, InvalidResult, Retry
 from ..executors.processes import kill_group
-from ..interfaces import IJobLifecycle
+from ..interfaces import IJob, IJobLifecycle, IJobRunner, ISite
 from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
 from ..model.validation import MAX_JSON_BYTES, json_bytes, json_problem, storable_text
@@ -85,6 +87,30 @@ def _alive(pid: int) -> bool:
 def _failure(out: Outcome) -> str | None:
     """The job message of a failed run: the error, then its traceback."""
     return out.error if out.trace is None else f"{out.error}\n{out.trace}"
+
+
+class TypeLimit(NamedTuple):
+    """How a job type is limited where jobs are claimed: at most ``max_running`` running
+    at once (None: no limit), at most ``rate[0]`` started per ``rate[1]`` seconds."""
+
+    max_running: int | None
+    rate: tuple[int, float] | None
+
+
+_RATE = re.compile(r"\s*([0-9]+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*", re.IGNORECASE)
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: Any, name: str = "") -> tuple[int, float] | None:
+    """A runner's ``rate_limit`` ("10/s", "100/m", "1000/h") as (count, seconds); None
+    for None. CronkitError naming the runner for anything else."""
+    if text is None:
+        return None
+    m = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if m is None or int(m.group(1)) < 1:
+        raise CronkitError(f"runner {name!r}: invalid rate_limit {text!r}: expected "
+                           "N/s, N/m or N/h with N at least 1")
+    return int(m.group(1)), _PERIODS[m.group(2)[0].lower()]
 
 
 #: How many times a runner whose ``retries`` is 0 may ask for a retry (cronkit.Retry).
@@ -197,7 +223,31 @@ class JobLifecycle:
     # -- started ----------------------------------------------------------------------
 
     def claim(self, now: datetime, limit: int) -> list[dict]:
-        return self.kit.store.claim(now, limit, self.kit.worker_id, os.getpid())
+        return self.kit.store.claim(now, limit, self.kit.worker_id, os.getpid(),
+                                    limits=self.limits() or None)
+
+    def limits(self) -> dict[str, TypeLimit]:
+        """The claim limits of every job type whose runner declares one, by type name:
+        ``max_running`` (jobs of that type running at once across every worker on the
+        store) and ``rate_limit`` ("N/s", "N/m" or "N/h": starts per period). A name
+        registered with different limits (a site's own runner) gets the strictest."""
+        found: dict[str, TypeLimit] = {}
+        registries = [getGlobalSiteManager()] + [site.registry
+                                                 for site in self.kit.open_sites()]
+        for registry in registries:
+            for name, factory in registry.adapters.lookupAll((ISite, IJob), IJobRunner):
+                running = getattr(factory, "max_running", None)
+                rate = parse_rate(getattr(factory, "rate_limit", None), name)
+                if running is None and rate is None:
+                    continue
+                old = found.get(name)
+                if old is not None:
+                    running = min(x for x in (running, old.max_running) if x is not None) \
+                        if running is not None or old.max_running is not None else None
+                    rate = min((r for r in (rate, old.rate) if r is not None),
+                               key=lambda r: r[0] / r[1], default=None)
+                found[name] = TypeLimit(running, rate)
+        return found
 
     def start_now(self, job_id: int) -> dict:
         store, now = self.kit.store, self.kit.clock.now()

@@ -22,7 +22,7 @@ job). Datetimes are timezone-aware; a naive one raises StoreError.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -193,12 +193,15 @@ class JobStore(ABC):
     @abstractmethod
     @unsafe
     @writes
-    def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None) -> list[JobRow]:
+    def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None,
+              limits: Mapping[str, Any] | None = None) -> list[JobRow]:
         """Atomically move up to ``limit`` due PENDING jobs (run_after <= now) to RUNNING
         for ``worker`` and ``pid``: started_at and heartbeat ``now``, attempts + 1,
         progress 0. Highest priority first, then earliest run_after, then submission
         order; a cron job waits while a job of its cron runs, and one claim takes one
         job per cron. No two claims get the same job. Return the rows in claim order.
+        ``limits`` maps a job type to its ``TypeLimit`` (max_running, rate): a claim
+        never takes a job of a type beyond them, counted over every worker.
         Unsafe: a retry would claim other jobs."""
 
     @abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -153,7 +153,8 @@ class JobQueries(JobStore):
                     jobs.c.cron_uid.in_(chunk))).rowcount
         return n
 
-    def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None) -> list[JobRow]:
+    def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None,
+              limits: Mapping[str, Any] | None = None) -> list[JobRow]:
         if limit <= 0:
             return []
         params = {"now": now, "lim": limit, "worker": worker, "pid": pid}
