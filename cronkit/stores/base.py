@@ -229,9 +229,9 @@ class JobStore(ABC):
                    attempt: int | None = None, result: Any = None) -> str | None:
         """End the job as ``status`` at ``now`` (finished_at, heartbeat), with
         ``message``, ``progress`` and ``result`` (a JSON value) when given. With
-        ``only_running`` only a RUNNING job changes; with ``attempt`` only one whose attempts equals it (an old
-        attempt's late end never closes a newer one). A SUCCESS of a job whose cancel
-        was asked ends CANCELED. Return the final status, or None when nothing changed.
+        ``only_running`` only a RUNNING job changes; with ``attempt`` only one whose
+        attempts equals it (an old attempt's late end never closes a newer one). A
+        SUCCESS of a job whose cancel was asked ends CANCELED. Return the final status, or None when nothing changed.
         Unsafe: a retry answers None."""
 
     @abstractmethod
