@@ -231,8 +231,8 @@ class JobStore(ABC):
         ``message``, ``progress`` and ``result`` (a JSON value) when given. With
         ``only_running`` only a RUNNING job changes; with ``attempt`` only one whose
         attempts equals it (an old attempt's late end never closes a newer one). A
-        SUCCESS of a job whose cancel was asked ends CANCELED. Return the final status, or None when nothing changed.
-        Unsafe: a retry answers None."""
+        SUCCESS of a job whose cancel was asked ends CANCELED. Return the final status,
+        or None when nothing changed. Unsafe: a retry answers None."""
 
     @abstractmethod
     @unsafe
