@@ -19,6 +19,7 @@ import redis
 import cronkit
 from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
+from tests import jobrunners
 from tests.children import child_env
 from tests.test_postgres import (
     ROOT,
@@ -137,20 +138,30 @@ def test_the_task_heartbeats_while_the_job_runs(kit, site):
     assert site.jobs.get(job.id).heartbeat > first + timedelta(seconds=0.3)
 
 
+def test_the_task_runs_an_async_runner_with_asyncio_run(kit, site):
+    jobrunners.register()
+    job = site.submit("awhoami")
+    row = claim(kit)
+    assert ck_celery.execute_adopted(kit, row["id"], row["attempts"], "dispatcher:1") == "success"
+    job = site.jobs.get(job.id)
+    assert (job.status, job.message) == (cronkit.Status.SUCCESS, str(os.getpid()))
+    assert [h["comment"] for h in job.history] == ["started"]
+
+
 # -- real Celery workers ----------------------------------------------------------------
 
 
-def celery_env(url, broker):
-    return child_env(CRONKIT_STORE=url, CRONKIT_BROKER=broker,
-                     CRONKIT_IMPORTS="tests.contracts.runners")
+def celery_env(url, broker, imports="tests.contracts.runners"):
+    return child_env(CRONKIT_STORE=url, CRONKIT_BROKER=broker, CRONKIT_IMPORTS=imports)
 
 
-def start_celery(url, broker, name, pool="prefork", concurrency=4):
+def start_celery(url, broker, name, pool="prefork", concurrency=4,
+                 imports="tests.contracts.runners"):
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "cronkit.executors.celery", "worker",
          "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "warning",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=celery_env(url, broker), cwd=ROOT, stdout=subprocess.DEVNULL,
+        env=celery_env(url, broker, imports), cwd=ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
 
 
@@ -227,3 +238,17 @@ def test_a_celery_worker_killed_mid_job_leaves_it_failed_worker_lost(pg_db, brok
     job = site.jobs.get(job.id)
     assert job.status == cronkit.Status.FAILED and job.message == "worker lost"
     assert ran(kit.store.engine) == {f"slow:{job.id}": 1}
+
+
+def test_an_async_function_runner_runs_on_a_celery_worker(pg_db, broker, kit):
+    site = kit.site("plone")
+    dispatcher = start_dispatchers(pg_db, broker, 1)
+    celery = start_celery(pg_db, broker, "aio", imports="tests.jobrunners")
+    try:
+        job = jobrunners.agreet_fn.submit(site, {"who": "ann"})
+        wait_for(lambda: site.jobs.get(job.id).finished, 120, "the Celery worker to end the job")
+    finally:
+        stop_workers(dispatcher + [celery])
+    job = site.jobs.get(job.id)
+    assert job.status == cronkit.Status.SUCCESS, job.message
+    assert job.message == f"hello ann from {job.pid}" and job.pid != os.getpid()
