@@ -1209,3 +1209,72 @@ def test_crons_show_says_when_the_years_have_ended(run, now):
     code, out, _ = run("crons", "show", "y", "--next", "3")
     assert _times(out) == ["2025-01-01 00:00:00 UTC"]
     assert "end:            no firing after these: its year field has ended" in out
+
+
+# -- results, submission options (issue 15) ----------------------------------------
+
+
+RESULT_RUNNERS = '''
+import cronkit
+
+
+@cronkit.runner("stats")
+def stats(job):
+    return {"rows": 3, "names": ["<a>", "b"]}
+'''
+
+
+@pytest.fixture
+def result_runners(runners, tmp_path):
+    """A second runner module, ``--import``-ed beside the first: a runner returning JSON."""
+    name = runners + "_results"
+    (tmp_path / f"{name}.py").write_text(RESULT_RUNNERS)
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_jobs_status_shows_the_json_result_a_runner_returned(run, result_runners):
+    job_id = submit(run, "stats", "--import", result_runners)
+    assert run("jobs", "run", str(job_id), "--import", result_runners)[0] == 0
+    code, out, _ = run("jobs", "status", str(job_id))
+    assert code == 0
+    assert 'result:\n    {\n      "rows": 3,\n      "names": [\n        "<a>",' in out
+    data = json.loads(run("jobs", "status", str(job_id), "--json")[1])
+    assert data["result"] == {"rows": 3, "names": ["<a>", "b"]}
+    assert json.loads(run("jobs", "list", "--json")[1])[0]["result"] == data["result"]
+
+
+def test_jobs_submit_takes_user_run_after_timeout_and_after(run, kit):
+    from datetime import UTC, datetime
+    first = submit(run, "hello")
+    job_id = submit(run, "hello", "--user", "ann", "--run-after", "2030-01-01T09:00+01:00",
+                    "--timeout", "2.5")
+    job = kit.site().jobs.get(job_id)
+    assert (job.user, job.timeout) == ("ann", 2.5)
+    assert job.run_after == datetime(2030, 1, 1, 8, tzinfo=UTC)
+    then = submit(run, "hello", "--after", str(first), "--after", str(job_id))
+    assert kit.site().jobs.get(then).after_ids == [first, job_id]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--run-after", "2030-01-01T09:00"], "--run-after: expected an offset"),
+    (["--run-after", "tomorrow"], "--run-after: expected an ISO-8601 date and time"),
+    (["--run-after", "2030-01-01T09:00Z", "--delay", "5"], "not allowed with argument"),
+    (["--timeout", "0"], "--timeout: expected a number > 0"),
+    (["--after", "0"], "--after: expected an integer >= 1"),
+    (["--after", "999"], "after: no job 999"),
+])
+def test_jobs_submit_refuses_bad_options_in_one_line(run, argv, message):
+    code, _, err = run("jobs", "submit", "hello", *argv)
+    assert code == 2 and message in one_error(err)
+
+
+def test_jobs_status_shows_what_a_continuation_runs_after_and_then(run):
+    first = submit(run, "hello")
+    then = submit(run, "hello", "--after", str(first))
+    out = run("jobs", "status", str(then))[1]
+    assert re.search(rf"^after +job {first} \(pending\)$", out, re.M)
+    assert re.search(r"^run after +when the jobs it runs after succeed$", out, re.M)
+    out = run("jobs", "status", str(first))[1]
+    assert re.search(rf"^then +job {then} \(pending\)$", out, re.M)
+    assert json.loads(run("jobs", "status", str(then), "--json")[1])["after"] == [first]

@@ -723,3 +723,78 @@ def test_the_openapi_document_names_dry_run_and_seconds_first(client):
     schemas = doc["components"]["schemas"]
     assert "seconds_first" in schemas["CronInput"]["properties"]
     assert {"seconds_first", "expanded"} <= set(schemas["Cron"]["required"])
+
+
+# -- results, submission options, sites without a crontab (issue 15) ---------------
+
+
+class Stats(cronkit.Runner):
+    def run(self):
+        return {"rows": 3, "names": ["<a>", "b"]}
+
+
+def test_a_job_shows_the_json_result_its_runner_returned(client, site, kit):
+    site.register_runner(Stats, name="stats")
+    job = site.submit("stats")
+    kit.run_pending()
+    data = client.get(f"{API}/jobs/{job.id}").json()
+    assert data["status"] == "success" and data["result"] == {"rows": 3, "names": ["<a>", "b"]}
+    assert client.get(f"{API}/jobs").json()["jobs"][0]["result"] == data["result"]
+    assert client.get(f"{API}/jobs/{site.submit('echo', {'count': 1}).id}").json()["result"] is None
+
+
+def test_submit_takes_user_run_after_timeout_and_after(client, site):
+    response = client.post(f"{API}/jobs", json={
+        "type": "echo", "payload": {"count": 1}, "user": "ann",
+        "run_after": "2030-01-01T09:00:00+01:00", "timeout": 2.5})
+    assert response.status_code == 201, response.text
+    data = response.json()
+    assert (data["user"], data["run_after"]) == ("ann", "2030-01-01T08:00:00+00:00")
+    assert site.jobs.get(data["id"]).timeout == 2.5
+    first = data["id"]
+    then = client.post(f"{API}/jobs", json={"type": "echo", "payload": {"count": 2},
+                                            "after": first}).json()
+    assert site.jobs.get(then["id"]).after_ids == [first]
+    both = client.post(f"{API}/jobs", json={"type": "echo", "payload": {"count": 3},
+                                            "after": [first, then["id"]]}).json()
+    assert site.jobs.get(both["id"]).after_ids == [first, then["id"]]
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"run_after": "2030-01-01T09:00:00"}, "run_after"),    # naive
+    ({"run_after": "next week"}, "run_after"), ({"run_after": 5}, "run_after"),
+    ({"run_after": "2030-01-01T09:00:00Z", "delay": 5}, "run_after"),
+    ({"timeout": 0}, "timeout"), ({"timeout": -1}, "timeout"), ({"timeout": "9"}, "timeout"),
+    ({"timeout": True}, "timeout"), ({"user": 5}, "user"), ({"user": "a\x00b"}, "user"),
+    ({"after": "1"}, "after"), ({"after": []}, "after"), ({"after": [0]}, "after"),
+    ({"after": 999}, "after"),
+])
+def test_submit_refuses_bad_options_naming_the_field(client, fields, field):
+    body = {"type": "echo", "payload": {"count": 1}, **fields}
+    error_of(client.post(f"{API}/jobs", json=body), 422, field)
+
+
+def test_a_site_with_jobs_but_no_saved_crontab_answers_its_job_pages(kit, db_url, client):
+    other = cronkit.Cronkit(store=db_url, clock=kit.clock)   # another process, say
+    try:
+        batch = other.site("batch")
+        batch.register_runner(Echo, name="echo")
+        job = batch.submit("echo", {"count": 1})
+    finally:
+        other.close()
+    assert "batch" not in kit.site_names()
+    data = client.get(f"/api/v1/sites/batch/jobs/{job.id}")
+    assert data.status_code == 200 and data.json()["site"] == "batch"
+    assert [j["id"] for j in client.get("/api/v1/sites/batch/jobs").json()["jobs"]] == [job.id]
+    error_of(client.get("/api/v1/sites/nobatch/jobs"), 404, "site")
+
+
+def test_a_continuation_and_its_job_name_each_other(client, site, kit):
+    first = site.submit("echo", {"count": 1})
+    then = site.submit("echo", {"count": 2}, after=first)
+    data = client.get(f"{API}/jobs/{then.id}").json()
+    assert data["after"] == [first.id] and data["dependents"] == []
+    data = client.get(f"{API}/jobs/{first.id}").json()
+    assert data["after"] == [] and data["dependents"] == [then.id]
+    assert {j["id"]: j["after"] for j in client.get(f"{API}/jobs").json()["jobs"]} == {
+        first.id: [], then.id: [first.id]}

@@ -715,3 +715,53 @@ def test_an_h_expression_shows_as_written_and_as_drawn(client, site, cron):
         assert f'<code class="expanded">{expanded}</code>' in html, url
         assert "03:" in html
     assert 'class="expanded"' not in client.get("/sites/plone/crons/c1").text  # as written
+
+
+# -- results, sites without a crontab (issue 15) -------------------------------------
+
+
+class Stats(cronkit.Runner):
+    def run(self):
+        return {"rows": 3, "note": XSS}
+
+
+def test_the_job_page_shows_the_result_as_pretty_escaped_json(client, site, kit):
+    site.register_runner(Stats, name="stats")
+    job = site.submit("stats")
+    kit.run_pending()
+    html = client.get(f"/sites/plone/jobs/{job.id}").text
+    shown = re.search(r'<pre class="msg jresult">([^<]*)</pre>', html).group(1)
+    assert shown == ('{\n  &#34;rows&#34;: 3,\n  &#34;note&#34;: '
+                     '&#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34;\n}')
+    assert XSS not in html
+    assert "jresult" not in client.get(f"/sites/plone/jobs/{site.submit('free').id}").text
+
+
+def test_a_site_with_jobs_but_no_saved_crontab_has_its_job_pages(kit, db_url, client):
+    other = cronkit.Cronkit(store=db_url, clock=kit.clock)   # another process, say
+    try:
+        batch = other.site("batch")
+        batch.register_runner(Free, name="free")
+        job = batch.submit("free")
+    finally:
+        other.close()
+    response = client.get(f"/sites/batch/jobs/{job.id}")
+    assert response.status_code == 200 and f"Job {job.id}: free" in response.text
+    response = client.get("/jobs?site=batch")
+    assert response.status_code == 200 and f'href="/sites/batch/jobs/{job.id}"' in response.text
+    assert client.get("/jobs?site=nobatch").status_code == 404
+
+
+def test_a_continuation_and_its_job_link_to_each_other(client, site, kit):
+    first = site.submit("free")
+    then = site.submit("free", after=first)
+    html = client.get(f"/sites/plone/jobs/{then.id}").text
+    assert re.search(rf'Runs after <a href="/sites/plone/jobs/{first.id}">job {first.id}</a> '
+                     r'\(<span class="status s-pending">PENDING</span>\)', html)
+    assert "Due</dt><dd>when the jobs it runs after succeed" in html
+    html = client.get(f"/sites/plone/jobs/{first.id}").text
+    assert re.search(rf'Then: <a href="/sites/plone/jobs/{then.id}">job {then.id}</a> '
+                     r'\(<span class="status s-pending">PENDING</span>\)', html)
+    kit.run_pending()     # free fails: its continuation is canceled
+    html = client.get(f"/sites/plone/jobs/{then.id}").text
+    assert f"job {first.id}</a> (<span class=\"status s-failed\">FAILED</span>)" in html

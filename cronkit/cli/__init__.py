@@ -32,6 +32,7 @@ from .common import (
     Context,
     Terminated,
     UsageError,
+    _aware_time,
     _days,
     _Follower,
     _globals,
@@ -39,6 +40,7 @@ from .common import (
     _job_id,
     _non_negative,
     _Parser,
+    _positive_float,
     _positive_int,
     _priority,
     _ProgressView,
@@ -162,13 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", metavar="JSON", help="the payload as a JSON object")
     p.add_argument("--name", help="a name for the job (default: its type)")
     p.add_argument("--priority", type=_priority, default=0, help="higher runs first (default 0)")
-    p.add_argument("--delay", type=_non_negative, default=0, metavar="SECONDS",
-                   help="earliest start, in seconds from now")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=_non_negative, metavar="SECONDS",
+                      help="earliest start, in seconds from now")
+    when.add_argument("--run-after", type=_aware_time, metavar="ISO",
+                      help="earliest start, an ISO-8601 time with its offset "
+                           "(2030-01-01T09:00+01:00)")
     p.add_argument("--unique", action="store_true",
                    help="merge into an identical pending job")
     p.add_argument("--user", help="who the job runs as")
-    p.add_argument("--timeout", type=_non_negative, metavar="SECONDS",
-                   help="hard timeout (processes executor)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="hard timeout, seconds over 0 (processes executor)")
+    p.add_argument("--after", type=_job_id, action="append", metavar="ID",
+                   help="a continuation: due once job ID succeeded (repeatable: all of them)")
     p = command(jobs, "list", "the site's jobs, newest first", "g2", cmd_jobs_list)
     p.add_argument("--status", choices=[s.value for s in Status])
     p.add_argument("--type", help="only jobs of this type")

@@ -240,6 +240,23 @@ def _non_negative(text: str, high: float = MAX_SECONDS) -> float:
     return value
 
 
+def _aware_time(text: str) -> datetime:
+    """An ISO-8601 date and time with its offset (``2030-01-01T09:00+01:00``, ``...Z``),
+    as UTC; a naive one is refused: the CLI never guesses a time zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 date and time with an offset, got {text!r}") from None
+    if when.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"expected an offset (+00:00, Z) in {text!r}: a naive time is ambiguous")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"out of range: {text!r}") from None
+
+
 def _days(text: str) -> float:
     """A number of days from 0 to MAX_DAYS."""
     try:

@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from .. import cli  # the package: WATCH_INTERVAL and _sleep are read from it at call time
+from ..exceptions import CronkitError
 from ..jobs import FINISHED, Job, Status
 from ..model.validation import read_json, shown
+from ..stores.base import WAITING
 from .common import Context, UsageError, _bar, _dt, _Follower, _one_line, _ProgressView, _table
 
 
@@ -52,9 +54,14 @@ def _payload(ctx: Context) -> dict[str, Any]:
 
 def cmd_jobs_submit(ctx: Context) -> int:
     args = ctx.args
+    options: dict[str, Any] = {}
+    if args.run_after is not None:
+        options["run_after"] = args.run_after
+    if args.after:
+        options["after"] = args.after
     job = ctx.site.submit(args.type, _payload(ctx), name=args.name, priority=args.priority,
-                          delay=args.delay, unique=args.unique, user=args.user,
-                          timeout=args.timeout)
+                          delay=args.delay or 0, unique=args.unique, user=args.user,
+                          timeout=args.timeout, **options)
     ctx.print(job.id)
     return 0
 
@@ -64,11 +71,12 @@ def _job_dict(job: Job) -> dict[str, Any]:
         return v.isoformat() if isinstance(v, datetime) else v
     return {"id": job.id, "site": job.site_name, "type": job.type, "name": job.name,
             "status": job.status.value, "priority": job.priority, "progress": job.progress,
-            "status_text": job.status_text, "message": job.message, "payload": job.payload,
+            "status_text": job.status_text, "message": job.message, "result": job.result,
+            "payload": job.payload,
             "cron_uid": job.cron_uid, "user": job.user, "attempts": job.attempts,
             "pid": job.pid, "worker": job.worker, "created_at": iso(job.created_at),
             "run_after": iso(job.run_after), "started_at": iso(job.started_at),
-            "finished_at": iso(job.finished_at)}
+            "finished_at": iso(job.finished_at), "after": list(job.after_ids or [])}
 
 
 def cmd_jobs_list(ctx: Context) -> int:
@@ -97,18 +105,46 @@ def cmd_jobs_status(ctx: Context) -> int:
               ("status", job.status.value), ("progress", _bar(job.progress)),
               ("priority", job.priority), ("payload", json.dumps(job.payload)),
               ("cron", job.cron_uid), ("user", job.user), ("attempts", job.attempts),
-              ("created", _dt(job.created_at)), ("run after", _dt(job.run_after)),
+              ("created", _dt(job.created_at)),
+              ("run after", "when the jobs it runs after succeed" if waiting(job)
+               else _dt(job.run_after)),
+              ("after", ", ".join(_job_ref(ctx, i) for i in job.after_ids or []) or None),
+              ("then", ", ".join(_job_ref(ctx, j.id) for j in ctx.site.jobs.dependents(job.id))
+               or None),
               ("started", _dt(job.started_at)), ("finished", _dt(job.finished_at)),
               ("worker", job.worker), ("pid", job.pid)]
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         ctx.print(f"{key.ljust(width)}  {'-' if value is None else value}")
-    for title, text in (("status text", job.status_text), ("message", job.message)):
+    result = None if _is_text(job.result) else json.dumps(job.result, indent=2,
+                                                            ensure_ascii=False)
+    for title, text in (("status text", job.status_text), ("message", job.message),
+                        ("result", result)):
         if text:
             ctx.print(f"{title}:")
             for line in text.rstrip("\n").splitlines():
                 ctx.print(f"    {line}")
     return 0
+
+
+def _is_text(result: Any) -> bool:
+    """Whether a result is none, or text the message shows already (a str, or a list of
+    them)."""
+    return result is None or isinstance(result, str) or (
+        isinstance(result, list) and all(isinstance(v, str) for v in result))
+
+
+def waiting(job: Job) -> bool:
+    """Whether ``job`` is a continuation still waiting for the jobs it runs after."""
+    return bool(job.after_ids) and job.status == Status.PENDING and job.run_after == WAITING
+
+
+def _job_ref(ctx: Context, job_id: int) -> str:
+    """``job 3 (success)``: a job and its status, ``(gone)`` once it was deleted."""
+    try:
+        return f"job {job_id} ({ctx.site.jobs.get(job_id).status.value})"
+    except CronkitError:
+        return f"job {job_id} (gone)"
 
 
 def _outcome(ctx: Context, job: Job) -> int:

@@ -10,6 +10,7 @@ failed: busy, unreachable); an InvalidParameters error adds ``"errors": {field: 
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -62,7 +63,8 @@ if TYPE_CHECKING:
     from ..site import Site
 
 MAX_LIMIT = 500
-SUBMIT_FIELDS = ("type", "payload", "name", "priority", "delay", "unique")
+SUBMIT_FIELDS = ("type", "payload", "name", "priority", "delay", "unique", "user", "run_after",
+                 "timeout", "after")
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -342,7 +344,53 @@ def submit_options(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(unique, bool):
         raise WebError(422, "unique must be true or false", "unique")
     options["unique"] = unique
+    user = data.get("user")
+    if user is not None:
+        if not isinstance(user, str):
+            raise WebError(422, "user must be a string", "user")
+        options["user"] = user
+    if data.get("run_after") is not None:
+        if data.get("delay", 0) != 0:
+            raise WebError(422, "give delay or run_after, not both", "run_after")
+        options["run_after"] = _run_after(data["run_after"])
+    timeout = data.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not 0 < timeout <= MAX_DELAY:
+            raise WebError(422, f"timeout must be seconds over 0, up to {MAX_DELAY}", "timeout")
+        options["timeout"] = timeout
+    after = data.get("after")
+    if after is not None:
+        options["after"] = _after(after)
     return options
+
+
+def _run_after(value: Any) -> datetime:
+    """An ISO-8601 date and time with its offset, as an aware UTC datetime."""
+    if not isinstance(value, str):
+        raise WebError(422, "run_after must be an ISO-8601 date and time with an offset",
+                       "run_after")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise WebError(422, f"run_after is not an ISO-8601 date and time: {value!r}",
+                       "run_after") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise WebError(422, f"run_after needs an offset (+00:00, Z): {value!r} is naive",
+                       "run_after")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise WebError(422, f"run_after is out of range: {value!r}", "run_after") from None
+
+
+def _after(value: Any) -> list[int]:
+    """A job id or a list of them: the jobs a continuation waits for."""
+    ids = value if isinstance(value, list) else [value]
+    if not ids or any(isinstance(i, bool) or not isinstance(i, int) or not 0 < i <= MAX_DB_INT
+                      for i in ids):
+        raise WebError(422, "after must be a job id or a list of job ids", "after")
+    return ids
 
 
 @endpoint

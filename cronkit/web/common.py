@@ -4,6 +4,7 @@ jobs, strict JSON reading, and cron field validation that names every field at f
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from ..model.validation import json_bool, read_json
 from ..preview import describe as describe  # the pages' words: never raises
 from ..preview import set_fields
 from ..runner import available_jobs, job_types
+from ..stores.base import WAITING
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
@@ -79,9 +81,15 @@ def site_names(kit: Cronkit) -> list[str]:
     return kit.site_names()
 
 
+def site_exists(kit: Cronkit, name: str) -> bool:
+    """Whether ``name`` is a site: one the store or this kit knows (a saved crontab), or
+    one that has submitted jobs (a site need never save a crontab to queue jobs)."""
+    return name in kit.site_names() or bool(kit.store.list_jobs(site=name, limit=1))
+
+
 def get_site(kit: Cronkit, name: str) -> Site:
     """The site ``name``, or WebError 404: a URL never creates a site."""
-    if name not in kit.site_names():
+    if not site_exists(kit, name):
         raise WebError(404, f"no site named {name!r}", "site")
     return kit.site(name)
 
@@ -217,14 +225,43 @@ def job_json(job: Job, history: bool = False) -> dict[str, Any]:
         "id": job.id, "site": job.site_name, "type": job.type, "name": job.name,
         "status": job.status.value, "priority": job.priority, "payload": job.payload,
         "progress": job.progress or 0, "status_text": job.status_text or "",
-        "message": job.message, "pid": job.pid, "worker": job.worker,
+        "message": job.message, "result": job.result, "pid": job.pid, "worker": job.worker,
         "cron_uid": job.cron_uid, "user": job.user, "attempts": job.attempts or 0,
         "run_after": _iso(job.run_after), "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at)}
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "after": list(job.after_ids or [])}
     if history:
         data["history"] = [{"date": _iso(h["date"]), "status": h["status"], "comment": h["comment"]}
                            for h in job.history]
+        data["dependents"] = [j.id for j in job.site.jobs.dependents(job.id)]
     return data
+
+
+def result_text(job: Job) -> str | None:
+    """The job's result as pretty JSON, or None when it has none or is text (a str or a
+    list of them: the message shows it already)."""
+    result = job.result
+    if result is None or isinstance(result, str) or (
+            isinstance(result, list) and all(isinstance(v, str) for v in result)):
+        return None
+    return json.dumps(result, indent=2, ensure_ascii=False)
+
+
+def waiting(job: Job) -> bool:
+    """Whether ``job`` is a continuation still waiting for the jobs it runs after (its
+    due time is then no time at all)."""
+    return bool(job.after_ids) and job.status == Status.PENDING and job.run_after == WAITING
+
+
+def predecessors(job: Job) -> list[tuple[int, Job | None]]:
+    """(id, job or None when it is gone) of each job ``job`` runs after."""
+    out: list[tuple[int, Job | None]] = []
+    for job_id in job.after_ids or []:
+        try:
+            out.append((job_id, job.site.jobs.get(job_id)))
+        except LookupError:
+            out.append((job_id, None))
+    return out
 
 
 def live_json(job: Job) -> dict[str, Any]:

@@ -127,8 +127,9 @@ SCHEMAS = {
     "Job": {
         "type": "object",
         "required": ["id", "site", "type", "name", "status", "priority", "payload", "progress",
-                     "status_text", "message", "pid", "worker", "cron_uid", "user", "attempts",
-                     "run_after", "created_at", "started_at", "finished_at"],
+                     "status_text", "message", "result", "pid", "worker", "cron_uid", "user",
+                     "attempts", "run_after", "created_at", "started_at", "finished_at",
+                     "after"],
         "properties": {
             "id": {"type": "integer"}, "site": {"type": "string"}, "type": {"type": "string"},
             "name": {"type": "string"},
@@ -137,11 +138,17 @@ SCHEMAS = {
             "priority": {"type": "integer"}, "payload": {},
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             "status_text": {"type": "string"}, "message": NULLABLE_STR,
+            "result": {"nullable": True, "description": (
+                "the JSON value the runner returned; null when it returned nothing")},
             "pid": {"type": "integer", "nullable": True}, "worker": NULLABLE_STR,
             "cron_uid": NULLABLE_STR, "user": NULLABLE_STR, "attempts": {"type": "integer"},
             "run_after": NULLABLE_TIME, "created_at": NULLABLE_TIME,
             "started_at": NULLABLE_TIME, "finished_at": NULLABLE_TIME,
+            "after": {"type": "array", "items": {"type": "integer"},
+                      "description": "a continuation: the jobs it runs after (else empty)"},
             "history": {"type": "array", "items": _ref("HistoryEntry")},
+            "dependents": {"type": "array", "items": {"type": "integer"}, "description": (
+                "one job's answers: the continuations that run after it")},
         },
     },
     "JobPage": {
@@ -158,8 +165,20 @@ SCHEMAS = {
                         "description": "checked against the type's parameter format"},
             "name": {"type": "string"},
             "priority": {"type": "integer", "minimum": -2147483647, "maximum": 2147483647},
-            "delay": {"type": "number", "minimum": 0, "maximum": 315360000},
+            "delay": {"type": "number", "minimum": 0, "maximum": 315360000,
+                      "description": "earliest start, in seconds from now"},
+            "run_after": {"type": "string", "format": "date-time", "description": (
+                "earliest start: ISO-8601 with its offset (a naive time is refused); "
+                "not with delay"), "example": "2030-01-01T09:00:00+01:00"},
             "unique": {"type": "boolean"},
+            "user": {"type": "string", "description": "who the job runs as"},
+            "timeout": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                        "maximum": 315360000,
+                        "description": "hard timeout in seconds (processes executor)"},
+            "after": {"oneOf": [{"type": "integer", "minimum": 1},
+                                {"type": "array", "minItems": 1,
+                                 "items": {"type": "integer", "minimum": 1}}],
+                      "description": "a continuation: due once these jobs all succeeded"},
         },
         "additionalProperties": False,
     },

@@ -22,8 +22,11 @@ from ..common import (
     get_site,
     live_json,
     parse_json,
+    predecessors,
+    result_text,
     retry_job,
     site_names,
+    waiting,
 )
 from ..security import safe_next
 from .base import as_text, checked_form, flash, page, redirect, render
@@ -74,7 +77,10 @@ async def jobs_page(request: Request, kit: Cronkit) -> Response:
 async def job_page(request: Request, kit: Cronkit) -> Response:
     site = get_site(kit, request.path_params["site"])
     job = get_job(site, request.path_params["job_id"])
-    return render(request, "job.html", site=site, job=job, history=job.history)
+    return render(request, "job.html", site=site, job=job, history=job.history,
+                  result=result_text(job),
+                  after=predecessors(job), dependents=site.jobs.dependents(job.id),
+                  waiting=waiting(job))
 
 
 @page
