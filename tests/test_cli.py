@@ -1278,3 +1278,26 @@ def test_jobs_status_shows_what_a_continuation_runs_after_and_then(run):
     out = run("jobs", "status", str(first))[1]
     assert re.search(rf"^then +job {then} \(pending\)$", out, re.M)
     assert json.loads(run("jobs", "status", str(then), "--json")[1])["after"] == [first]
+
+
+def test_jobs_pause_resume_and_paused_steer_the_site_s_queue(run, kit):
+    job_id = submit(run, "hello")
+    assert run("jobs", "paused") == (0, "nothing is paused in site 'default'\n", "")
+    assert run("jobs", "pause")[1] == ("site 'default' paused: running jobs run on, "
+                                       "pending ones wait\n")
+    assert run("jobs", "pause", "--type", "export")[0] == 0
+    assert kit.site().pauses() == [None, "export"]
+    code, out, _ = run("jobs", "paused")
+    assert (code, out) == (0, "site 'default': the whole queue\nsite 'default': type export\n")
+    code, out, err = run("jobs", "list")
+    assert str(job_id) in out and err == ("paused in site 'default': the whole queue, "
+                                          "type export\n")
+    assert kit.run_pending() == []                     # paused: nothing is claimed
+    assert kit.site().jobs.get(job_id).status == cronkit.Status.PENDING
+    assert run("jobs", "resume") == (0, "site 'default' resumed\n", "")
+    assert run("jobs", "resume") == (1, "site 'default' was not paused\n", "")
+    assert run("jobs", "resume", "--type", "export")[1] == (
+        "jobs of type 'export' in site 'default' resumed\n")
+    assert kit.site().pauses() == []
+    code, _, err = run("jobs", "pause", "--type", "")
+    assert code == 2 and "invalid --type ''" in one_error(err)

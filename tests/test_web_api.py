@@ -71,7 +71,8 @@ def error_of(response, status, field=...):
 
 
 def test_sites_lists_every_site_with_its_switch(client, cron):
-    assert client.get("/api/v1/sites").json() == [{"name": "plone", "activated": True, "crons": 1}]
+    assert client.get("/api/v1/sites").json() == [
+        {"name": "plone", "activated": True, "crons": 1, "paused": []}]
 
 
 def test_crontab_shows_its_crons_with_next_run_and_words(client, cron):
@@ -389,7 +390,7 @@ def test_types_list_help_and_parameter_format(client):
     ("post", "/crons/c1/enable"), ("post", "/crons/c1/disable"), ("post", "/crons/c1/run"),
     ("get", "/crons/c1/logs"), ("delete", "/crons/c1/logs/0"), ("get", "/jobs"),
     ("post", "/jobs"), ("get", "/jobs/1"), ("post", "/jobs/1/cancel"),
-    ("post", "/jobs/1/retry"), ("get", "/types"),
+    ("post", "/jobs/1/retry"), ("get", "/types"), ("post", "/pause"), ("post", "/resume"),
 ])
 def test_unknown_site_is_404_everywhere_and_is_not_created(client, kit, method, path):
     kwargs = {"json": {}} if method in ("post", "patch") else {}
@@ -798,3 +799,30 @@ def test_a_continuation_and_its_job_name_each_other(client, site, kit):
     assert data["after"] == [] and data["dependents"] == [then.id]
     assert {j["id"]: j["after"] for j in client.get(f"{API}/jobs").json()["jobs"]} == {
         first.id: [], then.id: [first.id]}
+
+
+def test_pause_and_resume_a_site_or_one_type(client, site, kit):
+    job = site.submit("echo", {"count": 1})
+    response = client.post(f"{API}/pause")
+    assert response.status_code == 200 and response.json() == {"site": "plone", "paused": [None]}
+    assert client.post(f"{API}/pause", json={"type": "echo"}).json()["paused"] == [None, "echo"]
+    assert client.get("/api/v1/sites").json()[0]["paused"] == [None, "echo"]
+    assert client.get(f"{API}/crontab").json()["paused"] == [None, "echo"]
+    assert kit.run_pending() == [] and site.jobs.get(job.id).status == cronkit.Status.PENDING
+    assert client.post(f"{API}/resume", json={}).json()["paused"] == ["echo"]
+    assert client.post(f"{API}/resume", json={"type": "echo"}).json()["paused"] == []
+    assert client.post(f"{API}/resume").json()["paused"] == []     # not paused: the same
+    assert client.get("/api/v1/sites").json()[0]["paused"] == []
+    kit.run_pending()
+    assert site.jobs.get(job.id).status == cronkit.Status.SUCCESS
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"type": ""}, 422, "type"), ({"type": 5}, 422, "type"), ({"type": "a\x00"}, 422, "type"),
+    ({"type": "x" * 201}, 422, "type"), ({"kind": "echo"}, 422, "kind"), ([], 400, "body"),
+])
+def test_pause_refuses_a_bad_body_naming_the_field(client, site, body, status, field):
+    error_of(client.post(f"{API}/pause", json=body), status, field)
+    error_of(client.post(f"{API}/resume", json=body), status, field)
+    assert site.pauses() == []
+    error_of(client.post("/api/v1/sites/nope/pause"), 404, "site")

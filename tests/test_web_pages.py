@@ -765,3 +765,38 @@ def test_a_continuation_and_its_job_link_to_each_other(client, site, kit):
     kit.run_pending()     # free fails: its continuation is canceled
     html = client.get(f"/sites/plone/jobs/{then.id}").text
     assert f"job {first.id}</a> (<span class=\"status s-failed\">FAILED</span>)" in html
+
+
+def test_the_pause_buttons_pause_and_resume_the_site_and_show_it_everywhere(client, site, kit):
+    job = site.submit("free")
+    html = client.get("/sites/plone").text
+    assert "Job queue is <strong class=\"on\">RUNNING" in html and "PAUSED" not in html
+    response = post(client, "/sites/plone/pause")
+    assert response.status_code == 303 and response.headers["location"] == "/sites/plone"
+    assert site.pauses() == [None]
+    html = client.get("/sites/plone").text
+    assert "queue paused: running jobs run on" in html and '<span class="badge paused"' in html
+    assert "Job queue is <strong class=\"off\">PAUSED" in html
+    assert 'action="/sites/plone/resume"' in html
+    assert '<span class="badge paused"' in client.get("/").text
+    html = client.get("/jobs?site=plone").text
+    assert 'class="card paused-site"' in html and "no job of this site starts" in html
+    row = re.search(rf'<tr class="job">\s*<td><a href="/sites/plone/jobs/{job.id}">.*?</tr>',
+                    html, re.S).group(0)
+    assert 'PAUSED</span>' in row
+    assert post(client, "/sites/plone/pause", {"type": "export"}).status_code == 303
+    assert site.pauses() == [None, "export"]
+    assert "Jobs of type <code>export</code> are paused" in client.get("/sites/plone").text
+    post(client, "/sites/plone/resume")
+    assert site.pauses() == ["export"]
+    assert '<span class="badge paused" title="paused: type export">PAUSED (export)' in \
+        client.get("/").text
+    assert 'class="card paused-site"' in client.get("/jobs").text
+    post(client, "/sites/plone/resume", {"type": "export"})
+    assert site.pauses() == [] and "badge paused" not in client.get("/jobs").text
+    assert "was not paused" in client.get(
+        post(client, "/sites/plone/resume").headers["location"]).text
+    assert post(client, "/sites/plone/pause", {"type": "a\x00"}).status_code == 422
+    for url in ("/sites/plone/pause", "/sites/plone/resume"):
+        assert client.post(url, data={}, follow_redirects=False).status_code == 403
+    assert site.pauses() == []

@@ -63,6 +63,9 @@ from .jobs import (
     cmd_jobs_cancel,
     cmd_jobs_history,
     cmd_jobs_list,
+    cmd_jobs_pause,
+    cmd_jobs_paused,
+    cmd_jobs_resume,
     cmd_jobs_run,
     cmd_jobs_status,
     cmd_jobs_submit,
@@ -77,7 +80,8 @@ __all__ = [
     "cmd_cleanup", "cmd_crons_add", "cmd_crons_disable", "cmd_crons_edit", "cmd_crons_enable",
     "cmd_crons_list", "cmd_crons_remove", "cmd_crons_run", "cmd_crons_show", "cmd_crontab",
     "cmd_jobs_cancel",
-    "cmd_jobs_history", "cmd_jobs_list", "cmd_jobs_run", "cmd_jobs_status", "cmd_jobs_submit",
+    "cmd_jobs_history", "cmd_jobs_list", "cmd_jobs_pause", "cmd_jobs_paused", "cmd_jobs_resume",
+    "cmd_jobs_run", "cmd_jobs_status", "cmd_jobs_submit",
     "cmd_jobs_watch", "cmd_profile_export", "cmd_profile_load", "cmd_run", "cmd_types",
     "cmd_web", "cmd_worker",
     # private, kept for the tests
@@ -200,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "run":
             p.add_argument("--debug", action="store_true",
                            help="change nothing in the store; print the output instead")
+
+    for name, func, help in (("pause", cmd_jobs_pause, ("stop workers claiming the site's jobs "
+                                                         "(running ones run on)")),
+                             ("resume", cmd_jobs_resume, ("claim the site's jobs again (exit 1 "
+                                                          "if not paused)"))):
+        p = command(jobs, name, help, "g2", func)
+        p.add_argument("--type", metavar="TYPE",
+                       help="only the jobs of this type (default: the whole site)")
+    command(jobs, "paused", "what of the site is paused", "g2",
+            cmd_jobs_paused)
 
     p = command(commands, "types", "the job types and their parameters", "g1", cmd_types)
     p.add_argument("names", nargs="*", metavar="NAME", help="only these types")

@@ -10,7 +10,7 @@ from typing import Any
 from .. import cli  # the package: WATCH_INTERVAL and _sleep are read from it at call time
 from ..exceptions import CronkitError
 from ..jobs import FINISHED, Job, Status
-from ..model.validation import read_json, shown
+from ..model.validation import read_json, shown, text_problem
 from ..stores.base import WAITING
 from .common import Context, UsageError, _bar, _dt, _Follower, _one_line, _ProgressView, _table
 
@@ -85,6 +85,9 @@ def cmd_jobs_list(ctx: Context) -> int:
     if args.json:
         ctx.print(json.dumps([_job_dict(j) for j in jobs], indent=2))
         return 0
+    pauses = ctx.site.pauses()
+    if pauses:
+        ctx.note(f"paused in site {ctx.site_name!r}: {_paused_words(pauses)}")
     if not jobs:
         ctx.note(f"no jobs in site {ctx.site_name!r}")
         return 0
@@ -145,6 +148,57 @@ def _job_ref(ctx: Context, job_id: int) -> str:
         return f"job {job_id} ({ctx.site.jobs.get(job_id).status.value})"
     except CronkitError:
         return f"job {job_id} (gone)"
+
+
+# -- paused queues ------------------------------------------------------------------
+
+
+def _paused_words(pauses: list[str | None]) -> str:
+    return ", ".join("the whole queue" if p is None else f"type {p}" for p in pauses)
+
+
+def _what(ctx: Context) -> str:
+    type_ = ctx.args.type
+    return (f"site {ctx.site_name!r}" if type_ is None
+            else f"jobs of type {type_!r} in site {ctx.site_name!r}")
+
+
+def _pause_type(ctx: Context) -> str | None:
+    type_ = ctx.args.type
+    if type_ is not None:
+        problem = text_problem(type_) or ("empty" if type_ == "" else None) or (
+            "longer than 200 characters" if len(type_) > 200 else None)
+        if problem is not None:
+            raise UsageError(f"invalid --type {shown(type_)}: {problem}")
+    return type_
+
+
+def cmd_jobs_pause(ctx: Context) -> int:
+    """Stop workers claiming the site's jobs (or its jobs of ``--type``)."""
+    ctx.site.pause(_pause_type(ctx))
+    ctx.print(f"{_what(ctx)} paused: running jobs run on, pending ones wait")
+    return 0
+
+
+def cmd_jobs_resume(ctx: Context) -> int:
+    """End that pause; exit 1 when it was not paused."""
+    if ctx.site.resume(_pause_type(ctx)):
+        ctx.print(f"{_what(ctx)} resumed")
+        return 0
+    ctx.print(f"{_what(ctx)} was not paused")
+    return 1
+
+
+def cmd_jobs_paused(ctx: Context) -> int:
+    """What of the site is paused, one line each."""
+    pauses = ctx.site.pauses()
+    if not pauses:
+        ctx.print(f"nothing is paused in site {ctx.site_name!r}")
+        return 0
+    for pause in pauses:
+        ctx.print(f"site {ctx.site_name!r}: the whole queue" if pause is None
+                  else f"site {ctx.site_name!r}: type {pause}")
+    return 0
 
 
 def _outcome(ctx: Context, job: Job) -> int:

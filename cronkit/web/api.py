@@ -1,4 +1,4 @@
-"""The REST API under /api/v1: crontabs, crons, logs, jobs and job types.
+"""The REST API under /api/v1: crontabs, pauses, crons, logs, jobs and job types.
 
 Bodies are JSON objects (``Content-Type: application/json``), nothing else. Errors are
 ``{"error": message, "field": field-or-null}`` with 400 (unreadable request), 401 (no or
@@ -38,6 +38,7 @@ from .common import (
     Endpoint,
     Handler,
     WebError,
+    all_pauses,
     cancel_job,
     check_cron_fields,
     cron_json,
@@ -50,6 +51,8 @@ from .common import (
     log_json,
     off_the_loop,
     parse_json,
+    pause_type,
+    pauses_json,
     retry_job,
     save_crontab,
     site_names,
@@ -173,9 +176,11 @@ async def openapi(request: Request, kit: Cronkit) -> Response:
 @endpoint
 async def list_sites(request: Request, kit: Cronkit) -> Response:
     out = []
+    paused = all_pauses(kit)
     for name in site_names(kit):
         crontab = kit.site(name).crontab
-        out.append({"name": name, "activated": crontab.activated, "crons": len(crontab.crons)})
+        out.append({"name": name, "activated": crontab.activated, "crons": len(crontab.crons),
+                    "paused": paused.get(name, [])})
     return JSONResponse(out)
 
 
@@ -195,6 +200,32 @@ async def patch_crontab(request: Request, kit: Cronkit) -> Response:
     site.crontab.activated = data["activated"]
     save_crontab(site)
     return JSONResponse(crontab_json(site))
+
+
+async def _pause_body(request: Request) -> str | None:
+    """The job type an optional ``{"type": ...}`` body names; None for the whole site
+    (no body, or no type)."""
+    if not await request.body() and not request.headers.get("content-type"):
+        return None
+    return pause_type((await body_object(request, ("type",))).get("type"))
+
+
+def _pauses(site: Site) -> Response:
+    return JSONResponse({"site": site.name, "paused": pauses_json(site)})
+
+
+@endpoint
+async def pause(request: Request, kit: Cronkit) -> Response:
+    site = _site(request, kit)
+    site.pause(await _pause_body(request))
+    return _pauses(site)
+
+
+@endpoint
+async def resume(request: Request, kit: Cronkit) -> Response:
+    site = _site(request, kit)
+    site.resume(await _pause_body(request))
+    return _pauses(site)
 
 
 # -- crons --------------------------------------------------------------------
@@ -439,6 +470,8 @@ routes = [
     Route("/sites", list_sites, methods=["GET"]),
     Route(S + "/crontab", get_crontab, methods=["GET"]),
     Route(S + "/crontab", patch_crontab, methods=["PATCH"]),
+    Route(S + "/pause", pause, methods=["POST"]),
+    Route(S + "/resume", resume, methods=["POST"]),
     Route(S + "/crons", list_crons, methods=["GET"]),
     Route(S + "/crons", create_cron, methods=["POST"]),
     Route(C, read_cron, methods=["GET"]),

@@ -17,7 +17,7 @@ from ..exceptions import CronkitError, InvalidCron, ReadOnlyStore
 from ..interfaces import ICrontabRegistryManager
 from ..jobs import FINISHED, Job, Status
 from ..model import Cron, Log
-from ..model.validation import json_bool, read_json
+from ..model.validation import json_bool, read_json, text_problem
 from ..preview import describe as describe  # the pages' words: never raises
 from ..preview import set_fields
 from ..runner import available_jobs, job_types
@@ -77,14 +77,20 @@ async def off_the_loop(fn: Handler, request: Request, kit: Cronkit) -> Response:
 
 
 def site_names(kit: Cronkit) -> list[str]:
-    """Sites that exist: in the store, or already made in this kit."""
-    return kit.site_names()
+    """Sites that exist: in the store, or already made in this kit, or paused."""
+    return sorted(set(kit.site_names()) | set(kit.store.paused_sites()))
+
+
+def all_pauses(kit: Cronkit) -> dict[str, list[str | None]]:
+    """The pauses of every site that has one (one store read per paused site)."""
+    return {name: kit.store.pauses(name) for name in kit.store.paused_sites()}
 
 
 def site_exists(kit: Cronkit, name: str) -> bool:
     """Whether ``name`` is a site: one the store or this kit knows (a saved crontab), or
     one that has submitted jobs (a site need never save a crontab to queue jobs)."""
-    return name in kit.site_names() or bool(kit.store.list_jobs(site=name, limit=1))
+    return (name in kit.site_names() or bool(kit.store.list_jobs(site=name, limit=1))
+            or name in kit.store.paused_sites())
 
 
 def get_site(kit: Cronkit, name: str) -> Site:
@@ -92,6 +98,35 @@ def get_site(kit: Cronkit, name: str) -> Site:
     if not site_exists(kit, name):
         raise WebError(404, f"no site named {name!r}", "site")
     return kit.site(name)
+
+
+#: The longest job type a pause holds (the store's column).
+MAX_TYPE = 200
+
+
+def pause_type(value: Any) -> str | None:
+    """The job type a pause or resume names (None: the whole site); WebError 422
+    naming ``type`` when it is no type's name."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value == "":
+        raise WebError(422, "type must be a job type's name (omit it for the whole site)",
+                       "type")
+    problem = text_problem(value) or (f"longer than {MAX_TYPE} characters"
+                                      if len(value) > MAX_TYPE else None)
+    if problem is not None:
+        raise WebError(422, f"invalid type: {problem}", "type")
+    return value
+
+
+def pauses_json(site: Site) -> list[str | None]:
+    """What of the site is paused: null for the whole queue (first), then the types."""
+    return site.pauses()
+
+
+def paused_words(pauses: list[str | None]) -> str:
+    """``the whole queue, type export``: what is paused, for the pages' badges."""
+    return ", ".join("the whole queue" if p is None else f"type {p}" for p in pauses)
 
 
 def get_cron(site: Site, uid: str) -> Cron:
@@ -210,7 +245,7 @@ def cron_json(cron: Cron, logs: bool = False) -> dict[str, Any]:
 def crontab_json(site: Site) -> dict[str, Any]:
     crontab = site.crontab
     return {"site": site.name, "activated": crontab.activated, "read_only": crontab.read_only,
-            "crons": [cron_json(c) for c in crontab.crons.values()]}
+            "paused": pauses_json(site), "crons": [cron_json(c) for c in crontab.crons.values()]}
 
 
 # -- jobs ---------------------------------------------------------------------

@@ -31,9 +31,25 @@ SCHEMAS = {
                        "errors": {"type": "object", "additionalProperties": {"type": "string"}}},
     },
     "Site": {
-        "type": "object", "required": ["name", "activated", "crons"],
+        "type": "object", "required": ["name", "activated", "crons", "paused"],
         "properties": {"name": {"type": "string"}, "activated": {"type": "boolean"},
-                       "crons": {"type": "integer"}},
+                       "crons": {"type": "integer"}, "paused": _ref("Paused")},
+    },
+    "Paused": {
+        "type": "array", "items": NULLABLE_STR,
+        "description": "what of the site is paused (not claimed): null for the whole queue "
+                       "(first), then the paused job types; empty when nothing is",
+    },
+    "Pauses": {
+        "type": "object", "required": ["site", "paused"],
+        "properties": {"site": {"type": "string"}, "paused": _ref("Paused")},
+    },
+    "PauseInput": {
+        "type": "object",
+        "description": "Optional: without a type (or without a body), the whole site.",
+        "properties": {"type": {"type": "string", "minLength": 1, "maxLength": 200,
+                                "nullable": True, "description": "a job type's name"}},
+        "additionalProperties": False,
     },
     "Log": {
         "type": "object", "required": ["index", "date", "status", "messages"],
@@ -110,9 +126,9 @@ SCHEMAS = {
         "properties": {"cron": _ref("Cron"), "preview": _ref("Preview")},
     },
     "Crontab": {
-        "type": "object", "required": ["site", "activated", "read_only", "crons"],
+        "type": "object", "required": ["site", "activated", "read_only", "paused", "crons"],
         "properties": {"site": {"type": "string"}, "activated": {"type": "boolean"},
-                       "read_only": {"type": "boolean"},
+                       "read_only": {"type": "boolean"}, "paused": _ref("Paused"),
                        "crons": {"type": "array", "items": _ref("Cron")}},
     },
     "CrontabPatch": {
@@ -242,6 +258,8 @@ CRON_OK = {"200": _json(_ref("Cron"), "the cron, with its logs"), **SITE_ERRORS}
 DRY_RUN_OK = _json(_ref("CronPreview"), "dry_run=true: the cron as it would be and its "
                    "preview; nothing saved")
 DRY_RUN_ERROR = _error("the body is not a JSON object, or dry_run is not true or false")
+PAUSE_BODY = {"required": False,
+              "content": {"application/json": {"schema": _ref("PauseInput")}}}
 JOB_OK = {"200": _json(_ref("Job"), "the job, with its history"), **SITE_ERRORS}
 
 PATHS = {
@@ -255,6 +273,16 @@ PATHS = {
             "200": _json(_ref("Crontab"), "the crontab"), **SITE_ERRORS, **BODY_ERRORS,
             "409": _error("read-only crontab, or " + READ_ONLY)}, [SITE], "CrontabPatch", tag="sites"),
     },
+    "/sites/{site}/pause": {"post": dict(_op(
+        "pauseSite", "Pause the claiming of a site's jobs, or of its jobs of one type", {
+            "200": _json(_ref("Pauses"), "what of the site is paused now"), **SITE_ERRORS,
+            **BODY_ERRORS, "409": _error(READ_ONLY)}, [SITE], tag="sites"),
+        requestBody=PAUSE_BODY)},
+    "/sites/{site}/resume": {"post": dict(_op(
+        "resumeSite", "Resume the claiming of a site's jobs, or of its jobs of one type", {
+            "200": _json(_ref("Pauses"), "what of the site is still paused"), **SITE_ERRORS,
+            **BODY_ERRORS, "409": _error(READ_ONLY)}, [SITE], tag="sites"),
+        requestBody=PAUSE_BODY)},
     "/sites/{site}/crons": {
         "get": _op("listCrons", "A site's crons", {
             "200": _json({"type": "array", "items": _ref("Cron")}, "the crons"),

@@ -19,6 +19,7 @@ from .crons import (
     delete_log,
     edit_cron,
     new_cron,
+    pause_site,
     site_page,
     switch_crontab,
 )
@@ -34,6 +35,8 @@ routes = [
     Route("/live", live, methods=["GET"]),
     Route(S, site_page, methods=["GET"]),
     Route(S + "/crontab", switch_crontab, methods=["POST"]),
+    Route(S + "/pause", pause_site, methods=["POST"]),
+    Route(S + "/resume", pause_site, methods=["POST"]),
     Route(S + "/crons/new", new_cron, methods=["GET", "POST"]),
     Route(S + "/crons/{uid}", cron_page, methods=["GET"]),
     Route(S + "/crons/{uid}/edit", edit_cron, methods=["GET", "POST"]),
@@ -48,6 +51,6 @@ routes = [
 __all__ = [
     "MAX_LIVE", "PAGE_SIZE", "TEMPLATES", "checked_form", "cron_action", "cron_page",
     "dashboard", "delete_log", "edit_cron", "error_page", "flash", "job_action", "job_page",
-    "jobs_page", "live", "login", "logout", "new_cron", "page", "redirect", "render", "routes",
-    "site_page", "submit_page", "switch_crontab", "templates", "types_page",
+    "jobs_page", "live", "login", "logout", "new_cron", "page", "pause_site", "redirect",
+    "render", "routes", "site_page", "submit_page", "switch_crontab", "templates", "types_page",
 ]

@@ -17,15 +17,18 @@ from ...runner import available_jobs
 from ..common import (
     CRON_EDITABLE,
     WebError,
+    all_pauses,
     check_cron_fields,
     delete_log_at,
     get_cron,
     get_site,
     next_run,
+    pause_type,
     save_crontab,
     site_names,
 )
-from .base import checked_form, flash, page, redirect, render
+from ..security import safe_next
+from .base import as_text, checked_form, flash, page, redirect, render
 
 if TYPE_CHECKING:
     from ...kit import Cronkit
@@ -36,9 +39,10 @@ if TYPE_CHECKING:
 async def dashboard(request: Request, kit: Cronkit) -> Response:
     sites = []
     active = [Status.PENDING.value, Status.RUNNING.value]
+    paused = all_pauses(kit)
     for name in site_names(kit):
         site = kit.site(name)
-        sites.append({"name": name, "crontab": site.crontab,
+        sites.append({"name": name, "crontab": site.crontab, "paused": paused.get(name, []),
                       "active": site.jobs.count(status=active),
                       "failed": site.jobs.count(status=Status.FAILED.value)})
     recent = [Job(kit.site(r["site"]), r) for r in kit.store.list_jobs(limit=10)]
@@ -49,7 +53,26 @@ async def dashboard(request: Request, kit: Cronkit) -> Response:
 async def site_page(request: Request, kit: Cronkit) -> Response:
     site = get_site(kit, request.path_params["site"])
     crons = [{"cron": c, "next": next_run(c)} for c in site.crontab.crons.values()]
-    return render(request, "site.html", site=site, crontab=site.crontab, crons=crons)
+    return render(request, "site.html", site=site, crontab=site.crontab, crons=crons,
+                  paused=site.pauses(), types=sorted(available_jobs(site)))
+
+
+@page
+async def pause_site(request: Request, kit: Cronkit) -> Response:
+    """The Pause and Resume buttons: the whole site, or the jobs of the posted type."""
+    site = get_site(kit, request.path_params["site"])
+    form = await checked_form(request)
+    action = request.url.path.rsplit("/", 1)[-1]
+    type_ = pause_type(as_text(form.get("type", "")).strip() or None)
+    what = f"jobs of type {type_}" if type_ is not None else "the site's queue"
+    if action == "pause":
+        site.pause(type_)
+        flash(request, f"{what} paused: running jobs run on, pending ones wait")
+    elif site.resume(type_):
+        flash(request, f"{what} resumed")
+    else:
+        flash(request, f"{what} was not paused")
+    return redirect(safe_next(form.get("next"), f"/sites/{site.name}"))
 
 
 @page

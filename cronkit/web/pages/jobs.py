@@ -17,6 +17,7 @@ from ...runner import available_jobs, job_types
 from ..common import (
     MAX_PRIORITY,
     WebError,
+    all_pauses,
     cancel_job,
     get_job,
     get_site,
@@ -60,17 +61,20 @@ async def jobs_page(request: Request, kit: Cronkit) -> Response:
         jobs = site.jobs.list(status=status, type=type_, limit=PAGE_SIZE, offset=offset)
         total = site.jobs.count(status=status, type=type_)
         types = set(available_jobs(site))
+        found = site.pauses()
+        pauses = {site.name: found} if found else {}
     else:
         rows = kit.store.list_jobs(status=status, type=type_, limit=PAGE_SIZE, offset=offset)
         jobs = [Job(kit.site(r["site"]), r) for r in rows]
         total = kit.store.count_jobs(status=status, type=type_)
         types = set().union(*(available_jobs(kit.site(n)) for n in site_names(kit)))
+        pauses = all_pauses(kit)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     filters = {k: v for k, v in (("site", site_name), ("status", status), ("type", type_)) if v}
     return render(request, "jobs.html", jobs=jobs, total=total, number=number, pages=pages,
                   offset=offset, filters=filters, statuses=[s.value for s in Status],
                   types=sorted(types | ({type_} if type_ else set())),
-                  sites=site_names(kit))
+                  sites=site_names(kit), pauses=pauses)
 
 
 @page
