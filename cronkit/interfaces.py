@@ -198,6 +198,9 @@ class IQueueManager(Interface):
     def cancel(job_id, force=False):
         """Cancel a job: a pending one never starts, a running one sees ``canceled``."""
 
+    def dependents(job_id):
+        """Return the continuations submitted to run after job ``job_id``."""
+
     def remove(job_id):
         """Delete the job whatever its state; raise NoSuchJob."""
 
@@ -235,9 +238,14 @@ class IJobLifecycle(Interface):
         """Insert job rows; JobQueuedEvent for each inserted. Return their ids (a
         duplicate firing is skipped if ``ignore_duplicates``, else DuplicateFiring)."""
 
-    def queue_unique(site, row):
-        """Insert ``row`` unless a pending twin has its unique key; return
-        ``(job_id, created)``; JobQueuedEvent when created."""
+    def queue_unique(site, row, running=False):
+        """Insert ``row`` unless a pending twin (or running, with ``running``) has its
+        unique key; return ``(job_id, created)``; JobQueuedEvent when created."""
+
+    def continue_after(site, ended, now=None):
+        """Release the waiting continuations of the jobs ``ended`` whose jobs have all
+        succeeded (due now), cancel those of which one failed, was canceled or is gone
+        (naming it); ``ended`` None sweeps every waiting continuation."""
 
     def claim(now, limit):
         """Move up to ``limit`` due jobs to RUNNING for this kit's worker; return rows."""
@@ -395,9 +403,9 @@ class IJobStore(Interface):
         and inserts nothing, or with ``ignore_duplicates`` is skipped (no id in the
         result). Unsafe: a plain job would be inserted twice, a firing's id lost."""
 
-    def add_unique_job(row):
-        """Insert ``row`` unless a PENDING job has its ``unique_key``; return (id,
-        created). Calls at once with one key make one job. Unsafe: a retry answers
+    def add_unique_job(row, running=False):
+        """Insert ``row`` unless a PENDING job (or RUNNING, with ``running``) has its
+        ``unique_key``; return (id, created). Calls at once with one key make one job. Unsafe: a retry answers
         created=False, or makes a second job once the first was claimed."""
 
     def get_job(job_id):
@@ -483,6 +491,11 @@ class IJobStore(Interface):
 
     def running_jobs():
         """Return every RUNNING job row. Repeatable."""
+
+    def continuations(after_id=None, waiting=True):
+        """Return the continuation rows (with ``after_ids``) of job ``after_id`` (of any
+        job when None), oldest first; only those still waiting (PENDING, run_after
+        ``WAITING``) unless ``waiting`` is false. Repeatable."""
 
     def requeue_job(job_id, run_after, message, attempt=None):
         """Put a RUNNING job (of that ``attempt``, when given) back to PENDING, due at

@@ -748,3 +748,99 @@ def test_a_cron_firing_is_retried_as_the_same_firing(kit, site, clock):
     assert log.status == cronkit.LogStatus.OK and "after 2 attempts" in log.messages
     nxt = site.jobs.list(cron=cron, status=Status.PENDING)
     assert [j.fire_at for j in nxt] == [first.fire_at + timedelta(hours=1)]
+
+
+# -- continuations and unique ------------------------------------------------------
+
+
+def _order(site):
+    ran = []
+    _register(site, "step", lambda self: ran.append(self.job.payload["n"]))
+    _register(site, "bad", lambda self: 1 / 0)
+    return ran
+
+
+def test_a_continuation_runs_once_its_jobs_have_succeeded(kit, site):
+    ran = _order(site)
+    a = site.submit("step", {"n": "a"})
+    b = site.submit("step", {"n": "b"})
+    c = site.submit("step", {"n": "c"}, after=[a, b.id])
+    waiting = site.jobs.get(c.id)
+    assert waiting.status == Status.PENDING and waiting.after_ids == [a.id, b.id]
+    assert "waiting for job" in waiting.status_text
+    assert [j.id for j in site.jobs.dependents(a.id)] == [c.id]
+    kit.run_pending()
+    assert ran[-1] == "c" and sorted(ran[:2]) == ["a", "b"]
+    assert site.jobs.get(c.id).status == Status.SUCCESS
+
+
+def test_a_continuation_of_a_failed_job_ends_canceled_naming_it_and_so_do_its_own(kit, site):
+    ran = _order(site)
+    a = site.submit("bad")
+    b = site.submit("step", {"n": "b"}, after=a)
+    c = site.submit("step", {"n": "c"}, after=b)
+    kit.run_pending()
+    assert ran == []
+    b2, c2 = site.jobs.get(b.id), site.jobs.get(c.id)
+    assert b2.status == Status.CANCELED and f"job {a.id}" in b2.message and "failed" in b2.message
+    assert c2.status == Status.CANCELED and f"job {b.id}" in c2.message
+
+
+def test_a_continuation_of_jobs_already_ended_is_decided_at_once(kit, site):
+    ran = _order(site)
+    ok = site.submit("step", {"n": "ok"})
+    bad = site.submit("bad")
+    kit.run_pending()
+    now_due = site.submit("step", {"n": "next"}, after=ok)
+    assert site.jobs.get(now_due.id).run_after == kit.clock.now()
+    never = site.submit("step", {"n": "never"}, after=[ok, bad])
+    assert site.jobs.get(never.id).status == Status.CANCELED
+    kit.run_pending()
+    assert ran == ["ok", "next"]
+
+
+def test_a_continuation_another_process_missed_is_released_by_the_reaper(kit, site):
+    ran = _order(site)
+    a = site.submit("step", {"n": "a"})
+    b = site.submit("step", {"n": "b"}, after=a)
+    kit.lifecycle._waiting_seen = (float("inf"), False)    # as if it could not know
+    kit.lifecycle.execute(kit.lifecycle.claim(kit.clock.now(), 1)[0])
+    assert ran == ["a"] and site.jobs.get(b.id).status == Status.PENDING
+    kit.reap()                                             # the sweep of every worker
+    assert site.jobs.get(b.id).run_after == kit.clock.now()
+    kit.run_pending()
+    assert ran == ["a", "b"]
+
+
+def test_after_is_checked(kit, site):
+    _order(site)
+    a = site.submit("step", {"n": "a"})
+    with pytest.raises(cronkit.InvalidParameters, match="no job 999"):
+        site.submit("step", {"n": "b"}, after=999)
+    with pytest.raises(cronkit.InvalidParameters, match="expected|must name"):
+        site.submit("step", {"n": "b"}, after="one")
+    with pytest.raises(cronkit.InvalidParameters, match="no delay"):
+        site.submit("step", {"n": "b"}, after=a, delay=10)
+
+
+def test_unique_merges_into_a_running_twin_and_pending_only_when_asked(kit, site):
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(self):
+        started.set()
+        release.wait(30)
+    _register(site, "long", run)
+    first = site.submit("long", {"k": 1}, unique=True)
+    worker = kit.worker(concurrency=1, poll_interval=0.01).start()
+    try:
+        assert started.wait(30)
+        assert site.submit("long", {"k": 1}, unique=True).id == first.id      # running twin
+        other = site.submit("long", {"k": 1}, unique="pending")               # a new one
+        assert other.id != first.id
+        assert site.submit("long", {"k": 1}, unique="pending").id == other.id
+        with pytest.raises(cronkit.InvalidParameters, match="unique"):
+            site.submit("long", {"k": 1}, unique="always")
+    finally:
+        release.set()
+        worker.stop()

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import socket
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,7 +43,7 @@ from ..events import (
     StartedCronJobEvent,
     notify,
 )
-from ..exceptions import CronkitError, InvalidResult, Retry
+from ..exceptions import CronkitError, InvalidResult, NoSuchJob, Retry
 from ..executors.processes import kill_group
 from ..interfaces import IJob, IJobLifecycle, IJobRunner, ISite
 from ..jobs import Job, Status
@@ -194,6 +195,8 @@ class JobLifecycle:
         self.finishing = 0
         #: Set in such a child: exit once the end is written.
         self.exit_after_finish = False
+        #: (when, whether) continuations were last seen waiting in the store.
+        self._waiting_seen: tuple[float, bool] | None = None
 
     def _job(self, job: Job | dict) -> Job:
         return job if isinstance(job, Job) else Job(self.kit.site(job["site"]), job)
@@ -213,8 +216,8 @@ class JobLifecycle:
             self.kit.wake()
         return ids
 
-    def queue_unique(self, site: Site, row: dict) -> tuple[int, bool]:
-        job_id, created = self.kit.store.add_unique_job(row)
+    def queue_unique(self, site: Site, row: dict, running: bool = False) -> tuple[int, bool]:
+        job_id, created = self.kit.store.add_unique_job(row, running=running)
         if created:
             notify(JobQueuedEvent(site=site, job=Job(site, dict(row, id=job_id))))
             self.kit.wake()
@@ -430,6 +433,52 @@ class JobLifecycle:
             notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id,
                                         timestamp=now))
         notify(JobFinishedEvent(site=site, job=job, timestamp=now))
+        if self._may_wait_on(job):
+            self.continue_after(site, [job.id], now)
+
+    # -- continuations ----------------------------------------------------------------
+
+    def _may_wait_on(self, job: Job) -> bool:
+        """Whether a continuation may wait on ``job``: the store is asked at most once a
+        second (the reaper's sweep catches what that misses); a kit that queued one
+        itself asks at once."""
+        tick = time.monotonic()
+        if self._waiting_seen is None or tick - self._waiting_seen[0] > 1.0:
+            self._waiting_seen = (tick, bool(self.kit.store.continuations(waiting=True)))
+        return self._waiting_seen[1]
+
+    def continue_after(self, site: Site | None, ended: list[int] | None,
+                       now: datetime | None = None) -> None:
+        """Release or cancel the waiting continuations of the jobs ``ended`` (of every
+        job when None, the reaper's sweep): one whose jobs have all succeeded is due
+        now; one of whose jobs failed, was canceled or is gone ends CANCELED naming
+        it (and so, in turn, do its own continuations)."""
+        store = self.kit.store
+        now = now or self.kit.clock.now()
+        rows = store.continuations(waiting=True)
+        self._waiting_seen = (time.monotonic(), bool(rows))
+        for row in rows:
+            if ended is not None and not set(row["after_ids"]) & set(ended):
+                continue
+            statuses = {}
+            for job_id in row["after_ids"]:
+                try:
+                    statuses[job_id] = store.get_job(job_id)["status"]
+                except NoSuchJob:
+                    statuses[job_id] = "deleted"
+            bad = next(((i, s) for i, s in statuses.items()
+                        if s in ("failed", "canceled", "deleted")), None)
+            target = site if site is not None and site.name == row["site"] \
+                else self.kit.site(row["site"])
+            if bad is not None:
+                if store.cancel_pending(row["id"], now):
+                    text = f"not run: job {bad[0]}, which it runs after, ended {bad[1]}"
+                    store.update_job(row["id"], message=text, status_text="")
+                    job = Job(target, store.get_job(row["id"]))
+                    self._ended(job, None, log_of(Status.CANCELED, text), now, now)
+            elif all(s == "success" for s in statuses.values()):
+                store.update_job(row["id"], run_after=now, status_text="")
+                self.kit.wake()
 
     # -- canceled ---------------------------------------------------------------------
 
@@ -479,6 +528,7 @@ class JobLifecycle:
             if self._retry_if_allowed(job, "worker lost", now):   # a firing too: the same one
                 continue
             self.finish(job, Status.FAILED, "worker lost", now=now)
+        self.continue_after(None, None, now)     # a continuation another process missed
         return [job_id for job_id, row in stale.items() if not self._process_alive(row, host)]
 
     @staticmethod

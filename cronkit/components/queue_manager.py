@@ -15,6 +15,7 @@ from ..interfaces import IQueueManager, ISite
 from ..jobs import FINISHED, Job, Status, aware, validate_payload
 from ..model.validation import MAX_JSON_BYTES, json_bytes, shown, text_problem
 from ..runner import runner_factory
+from ..stores.base import WAITING
 
 MAX_PAYLOAD = MAX_JSON_BYTES
 #: The longest delay or timeout: ten years, in seconds.
@@ -63,9 +64,18 @@ class QueueManager:
     # -- submit ---------------------------------------------------------------
 
     def submit(self, type: str, payload: Any = None, name: str | None = None, priority: int = 0,
-               delay: Any = 0, unique: bool = False, user: str | None = None,
-               timeout: Any = None, run_after: datetime | None = None) -> Job:
-        """Validate and queue a PENDING job; return it at once."""
+               delay: Any = 0, unique: bool | str = False, user: str | None = None,
+               timeout: Any = None, run_after: datetime | None = None,
+               after: Any = None) -> Job:
+        """Validate and queue a PENDING job; return it at once.
+
+        ``unique=True`` merges the submission into an identical job (same type and
+        payload) that is pending or running, and returns that one (Yii BackJob's rule);
+        ``unique="pending"`` only into a pending one. ``after`` (a Job, an id, or a list
+        of them) makes a continuation: it waits until every one of them has succeeded,
+        then is due at once; it ends CANCELED, naming the job, when one of them fails or
+        is canceled (Hangfire's ContinueJobWith). A continuation takes no delay or
+        run_after."""
         factory = runner_factory(self.site, type) if isinstance(type, str) else None
         if factory is None:
             raise UnknownRunner(f"no runner named {type!r} for site {self.site.name!r}")
@@ -92,20 +102,59 @@ class QueueManager:
             now + timedelta(seconds=_seconds(delay, "delay"))
         if timeout is not None:
             timeout = _seconds(timeout, "timeout") or None
+        if unique not in (False, True, "pending"):
+            raise InvalidParameters(f"unique must be True, False or 'pending', got "
+                                    f"{shown(unique)}", {"unique": "expected a boolean"})
+        after_ids = self._predecessors(after)
+        if after_ids and (run_after is not None or delay):
+            raise InvalidParameters("a continuation (after) is due when its jobs succeed: "
+                                    "it takes no delay or run_after", {"after": "with delay"})
         row = {"site": self.site.name, "type": type, "name": name, "status": "pending",
                "priority": priority, "payload": payload, "run_after": start, "created_at": now,
                "user": user, "timeout": timeout, "progress": 0, "status_text": "",
                "attempts": 0, "canceled": False}
+        if after_ids:
+            row.update(after_ids=after_ids, run_after=WAITING,
+                       status_text="waiting for job " + ", ".join(map(str, after_ids)))
         lifecycle = self.site.kit.lifecycle
         if unique:
             row["unique_key"] = hashlib.sha256(
                 f"{self.site.name}\0{type}\0{text}".encode()).hexdigest()
-            job_id, created = lifecycle.queue_unique(self.site, row)
+            job_id, created = lifecycle.queue_unique(self.site, row, running=unique is True)
             if not created:
-                return self.get(job_id)      # merged into the job already pending
+                return self.get(job_id)      # merged into the job already pending/running
         else:
             job_id = lifecycle.queue(self.site, [row])[0]
+        if after_ids:     # its jobs may have ended already
+            lifecycle.continue_after(self.site, after_ids)
+            return self.get(job_id)
         return Job(self.site, dict(row, id=job_id))
+
+    def _predecessors(self, after: Any) -> list[int]:
+        """The ids of the jobs ``after`` names (a Job, an id, or a list of them), each a
+        job of this site; InvalidParameters naming the one at fault."""
+        if after is None:
+            return []
+        items = list(after) if isinstance(after, (list, tuple, set, frozenset)) else [after]
+        ids: list[int] = []
+        for item in items:
+            job_id = item.id if isinstance(item, Job) else item
+            if isinstance(job_id, bool) or not isinstance(job_id, int):
+                raise InvalidParameters(f"after must name jobs (a Job or an id), got "
+                                        f"{shown(item)}", {"after": "expected job ids"})
+            try:
+                self.get(job_id)
+            except NoSuchJob:
+                raise InvalidParameters(f"after: no job {job_id} in site {self.site.name!r}",
+                                        {"after": f"no job {job_id}"}) from None
+            if job_id not in ids:
+                ids.append(job_id)
+        return ids
+
+    def dependents(self, job_id: int) -> list[Job]:
+        """The continuations submitted to run after job ``job_id``, waiting or not."""
+        return [self._job(r) for r in self.store.continuations(job_id, waiting=False)
+                if r["site"] == self.site.name]
 
     def retry(self, job_id: int) -> Job:
         """Submit a finished job again (same type, payload, name, priority)."""

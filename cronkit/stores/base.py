@@ -23,8 +23,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+#: The run_after of a continuation still waiting for the jobs it runs after.
+WAITING = datetime(9999, 12, 31, tzinfo=UTC)
 
 JobRow = dict[str, Any]
 """A job: every column of ``cronkit_jobs`` (``schema.JOB_COLUMNS``), payload a dict."""
@@ -135,9 +138,10 @@ class JobStore(ABC):
     @abstractmethod
     @unsafe
     @writes
-    def add_unique_job(self, row: JobRow) -> tuple[int, bool]:
-        """Insert ``row`` unless a PENDING job has its ``unique_key``; return (id,
-        created). Calls at once with one key make one job. Unsafe: a retry answers
+    def add_unique_job(self, row: JobRow, running: bool = False) -> tuple[int, bool]:
+        """Insert ``row`` unless a PENDING job (PENDING or RUNNING, with ``running``)
+        has its ``unique_key``; return (id, created). Calls at once with one key make
+        one job. Unsafe: a retry answers
         ``created=False``, or makes a second job once the first was claimed."""
 
     @abstractmethod
@@ -269,6 +273,14 @@ class JobStore(ABC):
     @repeatable
     def running_jobs(self) -> list[JobRow]:
         """Return every RUNNING job."""
+
+    @abstractmethod
+    @repeatable
+    def continuations(self, after_id: int | None = None, waiting: bool = True) -> list[JobRow]:
+        """Return the continuations (jobs with ``after_ids``) of job ``after_id`` (of
+        any job when None), oldest first: only those still waiting (PENDING, run_after
+        ``WAITING``: found by the (status, run_after) index, however long the queue)
+        unless ``waiting`` is false."""
 
     @abstractmethod
     @unsafe

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..exceptions import NoSuchJob
-from .base import JobRow, JobStore, Statuses
+from .base import WAITING, JobRow, JobStore, Statuses
 from .hotpath import HotPath, from_micros
 from .schema import chunks, claim_order, history, job_row, job_values, jobs, raw_job_row
 from .statements import HotStatements, JobStatements
@@ -58,15 +58,17 @@ class JobQueries(JobStore):
                 return [res[0]] if res else []
             return [r[0] for r in conn.execute(stmt, values)]
 
-    def add_unique_job(self, row: JobRow) -> tuple[int, bool]:
+    def add_unique_job(self, row: JobRow, running: bool = False) -> tuple[int, bool]:
+        statuses = ["pending", "running"] if running else ["pending"]
         with self._tx() as conn:
             self._lock_unique(conn, row["unique_key"])
             found = conn.execute(sa.select(jobs.c.id).where(
-                jobs.c.unique_key == row["unique_key"], jobs.c.status == "pending")
+                jobs.c.unique_key == row["unique_key"], jobs.c.status.in_(statuses))
                 .order_by(jobs.c.id).limit(1)).scalar()
             if found is not None:
                 return found, False
-            values = dict(row, payload=json.dumps(row.get("payload") or {}))
+            values = job_values(row)
+            values.pop("id", None)
             key: Any = conn.execute(jobs.insert().values(**values)).inserted_primary_key
             return int(key[0]), True
 
@@ -245,6 +247,16 @@ class JobQueries(JobStore):
     def running_jobs(self) -> list[JobRow]:
         with self._tx(write=False) as conn:
             return [job_row(r) for r in conn.execute(sa.select(jobs).where(jobs.c.status == "running"))]
+
+    def continuations(self, after_id: int | None = None, waiting: bool = True) -> list[JobRow]:
+        q = sa.select(jobs).where(jobs.c.after_ids.is_not(None)).order_by(jobs.c.id)
+        if waiting:
+            q = q.where(jobs.c.status == "pending", jobs.c.run_after == WAITING)
+        elif after_id is not None:   # a first cut by text; the ids are compared below
+            q = q.where(jobs.c.after_ids.contains(str(after_id)))
+        with self._tx(write=False) as conn:
+            rows = [job_row(r) for r in conn.execute(q)]
+        return rows if after_id is None else [r for r in rows if after_id in r["after_ids"]]
 
     def requeue_job(self, job_id: int, run_after: datetime, message: str,
                     attempt: int | None = None) -> bool:

@@ -322,6 +322,27 @@ def test_finish_ends_a_running_job_once(store):
     assert store.finish_job(job_id, "failed", later, "forced", only_running=False) == "failed"
 
 
+def test_continuations_are_found_waiting_and_by_the_job_they_follow(store):
+    from cronkit.stores.base import WAITING
+    a, b = store.add_jobs([row(), row()])
+    c, d = store.add_jobs([row(after_ids=[a, b], run_after=WAITING), row(after_ids=[b])])
+    assert [r["id"] for r in store.continuations()] == [c]               # d is due
+    assert [r["after_ids"] for r in store.continuations(b)] == [[a, b]]
+    assert [r["id"] for r in store.continuations(b, waiting=False)] == [c, d]
+    assert store.continuations(a + 1000, waiting=False) == []
+    assert store.get_job(a)["after_ids"] is None
+
+
+def test_a_unique_job_merges_into_a_running_twin_only_when_asked(store):
+    first, created = store.add_unique_job(row(unique_key="k"))
+    assert created
+    claim_all(store)
+    second, created = store.add_unique_job(row(unique_key="k"), running=True)
+    assert (second, created) == (first, False)
+    third, created = store.add_unique_job(row(unique_key="k"))
+    assert created and third != first
+
+
 def test_heartbeat_keeps_a_running_job_out_of_the_stale_list(store):
     a, b = store.add_jobs([row(), row()])
     claim_all(store)
@@ -795,6 +816,7 @@ READ_CALLS = {
     "pending_cron_jobs": lambda s, ids: s.pending_cron_jobs("plone"),
     "running_cron_uids": lambda s, ids: s.running_cron_uids("plone"),
     "running_jobs": lambda s, ids: s.running_jobs(),
+    "continuations": lambda s, ids: s.continuations(),
     "schema_version": lambda s, ids: s.schema_version(),
     "sites": lambda s, ids: s.sites(),
     "stale_jobs": lambda s, ids: s.stale_jobs(NOW + timedelta(days=1)),
