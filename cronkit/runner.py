@@ -65,10 +65,27 @@ def _check_name(name: Any) -> str:
     return name.strip()
 
 
-def register_runner(factory: Callable, name: str | None = None, registry: Any = None) -> Callable:
-    """Register ``factory`` (a Runner subclass) under ``name`` globally, or in ``registry``."""
+def _dotted(factory: Any) -> str:
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+
+
+def register_runner(factory: Callable, name: str | None = None, registry: Any = None,
+                    replace: bool = True) -> Callable:
+    """Register ``factory`` (a Runner subclass) under ``name`` globally, or in ``registry``.
+
+    A name already taken there by another factory is replaced with a warning naming
+    both (AtroCore's clash of two add-ons' jobs); with ``replace=False`` it is refused
+    with CronkitError and the first stays. Registering the same factory again is a
+    no-op."""
     name = _check_name(name or getattr(factory, "name", None))
-    (registry or getGlobalSiteManager()).registerAdapter(factory, (ISite, IJob), IJobRunner, name)
+    reg = registry or getGlobalSiteManager()
+    taken = reg.adapters.registered((ISite, IJob), IJobRunner, name)
+    if taken is not None and taken is not factory:
+        if not replace:
+            raise CronkitError(f"runner name {name!r} is taken by {_dotted(taken)}: not "
+                               f"registering {_dotted(factory)} (replace=False)")
+        log.warning("runner %r: %s replaces %s", name, _dotted(factory), _dotted(taken))
+    reg.registerAdapter(factory, (ISite, IJob), IJobRunner, name)
     return factory
 
 

@@ -844,3 +844,21 @@ def test_unique_merges_into_a_running_twin_and_pending_only_when_asked(kit, site
     finally:
         release.set()
         worker.stop()
+
+
+# -- name clashes -------------------------------------------------------------------
+
+
+def test_a_second_runner_under_a_taken_name_is_a_warning_or_refused(site, caplog):
+    first = _register(site, "clash", lambda self: "first")
+    second = type("Second", (cronkit.Runner,), {"run": lambda self: "second"})
+    with caplog.at_level("WARNING", logger="cronkit.runner"):
+        site.register_runner(first, name="clash")             # the same: nothing said
+        assert not caplog.records
+        site.register_runner(second, name="clash")
+    assert "clash" in caplog.text and "Second" in caplog.text and "clash" in caplog.text
+    third = type("Third", (cronkit.Runner,), {"run": lambda self: "third"})
+    with pytest.raises(cronkit.CronkitError, match="taken by .*Second"):
+        cronkit.register_runner(third, name="clash", registry=site.registry, replace=False)
+    from cronkit.runner import runner_factory
+    assert runner_factory(site, "clash") is second
