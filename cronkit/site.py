@@ -88,6 +88,36 @@ class Site:
         """Queue a job (see IQueueManager.submit); returns it at once, PENDING."""
         return self.jobs.submit(type, payload, **options)
 
+    # -- paused queues ----------------------------------------------------------
+
+    def pause(self, type: str | None = None) -> None:
+        """Stop the claiming of this site's jobs (``type`` None), or of its jobs of
+        ``type``, by every worker on the store, as soon as this returns. Running jobs
+        run on; pending ones, cron firings included, wait (none is lost) until
+        :meth:`resume`. Pausing what is paused changes nothing."""
+        self.kit.store.pause(self.name, type, self.kit.clock.now())
+
+    def resume(self, type: str | None = None) -> bool:
+        """End the pause of the site (``type`` None) or of that type, and wake this
+        process's workers (PostgreSQL wakes every worker); return True if it was
+        paused. Resuming the site leaves its paused types paused, and the other way
+        round."""
+        resumed = self.kit.store.resume(self.name, type)
+        if resumed:
+            self.kit.wake()
+        return resumed
+
+    def pauses(self) -> list[str | None]:
+        """What of this site is paused: None for the whole queue (first), then the
+        paused job types, sorted; [] when nothing is."""
+        return self.kit.store.pauses(self.name)
+
+    def paused(self, type: str | None = None) -> bool:
+        """Whether the site's queue is paused, or (``type`` given) its jobs of ``type``
+        are not claimed: the whole site or that type is paused."""
+        found = self.pauses()
+        return None in found or (type is not None and type in found)
+
     def register_runner(self, factory: Any, name: str | None = None) -> Any:
         """Register a runner for this site only."""
         return register_runner(factory, name, registry=self.registry)

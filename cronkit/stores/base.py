@@ -204,9 +204,39 @@ class JobStore(ABC):
         progress 0. Highest priority first, then earliest run_after, then submission
         order; a cron job waits while a job of its cron runs, and one claim takes one
         job per cron. No two claims get the same job. Return the rows in claim order.
-        ``limits`` maps a job type to its ``TypeLimit`` (max_running, rate): a claim
-        never takes a job of a type beyond them, counted over every worker.
-        Unsafe: a retry would claim other jobs."""
+        No job of a paused site or type is claimed (see ``pause``). ``limits`` maps a
+        job type to its ``TypeLimit`` (max_running, rate: (count, seconds)): a claim
+        never leaves more than ``max_running`` jobs of the type RUNNING, nor more than
+        ``count`` of them started (``started_at``) within the last ``seconds``, counted
+        over the whole store (every site, worker and process), and holds so when claims
+        run at once. Unsafe: a retry would claim other jobs."""
+
+    @abstractmethod
+    @repeatable
+    @writes
+    def pause(self, site: str, type: str | None, now: datetime) -> None:
+        """Pause the site's queue (``type`` None) or its jobs of ``type``, as of ``now``:
+        from its commit on no claim, by any worker, takes those jobs; they stay PENDING
+        (cron firings too) until resumed. Pausing what is paused changes nothing."""
+
+    @abstractmethod
+    @unsafe
+    @writes
+    def resume(self, site: str, type: str | None) -> bool:
+        """End that pause (the whole site's for ``type`` None, else that type's; the
+        other pauses of the site stay); return True if it was paused. Unsafe: a retry
+        answers False."""
+
+    @abstractmethod
+    @repeatable
+    def pauses(self, site: str) -> list[str | None]:
+        """Return what of the site is paused: None for the whole queue (first), then the
+        paused types, sorted; [] when nothing is."""
+
+    @abstractmethod
+    @repeatable
+    def paused_sites(self) -> list[str]:
+        """Return the names of the sites with a pause (whole or of a type), sorted."""
 
     @abstractmethod
     @repeatable

@@ -4,6 +4,11 @@ history, retention).
 Claims are atomic: on SQLite a claim is one ``BEGIN IMMEDIATE`` write transaction, on
 PostgreSQL a ``SELECT ... FOR UPDATE SKIP LOCKED``. The statements every job goes
 through run on SQLite's hot path (``hotpath.py``) when the store has one.
+
+Paused queues (``cronkit_pauses``: a site's whole queue, type "", or one type of it)
+are skipped by every claim's own statement. Limits (a type's ``max_running`` and
+``rate``) are counted inside the claim's transaction; how concurrent claims are kept
+from both spending the same room is in ``JobQueries.claim``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +25,17 @@ import sqlalchemy as sa
 from ..exceptions import NoSuchJob
 from .base import WAITING, JobRow, JobStore, Statuses
 from .hotpath import HotPath, from_micros
-from .schema import chunks, claim_order, history, job_row, job_values, jobs, raw_job_row
+from .schema import (
+    chunks,
+    claim_order,
+    history,
+    insert,
+    job_row,
+    job_values,
+    jobs,
+    pauses,
+    raw_job_row,
+)
 from .statements import HotStatements, JobStatements
 
 
@@ -29,6 +44,7 @@ class JobQueries(JobStore):
     the transactions, the prebuilt statements and the hot path."""
 
     url: str
+    dialect: str
     _hot: HotPath | None
     _hot_stmts: HotStatements | None
     _stmts: JobStatements
@@ -41,6 +57,10 @@ class JobQueries(JobStore):
     def _lock_unique(self, conn: sa.Connection, key: str) -> None:
         """Serialise unique submissions of one key."""
 
+    @abstractmethod
+    def _lock_limits(self, conn: sa.Connection) -> None:
+        """Serialise the claims that take jobs of limited types, from here to the end of
+        the claim's transaction."""
 
     def add_jobs(self, rows: list[JobRow], ignore_duplicates: bool = False) -> list[int]:
         if not rows:
@@ -157,9 +177,34 @@ class JobQueries(JobStore):
 
     def claim(self, now: datetime, limit: int, worker: str, pid: int | None = None,
               limits: Mapping[str, Any] | None = None) -> list[JobRow]:
+        """Claim as the contract says. Without ``limits`` a claim is one statement (on
+        SQLite's hot path when there is one); pauses are part of it.
+
+        With ``limits`` the claim runs in one write transaction: it reads the claimable
+        jobs in claim order (``claim_candidates``); when some are of a limited type it
+        takes the limits lock, then counts each such type's RUNNING jobs (all sites,
+        all workers) and its starts within the rate's window (``started_at`` after
+        ``now - seconds``: a sliding window), takes jobs while their type has room, and
+        reads again without the types that have none, until it has ``limit`` jobs or
+        none is left (at most one more read per limited type).
+
+        Concurrent claims: on SQLite the transaction is ``BEGIN IMMEDIATE``, so claims
+        run one at a time and each counts what the last one committed. On PostgreSQL
+        claims run at once (SKIP LOCKED); two that counted the same room would both
+        spend it. So a claim that meets a limited type first takes one transaction-wide
+        advisory lock (``_lock_limits``), and counts after it: READ COMMITTED gives each
+        count a snapshot taken once the previous holder committed. One lock for every
+        limited type, not one per type: a claim meets its types one read after another,
+        and per-type locks taken in that order could deadlock. Claims that meet no
+        limited type never take it and stay concurrent."""
         if limit <= 0:
             return []
         params = {"now": now, "lim": limit, "worker": worker, "pid": pid}
+        limited = {name: value for name, value in (limits or {}).items()
+                   if _max_running(value) is not None or _rate(value) is not None}
+        if limited:
+            with self._tx() as conn:
+                return claim_order(self._claim_limited(conn, params, limited))
         hot = self._hot_stmts
         if hot is not None and self._hot is not None:
             with self._hot.write(self.url) as conn:
@@ -167,6 +212,58 @@ class JobQueries(JobStore):
             return claim_order([raw_job_row(r) for r in raw])
         with self._tx() as conn:
             return claim_order([job_row(r) for r in conn.execute(self._stmts.claim, params)])
+
+    def _claim_limited(self, conn: sa.Connection, params: dict[str, Any],
+                       limits: Mapping[str, Any]) -> list[JobRow]:
+        stmts, now, limit = self._stmts, params["now"], params["lim"]
+        blocked: set[str] = set()
+        room: dict[str, int] = {}
+        locked = False
+        claimed: list[JobRow] = []
+        while len(claimed) < limit:
+            want = limit - len(claimed)
+            found = conn.execute(stmts.claim_candidates,
+                                 {"now": now, "lim": want, "blocked": sorted(blocked)}).all()
+            uncounted = {t for _, t in found if t in limits and t not in room}
+            if uncounted:
+                if not locked:
+                    self._lock_limits(conn)
+                    locked = True
+                room.update(self._room(conn, now, uncounted, limits))
+            take = []
+            for job_id, type_ in found:
+                if type_ in limits:
+                    if room[type_] <= 0:
+                        blocked.add(type_)
+                        continue
+                    room[type_] -= 1
+                take.append(job_id)
+            if take:
+                claimed += [job_row(r) for r in conn.execute(stmts.claim_ids,
+                                                             dict(params, ids=take))]
+            if len(take) == len(found) or len(found) < want:
+                break
+        return claimed
+
+    def _room(self, conn: sa.Connection, now: datetime, types: set[str],
+              limits: Mapping[str, Any]) -> dict[str, int]:
+        """How many more jobs of each of ``types`` may start now."""
+        running: dict[str, int] = {
+            t: n for t, n in conn.execute(self._stmts.running_by_type, {"types": sorted(types)})}
+        room = {}
+        for name in types:
+            free: list[int] = []
+            most = _max_running(limits[name])
+            if most is not None:
+                free.append(most - running.get(name, 0))
+            rate = _rate(limits[name])
+            if rate is not None:
+                count, seconds = rate
+                started = conn.execute(self._stmts.started_since, {
+                    "type": name, "since": now - timedelta(seconds=seconds)}).scalar_one()
+                free.append(count - started)
+            room[name] = max(0, min(free))
+        return room
 
     def next_due(self) -> datetime | None:
         hot = self._hot_stmts
@@ -300,6 +397,29 @@ class JobQueries(JobStore):
             ids = list(conn.execute(sa.select(jobs.c.id).where(sa.or_(*conds))).scalars())
         return self.delete_jobs(ids)
 
+    # -- paused queues --------------------------------------------------------
+
+    def pause(self, site: str, type: str | None, now: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute(insert(self.dialect, pauses).values(
+                site=site, type=type or "", paused_at=now).on_conflict_do_nothing())
+
+    def resume(self, site: str, type: str | None) -> bool:
+        with self._tx() as conn:
+            return conn.execute(pauses.delete().where(
+                pauses.c.site == site, pauses.c.type == (type or ""))).rowcount == 1
+
+    def pauses(self, site: str) -> list[str | None]:
+        with self._tx(write=False) as conn:
+            found = sorted(conn.execute(sa.select(pauses.c.type).where(
+                pauses.c.site == site)).scalars())
+        return [t or None for t in found]
+
+    def paused_sites(self) -> list[str]:
+        with self._tx(write=False) as conn:
+            return list(conn.execute(sa.select(pauses.c.site).distinct()
+                                     .order_by(pauses.c.site)).scalars())
+
     # -- history --------------------------------------------------------------
 
     def add_history(self, job_id: int, date: datetime, comment: str, status: str = "info") -> None:
@@ -312,3 +432,13 @@ class JobQueries(JobStore):
             return [dict(r._mapping) for r in conn.execute(
                 sa.select(history.c.date, history.c.status, history.c.comment)
                 .where(history.c.job_id == job_id).order_by(history.c.id))]
+
+
+def _max_running(value: Any) -> int | None:
+    """A type limit's ``max_running`` (a TypeLimit, or a (max_running, rate) pair)."""
+    return getattr(value, "max_running", None) if hasattr(value, "max_running") else value[0]
+
+
+def _rate(value: Any) -> tuple[int, float] | None:
+    """A type limit's ``rate``: (count, seconds), or None."""
+    return getattr(value, "rate", None) if hasattr(value, "rate") else value[1]

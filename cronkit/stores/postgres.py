@@ -7,6 +7,10 @@ needs when many workers on many hosts use it at once.
   that ``LISTEN``\\ s on a dedicated psycopg connection and calls the callbacks (a
   worker passes ``kit.wake``); ``wait_for_notify(timeout)`` is the same wait as a
   blocking call. Polling stays the fallback: a lost notification costs one poll.
+- **Limits.** A claim that meets a job of a limited type (``max_running``,
+  ``rate``) takes one advisory lock for the rest of its transaction before it counts,
+  so concurrent claims never spend one type's room twice (``JobQueries.claim``).
+  Resuming a paused queue notifies, as queuing a job does.
 - **Connection loss.** Pooled connections are pinged before use. What a call does
   after a lost or refused connection (server restart, failover, network cut) follows
   the marking of its operation in ``base.py``, declared per operation:
@@ -58,9 +62,12 @@ T = TypeVar("T")
 CHANNEL = "cronkit"
 # pg_advisory_xact_lock key held while the schema is created or migrated ("cronkit").
 SCHEMA_LOCK = int.from_bytes(b"cronkit", "big")
+# pg_advisory_xact_lock key held by a claim that takes jobs of limited types ("ckLimit").
+LIMITS_LOCK = int.from_bytes(b"ckLimit", "big")
 _NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
 # The operations whose commit wakes the listeners of every process.
-NOTIFYING = frozenset({"add_jobs", "add_unique_job", "requeue_job", "save_crontab"})
+NOTIFYING = frozenset({"add_jobs", "add_unique_job", "requeue_job", "save_crontab",
+                       "resume"})
 # Store methods that are no database operation: neither retried nor refused.
 LOCAL = frozenset({"close", "after_fork"})
 
@@ -152,6 +159,12 @@ class PostgresStore(SQLStore):
         # Two submissions of one unique job at once: the second waits for the first's
         # commit, then (READ COMMITTED: a new snapshot per statement) finds its job.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+    def _lock_limits(self, conn: sa.Connection) -> None:
+        # Claims run at once (SKIP LOCKED): two that counted a type's running jobs or
+        # starts at once would both spend its room. The lock is held to COMMIT, and each
+        # count after it (READ COMMITTED) sees what the previous holder claimed.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIMITS_LOCK})
 
     def _lock_schema(self, conn: sa.Connection) -> None:
         # Two processes creating the schema of a fresh database at once would clash on

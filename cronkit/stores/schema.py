@@ -22,7 +22,7 @@ from .hotpath import from_micros, to_micros
 # Every change of the tables below (a column, an index, a constraint) bumps this and adds
 # a migration to MIGRATIONS: tests/contracts/test_schema.py holds a database made by
 # version 1 and fails when migrating it does not give what a fresh database gets.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 T = TypeVar("T")
 
@@ -124,6 +124,8 @@ jobs = sa.Table(
     sa.Index("ix_cronkit_jobs_site", "site", "status", "id"),
     sa.Index("ix_cronkit_jobs_site_id", "site", "id"),
     sa.Index("ix_cronkit_jobs_unique", "unique_key"),
+    # Version 5: a rate-limited type's starts within its window, counted at each claim.
+    sa.Index("ix_cronkit_jobs_started", "type", "started_at"),
     sqlite_autoincrement=True,
 )
 
@@ -197,10 +199,16 @@ def _migrate_4(conn: sa.Connection) -> None:
     pauses.create(conn, checkfirst=True)
 
 
+def _migrate_5(conn: sa.Connection) -> None:
+    """Version 5: the (type, started_at) index a rate-limited claim counts starts with."""
+    _index(jobs, "ix_cronkit_jobs_started").create(conn, checkfirst=True)
+
+
 # Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1. Each one is
 # idempotent (it creates only what is missing), as _migrate_1 makes the latest tables.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1, 1: _migrate_2,
-                                                          2: _migrate_3, 3: _migrate_4}
+                                                          2: _migrate_3, 3: _migrate_4,
+                                                          4: _migrate_5}
 
 
 def read_version(value: Any, url: str) -> int:

@@ -226,6 +226,9 @@ class SQLStore(CrontabQueries, JobQueries, Store):
     def _lock_unique(self, conn: sa.Connection, key: str) -> None:
         """Serialise unique submissions of one key (SQLite: BEGIN IMMEDIATE does)."""
 
+    def _lock_limits(self, conn: sa.Connection) -> None:
+        """Serialise claims of limited types (SQLite: BEGIN IMMEDIATE does)."""
+
     def _prepare_statements(self) -> None:
         """Build the job statements once; on a writable SQLite store, compile them for
         the hot path (a read-only one reads through SQLAlchemy, which refuses writes)."""

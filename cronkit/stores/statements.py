@@ -4,6 +4,12 @@ check, the next due time), built once per store rather than on every call.
 Each optional condition is a variant of its own (``finish[only_running, by_attempt]``)
 rather than a parameter tested in SQL, so the common statement stays the one it was.
 On SQLite the same statements are also compiled once for the hot path.
+
+Every claim skips the jobs of a paused site or type inside its own statement (a probe
+of ``cronkit_pauses``' primary key per candidate, nothing when no pause exists): a
+pause holds from its commit on, in every process, with no cache to go stale. A claim
+with limits uses ``claim_candidates``, ``claim_ids`` and the counts (see
+``JobQueries.claim``).
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from .hotpath import Statement
-from .schema import UTCDateTime, insert, jobs
+from .schema import UTCDateTime, insert, jobs, pauses
 
 
 @dataclass
 class JobStatements:
     claim: Any
+    claim_candidates: Any    # (id, type) of due claimable jobs, some types left out
+    claim_ids: Any           # claims the jobs of those ids
+    running_by_type: Any     # type -> RUNNING jobs, for the types given
+    started_since: Any       # jobs of a type started after a time
     insert_job: Any
     insert_ignore: Any
     finish: dict[tuple[bool, bool], Any]    # (only_running, by_attempt) -> UPDATE
@@ -39,8 +49,9 @@ class HotStatements:
     next_due: Statement
 
 
-def _claim(dialect: str) -> Any:
-    now = sa.bindparam("now", type_=UTCDateTime())
+def _claimable(now: Any, dialect: str = "") -> list[Any]:
+    """The conditions of a job a claim may take at ``now``: due, PENDING, of no paused
+    site or type, and not a cron job whose cron runs or has an earlier due job."""
     other = jobs.alias("other")
     busy = sa.exists().where(other.c.site == jobs.c.site, other.c.cron_uid == jobs.c.cron_uid,
                              other.c.status == "running")
@@ -54,16 +65,52 @@ def _claim(dialect: str) -> Any:
                sa.and_(before.c.priority == jobs.c.priority, sa.or_(
                    before.c.run_after < jobs.c.run_after,
                    sa.and_(before.c.run_after == jobs.c.run_after, before.c.id < jobs.c.id)))))
-    due = sa.select(jobs.c.id).where(
-        jobs.c.status == "pending", jobs.c.run_after <= now,
-        sa.or_(jobs.c.cron_uid.is_(None), ~(busy | queued_before)),
-    ).order_by(jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id).limit(sa.bindparam("lim"))
+    paused = sa.exists().where(pauses.c.site == jobs.c.site,
+                               sa.or_(pauses.c.type == "", pauses.c.type == jobs.c.type))
+    # SQLite plans a SELECT of these (not the claim's UPDATE) on the due index, which
+    # sorts the whole queue; ``+ 0`` keeps run_after out of its index choice, so it
+    # walks the claim-order index and stops at the LIMIT.
+    due = (sa.type_coerce(jobs.c.run_after, sa.BigInteger) + 0 if dialect == "sqlite"
+           else jobs.c.run_after) <= now
+    return [jobs.c.status == "pending", due, ~paused,
+            sa.or_(jobs.c.cron_uid.is_(None), ~(busy | queued_before))]
+
+
+_CLAIM_ORDER = (jobs.c.priority.desc(), jobs.c.run_after, jobs.c.id)
+
+
+def _claimed(now: Any) -> dict[str, Any]:
+    """What a claim writes in each job it takes."""
+    return dict(status="running", started_at=now, heartbeat=now, worker=sa.bindparam("worker"),
+                pid=sa.bindparam("pid"), attempts=jobs.c.attempts + 1, progress=0)
+
+
+def _claim(dialect: str) -> Any:
+    now = sa.bindparam("now", type_=UTCDateTime())
+    due = sa.select(jobs.c.id).where(*_claimable(now)).order_by(*_CLAIM_ORDER) \
+        .limit(sa.bindparam("lim"))
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True, of=jobs)
     return jobs.update().where(jobs.c.id.in_(due.scalar_subquery()),
                                jobs.c.status == "pending").values(
-        status="running", started_at=now, heartbeat=now, worker=sa.bindparam("worker"),
-        pid=sa.bindparam("pid"), attempts=jobs.c.attempts + 1, progress=0).returning(*jobs.c)
+        **_claimed(now)).returning(*jobs.c)
+
+
+def _claim_candidates(dialect: str) -> Any:
+    now = sa.bindparam("now", type_=UTCDateTime())
+    found = sa.select(jobs.c.id, jobs.c.type).where(
+        *_claimable(now, dialect), jobs.c.type.not_in(sa.bindparam("blocked", expanding=True)),
+    ).order_by(*_CLAIM_ORDER).limit(sa.bindparam("lim"))
+    if dialect == "postgresql":
+        found = found.with_for_update(skip_locked=True, of=jobs)
+    return found
+
+
+def _claim_ids() -> Any:
+    now = sa.bindparam("now", type_=UTCDateTime())
+    return jobs.update().where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)),
+                               jobs.c.status == "pending").values(
+        **_claimed(now)).returning(*jobs.c)
 
 
 def _finish() -> dict[tuple[bool, bool], Any]:
@@ -98,6 +145,14 @@ def job_statements(dialect: str) -> JobStatements:
     stmt = insert(dialect, jobs)
     return JobStatements(
         claim=_claim(dialect),
+        claim_candidates=_claim_candidates(dialect),
+        claim_ids=_claim_ids(),
+        running_by_type=sa.select(jobs.c.type, sa.func.count()).where(
+            jobs.c.status == "running", jobs.c.type.in_(sa.bindparam("types", expanding=True)))
+        .group_by(jobs.c.type),
+        started_since=sa.select(sa.func.count()).select_from(jobs).where(
+            jobs.c.type == sa.bindparam("type"),
+            jobs.c.started_at > sa.bindparam("since", type_=UTCDateTime())),
         insert_job=stmt.returning(jobs.c.id, sort_by_parameter_order=True),
         insert_ignore=stmt.on_conflict_do_nothing().returning(jobs.c.id),
         finish=_finish(),

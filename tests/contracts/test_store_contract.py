@@ -219,6 +219,139 @@ def test_two_claimers_never_get_the_same_job(store, open_another):
         assert job["status"] == "running" and job["attempts"] == 1
 
 
+# -- paused queues and limits ------------------------------------------------------------
+
+
+def test_a_paused_site_is_not_claimed_until_resumed(store):
+    [paused, other] = store.add_jobs([row(), row(site="other")])
+    store.pause("plone", None, NOW)
+    assert [r["id"] for r in claim_all(store)] == [other]
+    assert store.get_job(paused)["status"] == "pending"
+    assert store.resume("plone", None) is True
+    assert [r["id"] for r in claim_all(store)] == [paused]
+
+
+def test_a_paused_type_is_not_claimed_while_the_others_of_the_site_are(store):
+    [mail, export] = store.add_jobs([row(type="mail", priority=5), row()])
+    store.pause("plone", "mail", NOW)
+    assert [r["id"] for r in claim_all(store)] == [export]
+    store.resume("plone", "mail")
+    assert [r["id"] for r in claim_all(store)] == [mail]
+
+
+def test_a_paused_cron_firing_waits_and_is_not_lost(store):
+    [job_id] = store.add_jobs([firing("c1")])
+    store.pause("plone", None, NOW)
+    assert claim_all(store, now=NOW + timedelta(hours=1)) == []
+    store.resume("plone", None)
+    assert [r["id"] for r in claim_all(store, now=NOW + timedelta(hours=1))] == [job_id]
+
+
+def test_pauses_lists_the_whole_site_first_then_the_paused_types(store):
+    assert store.pauses("plone") == [] and store.paused_sites() == []
+    store.pause("plone", "mail", NOW)
+    store.pause("plone", "export", NOW)
+    store.pause("plone", None, NOW)
+    store.pause("zope", "mail", NOW)
+    assert store.pauses("plone") == [None, "export", "mail"]
+    assert store.pauses("zope") == ["mail"]
+    assert store.paused_sites() == ["plone", "zope"]
+
+
+def test_pausing_twice_is_one_pause_and_resume_says_whether_it_was_paused(store):
+    store.pause("plone", None, NOW)
+    store.pause("plone", None, NOW + timedelta(seconds=1))
+    store.pause("plone", "mail", NOW)
+    assert store.resume("plone", None) is True
+    assert store.resume("plone", None) is False
+    assert store.pauses("plone") == ["mail"]      # the type's pause is another one
+
+
+def test_a_pause_holds_for_every_store_on_the_database(store, open_another):
+    store.add_jobs([row()])
+    other = open_another(store)
+    other.pause("plone", "export", NOW)
+    assert claim_all(store) == []
+    assert store.pauses("plone") == ["export"]
+
+
+LIMITS = {"export": (2, None)}
+
+
+def test_max_running_counts_the_running_jobs_of_the_type_on_every_site(store):
+    store.add_jobs([row(site="zope")] + [row() for _ in range(4)] + [row(type="mail")])
+    store.claim(NOW, 1, "w:1", 1)                       # one export, of zope, runs
+    got = store.claim(NOW, 10, "w:2", 2, limits=LIMITS)
+    assert sorted(r["type"] for r in got) == ["export", "mail"]
+    assert store.claim(NOW, 10, "w:3", 3, limits=LIMITS) == []
+    [export] = [r for r in got if r["type"] == "export"]
+    store.finish_job(export["id"], "success", NOW)
+    assert [r["type"] for r in store.claim(NOW, 10, "w:3", 3, limits=LIMITS)] == ["export"]
+
+
+def test_a_limited_type_in_front_leaves_the_claim_to_the_jobs_behind_it(store):
+    ids = store.add_jobs([row(priority=9) for _ in range(5)] + [row(type="mail")
+                                                               for _ in range(3)])
+    got = store.claim(NOW, 4, "w:1", 1, limits=LIMITS)
+    assert [r["id"] for r in got] == ids[:2] + ids[5:7]
+
+
+def test_a_rate_limit_counts_the_starts_within_its_window(store):
+    store.add_jobs([row() for _ in range(5)])
+    limits = {"export": (None, (2, 60.0))}
+    assert len(store.claim(NOW, 10, "w:1", 1, limits=limits)) == 2
+    for job in store.list_jobs(status="running"):
+        store.finish_job(job["id"], "success", NOW)     # ended: still started in the window
+    assert store.claim(NOW + timedelta(seconds=59), 10, "w:1", 1, limits=limits) == []
+    assert len(store.claim(NOW + timedelta(seconds=60), 10, "w:1", 1, limits=limits)) == 2
+
+
+def test_max_running_and_rate_together_give_the_smaller_room(store):
+    store.add_jobs([row() for _ in range(5)])
+    limits = {"export": (3, (1, 60.0))}
+    assert len(store.claim(NOW, 10, "w:1", 1, limits=limits)) == 1
+
+
+def test_limited_claims_at_once_never_take_more_than_max_running(store, open_another):
+    """Four claimers, each with its own store object (as four workers would), claim at
+    one instant, twenty times; nothing finishes in a round: two jobs run after each."""
+    store.add_jobs([row(name=f"j{i}") for i in range(60)])
+    stores = [store] + [open_another(store) for _ in range(3)]
+    start = threading.Barrier(5)      # the four claimers and this thread
+    got: list[list[list[int]]] = [[] for _ in range(4)]
+    errors = []
+
+    def claimer(n):
+        try:
+            for _ in range(20):
+                start.wait()
+                got[n].append([r["id"] for r in stores[n].claim(NOW, 2, f"w:{n}", n,
+                                                                limits=LIMITS)])
+                start.wait()
+                start.wait()     # this thread ends the round's jobs meanwhile
+        except Exception as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for round_ in range(20):
+            start.wait()
+            start.wait()
+            claimed = [i for n in range(4) for i in got[n][round_]]
+            assert len(claimed) == 2, (round_, claimed)
+            for job_id in claimed:
+                store.finish_job(job_id, "success", NOW)
+            start.wait()
+    finally:
+        start.abort()
+        for t in threads:
+            t.join()
+    assert errors == [] or all(isinstance(e, threading.BrokenBarrierError) for e in errors)
+
+
 # -- cron firings ------------------------------------------------------------------------
 
 
@@ -797,6 +930,7 @@ def _filled(store):
     store.save_crontab("plone", True, [cron("c1")], [], [("c1", entry(0))], [])
     store.add_jobs([firing("c1", at=NOW + timedelta(minutes=1))])
     store.mark_site("plone")
+    store.pause("zope", "mail", NOW)
     return {"pending": pending, "running": running}
 
 
@@ -812,6 +946,8 @@ READ_CALLS = {
     "load_crontab": lambda s, ids: s.load_crontab("plone"),
     "marked_sites": lambda s, ids: s.marked_sites(),
     "next_due": lambda s, ids: s.next_due(),
+    "paused_sites": lambda s, ids: s.paused_sites(),
+    "pauses": lambda s, ids: s.pauses("zope"),
     "pending_and_running_cron_jobs": lambda s, ids: s.pending_and_running_cron_jobs("plone"),
     "pending_cron_jobs": lambda s, ids: s.pending_cron_jobs("plone"),
     "running_cron_uids": lambda s, ids: s.running_cron_uids("plone"),
@@ -839,8 +975,10 @@ WRITE_CALLS = {
     "finish_job": lambda s, ids: s.finish_job(ids["running"], "success", NOW),
     "heartbeat": lambda s, ids: s.heartbeat([ids["running"]], NOW + timedelta(seconds=5)),
     "mark_site": lambda s, ids: s.mark_site("plone", False),
+    "pause": lambda s, ids: s.pause("plone", None, NOW),
     "remove_job": lambda s, ids: s.remove_job(ids["pending"]),
     "requeue_job": lambda s, ids: s.requeue_job(ids["running"], NOW, "again"),
+    "resume": lambda s, ids: s.resume("zope", "mail"),
     "save_crontab": lambda s, ids: s.save_crontab("plone", False, [], ["c1"], [], []),
     "update_job": lambda s, ids: s.update_job(ids["pending"], progress=5),
 }
@@ -848,7 +986,8 @@ WRITE_CALLS = {
 
 def _state(store, ids):
     return (store.list_jobs(), store.sites(), store.load_crontab("plone"),
-            store.history(ids["running"]), store.history(ids["pending"]))
+            store.history(ids["running"]), store.history(ids["pending"]),
+            store.pauses("plone"), store.pauses("zope"))
 
 
 def test_the_contract_lists_every_read_and_write_of_a_read_only_store():
