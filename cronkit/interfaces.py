@@ -492,6 +492,21 @@ class IJobStore(Interface):
     def running_jobs():
         """Return every RUNNING job row. Repeatable."""
 
+    def pause(site, type, now):
+        """Pause the site's queue (type None) or its jobs of ``type`` as of ``now``: no
+        claim by any worker takes them until resumed; they stay PENDING. Repeatable."""
+
+    def resume(site, type):
+        """End that pause; return True if it was paused. Unsafe: a retry answers False."""
+
+    def pauses(site):
+        """Return what of the site is paused: None for the whole queue first, then the
+        paused types, sorted ([] when nothing is). Repeatable."""
+
+    def paused_sites():
+        """Return the names of the sites with a pause (whole or of a type), sorted.
+        Repeatable."""
+
     def continuations(after_id=None, waiting=True):
         """Return the continuation rows (with ``after_ids``) of job ``after_id`` (of any
         job when None), oldest first; only those still waiting (PENDING, run_after

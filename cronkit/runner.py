@@ -53,7 +53,9 @@ class Runner:
         self.context = self.site = context
         self.job = job
         self.cron = getattr(job, "cron", None)
-        self.environ = self.cron.environ if self.cron is not None else job.payload
+        # A firing's payload is its cron's environ, with the parameter format's defaults.
+        self.environ = job.payload if job.payload is not None or self.cron is None \
+            else self.cron.environ
 
     def run(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")

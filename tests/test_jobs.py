@@ -862,3 +862,36 @@ def test_a_second_runner_under_a_taken_name_is_a_warning_or_refused(site, caplog
         cronkit.register_runner(third, name="clash", registry=site.registry, replace=False)
     from cronkit.runner import runner_factory
     assert runner_factory(site, "clash") is second
+
+
+# -- a cron's environ and its runner's parameter format ---------------------------------
+
+
+def test_a_cron_environ_is_checked_against_its_runners_format_when_saved(kit, site):
+    seen = []
+    _register(site, "export", lambda self: seen.append(dict(self.environ)),
+              {"rows": Param("int", required=True), "fmt": Param("string", default="csv")})
+    crontab = site.crontab
+    crontab.add_cron(cronkit.Cron(name="export", periodicity="* * * * *", uid="bad"))
+    with pytest.raises(cronkit.InvalidCron, match="cron 'bad' for runner 'export': rows"):
+        crontab.save()
+    assert kit.store.load_crontab(site.name)["crons"] == []          # nothing half-saved
+    del crontab.crons["bad"]
+    crontab.add_cron(cronkit.Cron(name="export", periodicity="* * * * *", uid="ok",
+                                  environ={"rows": 3}))
+    crontab.save()
+    kit.clock.advance(minutes=1)
+    kit.run_pending()
+    assert seen == [{"rows": 3, "fmt": "csv"}]           # the format's default applied
+
+
+def test_a_firing_of_a_cron_saved_before_its_runner_fails_naming_the_field(kit, site):
+    crontab = site.crontab
+    crontab.add_cron(cronkit.Cron(name="later", periodicity="* * * * *", uid="early"))
+    crontab.save()
+    _register(site, "later", lambda self: None, {"rows": Param("int", required=True)})
+    kit.clock.advance(minutes=1)
+    kit.run_pending()
+    log = site.crontab.by_uid("early").logs[0]
+    assert log.status == cronkit.LogStatus.FAILURE
+    assert "InvalidCron" in log.messages[0] and "rows" in log.messages[0]

@@ -227,6 +227,11 @@ CASES: dict[str, tuple[Setup, Call, Check]] = {
     "finish_job": (
         claimed, lambda s, job: s.finish_job(job, "success", NOW, "done", attempt=1),
         lambda s, job, got: got == "success" == s.get_job(job)["status"]),
+    "resume": (lambda s: s.pause("plone", "mail", NOW), lambda s, _: s.resume("plone", "mail"),
+               lambda s, _, got: got is True and s.pauses("plone") == []),
+    "claim[limits]": (lambda s: s.add_jobs([row(), row()]),
+                      lambda s, _: s.claim(NOW, 2, "w:1", 1, limits={row()["type"]: (1, None)}),
+                      _claim_check),
     "requeue_job": (
         claimed, lambda s, job: s.requeue_job(job, NOW, "again", attempt=1),
         lambda s, job, got: got is True and s.get_job(job)["status"] == "pending"),

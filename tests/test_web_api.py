@@ -140,8 +140,16 @@ def test_create_cron_returns_201_and_queues_its_job(client, site):
     assert client.get(f"{API}/crons").json()[0]["uid"] == cron.uid
 
 
+def test_a_cron_environ_its_runner_refuses_is_a_422_naming_environ(client, kit):
+    error = error_of(client.post(f"{API}/crons", json={"name": "echo", "periodicity": "@hourly",
+                                                       "environ": {"count": "x"}}), 422,
+                     "environ")
+    assert "count" in error["error"]
+    assert kit.store.load_crontab("plone")["crons"] == []
+
+
 def test_create_cron_with_its_own_uid_then_the_same_uid_conflicts(client):
-    body = {"uid": "mine", "name": "echo", "periodicity": "@hourly"}
+    body = {"uid": "mine", "name": "echo", "periodicity": "@hourly", "environ": {"count": 1}}
     assert client.post(f"{API}/crons", json=body).json()["uid"] == "mine"
     error_of(client.post(f"{API}/crons", json=body), 409, "uid")
 
@@ -700,14 +708,15 @@ def test_seconds_first_round_trips(client, site, cron):
         "0 0 0 * * *", True, "0 0 * * * 0")
     assert data["next"] == "2008-01-02T00:00:00+00:00"
     created = client.post(f"{API}/crons", json={"name": "echo", "periodicity": "0 30 * * * *",
-                                                "seconds_first": True}).json()
+                                                "seconds_first": True,
+                                                "environ": {"count": 1}}).json()
     assert created["seconds_first"] is True and created["expanded"] == "30 * * * * 0"
     error_of(client.patch(f"{API}/crons/c1", json={"seconds_first": 1}), 422, "seconds_first")
 
 
 def test_an_h_expression_shows_as_written_and_as_drawn(client, site):
     created = client.post(f"{API}/crons", json={"name": "echo", "periodicity": "H 3 * * *",
-                                                "uid": "h"}).json()
+                                                "uid": "h", "environ": {"count": 1}}).json()
     expanded = site.crontab.crons["h"].expanded
     assert created["periodicity"] == "H 3 * * *" and created["expanded"] == expanded
     assert expanded.endswith(" 3 * * *") and "03:" in created["description"]

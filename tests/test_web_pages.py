@@ -59,7 +59,7 @@ def client(kit, site):
 @pytest.fixture
 def cron(site):
     cron = cronkit.Cron(name="export", periodicity="*/5 * * * *", uid="c1",
-                        environ={"limit": 1, "note": XSS})
+                        environ={"limit": 1, "label": XSS})
     site.crontab.add_cron(cron)
     site.crontab.save()
     return cron
@@ -161,7 +161,7 @@ def test_add_cron_through_the_form(client, site):
 
 
 def test_add_cron_with_empty_optional_fields_takes_the_defaults(client, site):
-    post(client, "/sites/plone/crons/new", {"name": "export", "periodicity": "@hourly"})
+    post(client, "/sites/plone/crons/new", {"name": "free", "periodicity": "@hourly"})
     (cron,) = site.crontab.crons.values()
     assert (cron.activated, cron.environ, cron.logs_limit, cron.timezone, cron.misfire) == \
         (False, {}, 5, None, "once")
@@ -190,10 +190,17 @@ def test_edit_cron(client, site, cron):
     html = client.get("/sites/plone/crons/c1/edit").text
     assert 'value="*/5 * * * *"' in html and "&lt;script&gt;" in html
     response = post(client, "/sites/plone/crons/c1/edit", {
-        "name": "export", "periodicity": "@daily", "environ": "{}", "logs_limit": "5",
+        "name": "export", "periodicity": "@daily", "environ": '{"limit": 2}', "logs_limit": "5",
         "misfire": "once", "activated": "on"})
     assert response.status_code == 303
-    assert cron.periodicity == "@daily" and cron.environ == {}
+    assert cron.periodicity == "@daily" and cron.environ == {"limit": 2}
+
+
+def test_an_environ_the_runner_refuses_is_shown_inline_and_nothing_saved(client, site, cron):
+    response = post(client, "/sites/plone/crons/c1/edit", {
+        "name": "export", "periodicity": "@daily", "environ": "{}", "activated": "on"})
+    assert response.status_code == 422 and "limit: required" in response.text
+    assert cron.periodicity == "*/5 * * * *"
 
 
 def test_edit_cron_errors_leave_the_cron_alone(client, site, cron):
@@ -698,7 +705,7 @@ def test_the_preview_needs_the_csrf_token(client, site):
 def test_seconds_first_is_saved_from_the_form(client, site, cron):
     response = post(client, "/sites/plone/crons/c1/edit", {
         "name": "export", "periodicity": "0 0 0 * * *", "seconds_first": "on",
-        "environ": "{}", "activated": "on"})
+        "environ": '{"limit": 1}', "activated": "on"})
     assert response.status_code == 303
     assert (cron.seconds_first, cron.expanded) == (True, "0 0 * * * 0")
     html = client.get("/sites/plone/crons/c1/edit").text
@@ -706,7 +713,8 @@ def test_seconds_first_is_saved_from_the_form(client, site, cron):
 
 
 def test_an_h_expression_shows_as_written_and_as_drawn(client, site, cron):
-    site.crontab.add_cron(cronkit.Cron(name="export", periodicity="H 3 * * *", uid="h"))
+    site.crontab.add_cron(cronkit.Cron(name="export", periodicity="H 3 * * *", uid="h",
+                                       environ={"limit": 1}))
     site.crontab.save()
     expanded = site.crontab.crons["h"].expanded
     for url in ("/sites/plone", "/sites/plone/crons/h"):

@@ -9,9 +9,11 @@ from zope.component import adapter
 from zope.interface import implementer
 
 from ..events import ModifiedCrontabEvent, notify
-from ..exceptions import CronkitError, ReadOnlyCrontab
+from ..exceptions import CronkitError, InvalidCron, InvalidParameters, ReadOnlyCrontab
 from ..interfaces import ICrontabRegistryManager, IQueueMarker, ISite
+from ..jobs import validate_payload
 from ..model import Cron, Crontab
+from ..runner import runner_factory
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -41,6 +43,8 @@ class CrontabRegistryManager:
             raise ReadOnlyCrontab(f"the crontab of site {self.site.name!r} is read-only: "
                                   "nothing was saved")
         changes = crontab.changes(only)
+        for row in changes.upserts:     # before anything is written: all or nothing
+            check_environ_of(self.site, row["uid"], row["name"], row["environ"])
         version, ids = self.store.save_crontab(self.site.name, changes.activated, changes.upserts,
                                                changes.deletes, changes.new_logs,
                                                changes.deleted_logs)
@@ -55,3 +59,19 @@ class CrontabRegistryManager:
         if cron.crontab is None:
             raise CronkitError(f"cron {cron.uid!r} is in no crontab: add it to one first")
         self.save(cron.crontab, only=cron.uid)
+
+
+def check_environ_of(site: Site, uid: str, name: str, environ: dict) -> dict:
+    """The environ of cron ``uid`` checked against the parameter format of its runner
+    ``name`` (when one is registered and has a format), with the format's defaults
+    filled in; InvalidCron naming the cron and each field at fault."""
+    factory = runner_factory(site, name)
+    parameters = getattr(factory, "parameters", None) if factory is not None else None
+    if not parameters:
+        return environ
+    try:
+        return validate_payload(parameters, environ)
+    except InvalidParameters as exc:
+        fields = ", ".join(f"{k}: {v}" for k, v in exc.errors.items())
+        raise InvalidCron(f"invalid environ of cron {uid!r} for runner {name!r}: {fields}",
+                          "environ", environ) from None

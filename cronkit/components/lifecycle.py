@@ -43,7 +43,7 @@ from ..events import (
     StartedCronJobEvent,
     notify,
 )
-from ..exceptions import CronkitError, InvalidResult, NoSuchJob, Retry
+from ..exceptions import CronkitError, InvalidCron, InvalidResult, NoSuchJob, Retry
 from ..executors.processes import kill_group
 from ..interfaces import IJob, IJobLifecycle, IJobRunner, ISite
 from ..jobs import Job, Status
@@ -51,6 +51,7 @@ from ..model import Cron, Log, LogStatus
 from ..model.validation import MAX_JSON_BYTES, json_bytes, json_problem, storable_text
 from ..runner import Outcome, call_runner, messages_of, runner_factory
 from .cron_manager import load_cron, missed_note
+from .crontab_registry_manager import check_environ_of
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
@@ -292,7 +293,12 @@ class JobLifecycle:
         if skipped is not None:
             status, message, log = Status.CANCELED, skipped, (LogStatus.NOTRUN, [skipped])
         else:
-            out = call_runner(site, job)
+            try:       # the environ, checked against the runner's format, with its defaults
+                job.payload = check_environ_of(site, cron.uid, cron.name, job.payload or {})
+            except InvalidCron as exc:
+                out = Outcome(Status.FAILED, error=f"InvalidCron: {exc}")
+            else:
+                out = call_runner(site, job)
             if self._retried(job, out):
                 # Still one firing: the same job (site, cron, time) runs again later,
                 # and the cron's next firing is queued when this one ends.

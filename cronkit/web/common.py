@@ -151,9 +151,14 @@ def discard_changes(site: Site) -> None:
 
 
 def save_crontab(site: Site) -> None:
-    """Save the live crontab; on failure drop the unsaved edits and say why (409)."""
+    """Save the live crontab; on failure drop the unsaved edits and say why: 422 naming
+    the field for a value refused (a cron's environ its runner's format refuses), 409
+    for a crontab that refuses the save (read-only)."""
     try:
         site.crontab.save()
+    except InvalidCron as exc:
+        discard_changes(site)
+        raise WebError(422, str(exc), exc.field) from None
     except CronkitError as exc:
         discard_changes(site)
         raise WebError(409, str(exc)) from None
