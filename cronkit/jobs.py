@@ -394,7 +394,10 @@ class Job:
 
     def _append(self, text: str) -> None:
         text = storable_text(text)
-        self.status_text = (self.status_text or "") + text
+        current = self.status_text or ""
+        if current and not current.endswith("\n") and text:
+            text = "\n" + text       # printed output starts a line of its own
+        self.status_text = current + text
         self._write(self._store.append_text, self.id, text)
 
     def __repr__(self) -> str:

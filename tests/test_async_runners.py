@@ -61,7 +61,7 @@ def test_an_async_runner_is_awaited_and_ends_with_what_it_returns(kit, site):
     kit.run_pending()
     job.refresh()
     assert (job.status, job.message) == (Status.SUCCESS, "done")
-    assert job.status_text == "halfwayprinted\n"
+    assert job.status_text == "halfway\nprinted\n"
     assert [h["comment"] for h in job.history] == ["noted"]
 
 

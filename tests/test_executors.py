@@ -86,6 +86,18 @@ def test_an_async_function_task_runs_on_the_processes_executor(real_kit, proc_wo
     assert int(done.message.rsplit(" ", 1)[1]) == done.pid != os.getpid()
 
 
+def test_a_childs_start_up_does_not_count_against_the_timeout(real_kit, proc_worker):
+    from tests import slowstart  # three seconds to import, in the child too
+    cronkit.register_runner(slowstart.Quick, name="slow_to_start")
+    try:
+        site = real_kit.site("s")
+        job = site.submit("slow_to_start", timeout=2)
+        done = wait_for(lambda: finished(site, job.id), timeout=60, what="job end")
+        assert (done.status, done.message) == (Status.SUCCESS, "quick")
+    finally:
+        cronkit.unregister_runner("slow_to_start")
+
+
 def test_hard_timeout_kills_the_process_and_the_worker_goes_on(real_kit, proc_worker):
     site = real_kit.site("s")
     job = site.submit("hang", payload={"seconds": 60}, timeout=1)

@@ -895,3 +895,28 @@ def test_a_firing_of_a_cron_saved_before_its_runner_fails_naming_the_field(kit, 
     log = site.crontab.by_uid("early").logs[0]
     assert log.status == cronkit.LogStatus.FAILURE
     assert "InvalidCron" in log.messages[0] and "rows" in log.messages[0]
+
+
+# -- smaller defects ------------------------------------------------------------------
+
+
+def test_a_cooperatively_canceled_job_keeps_the_progress_it_reached(kit, site):
+    def run(self):
+        self.job.update(progress=30)
+        kit.store.cancel_job(self.job.id, kit.clock.now())   # asked while it runs
+        return None                                           # it returns anyway
+    _register(site, "stopped", run)
+    job = site.submit("stopped")
+    kit.run_pending()
+    done = site.jobs.get(job.id)
+    assert (done.status, done.progress) == (Status.CANCELED, 30)
+
+
+def test_printed_output_starts_a_line_after_a_status_text(kit, site):
+    def run(self):
+        self.job.update(text="half way")
+        print("printed")
+    _register(site, "talk", run)
+    job = site.submit("talk")
+    kit.run_pending()
+    assert site.jobs.get(job.id).status_text == "half way\nprinted\n"

@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CronkitError
@@ -61,10 +62,12 @@ def die_with_parent(parent: int, lifecycle: Any = None) -> None:
         os._exit(1)
 
 
-def _forked_child(kit: Cronkit, row: dict, parent: int) -> None:
+def _forked_child(kit: Cronkit, row: dict, parent: int, started: Any = None) -> None:
     faulthandler.disable()  # a crash is reported by the parent, from the exit status
     die_with_parent(parent, kit.lifecycle)
     kit.store.after_fork()
+    if started is not None:
+        started.set()       # the timeout counts from now
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
@@ -72,7 +75,7 @@ def _forked_child(kit: Cronkit, row: dict, parent: int) -> None:
 
 
 def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: float,
-                   parent: int) -> None:
+                   parent: int, started: Any = None) -> None:
     """A fresh interpreter: nothing inherited from the worker's threads (locks held at
     fork time cannot hang it). The runner is imported by its module path."""
     faulthandler.disable()
@@ -87,6 +90,8 @@ def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: f
     kit = Cronkit(store=store_url, error_timeout=error_timeout)
     die_with_parent(parent, kit.lifecycle)     # now it may finish writing an end first
     kit.site(row["site"]).register_runner(factory, name=row["type"])
+    if started is not None:
+        started.set()       # started up (an interpreter, imports): the timeout counts from now
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
@@ -119,6 +124,10 @@ def describe_exit(code: int | None) -> str:
     return f"process exited with code {code}"
 
 
+#: Seconds a job's child may take to start up before its timeout counts anyway.
+STARTUP_GRACE = 60.0
+
+
 class ProcessExecutor(BaseExecutor):
     def __init__(self, concurrency: int = 6):
         super().__init__(concurrency)
@@ -134,14 +143,28 @@ class ProcessExecutor(BaseExecutor):
 
     def submit(self, row: dict, done: Callable[[int], None]) -> None:
         self._add(row)
-        proc = self._process(row)
+        proc, started = self._process(row)
+        self._start_up(row["id"], started=False)
         proc.start()
         self._procs[row["id"]] = proc
         self.kit.store.update_job(row["id"], pid=proc.pid)
-        threading.Thread(target=self._watch, args=(row, proc, done), daemon=True,
+        threading.Thread(target=self._watch, args=(row, proc, done, started), daemon=True,
                          name=f"cronkit-watch-{row['id']}").start()
 
-    def _process(self, row: dict) -> Any:
+    def _start_up(self, job_id: int, started: bool) -> None:
+        """A job's child starting up (a fresh interpreter, its imports) is not counted
+        against the job's timeout: until the child says it has started, the deadline
+        is STARTUP_GRACE seconds later; then it is the timeout from that instant."""
+        with self._lock:
+            row = self._inflight.get(job_id)
+            if row is None or not row.get("_timeout") or row.get("_deadline") is None:
+                return
+            base = self.kit.clock.now() if started else row["_deadline"]
+            extra = 0.0 if started else STARTUP_GRACE
+            row["_deadline"] = base + timedelta(seconds=(row["_timeout"] if started else 0)
+                                                + extra)
+
+    def _process(self, row: dict) -> tuple[Any, Any]:
         """A spawned interpreter when the runner can be imported by path and the kit
         runs on the real clock; else a fork (a runner defined inside a function, tests
         on a FakeClock)."""
@@ -151,12 +174,19 @@ class ProcessExecutor(BaseExecutor):
         qualname = getattr(factory, "__qualname__", "<locals>")
         if isinstance(self.kit.clock, SystemClock) and "<locals>" not in qualname:
             ref = f"{factory.__module__}:{qualname}"
+            started = self._spawn.Event()
             return self._spawn.Process(target=_spawned_child, daemon=True, args=(
-                self.kit.store.url, row, ref, self.kit.error_timeout, os.getpid()))
-        return self._ctx.Process(target=_forked_child, args=(self.kit, row, os.getpid()),
-                                 daemon=True)
+                self.kit.store.url, row, ref, self.kit.error_timeout, os.getpid(),
+                started)), started
+        started = self._ctx.Event()
+        return self._ctx.Process(target=_forked_child, daemon=True, args=(
+            self.kit, row, os.getpid(), started)), started
 
-    def _watch(self, row: dict, proc: Any, done: Callable[[int], None]) -> None:
+    def _watch(self, row: dict, proc: Any, done: Callable[[int], None], started: Any) -> None:
+        while proc.is_alive() and not started.wait(0.05):
+            pass
+        if started.is_set():
+            self._start_up(row["id"], started=True)
         proc.join()
         try:
             code = proc.exitcode

@@ -116,12 +116,14 @@ def _claim_ids() -> Any:
 def _finish() -> dict[tuple[bool, bool], Any]:
     now = sa.bindparam("now", type_=UTCDateTime())
     status = sa.bindparam("status", type_=sa.String)
-    new_status = sa.case((sa.and_(status == "success", jobs.c.canceled.is_(True)), "canceled"),
-                         else_=status)
+    turned = sa.and_(status == "success", jobs.c.canceled.is_(True))   # asked to cancel
+    new_status = sa.case((turned, "canceled"), else_=status)
     finish = jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(
         status=new_status, finished_at=now, heartbeat=now,
         message=sa.func.coalesce(sa.bindparam("message", type_=sa.Text), jobs.c.message),
-        progress=sa.func.coalesce(sa.bindparam("progress", type_=sa.Integer), jobs.c.progress),
+        # a run that ends canceled keeps the progress it reached (never 100%)
+        progress=sa.case((turned, jobs.c.progress), else_=sa.func.coalesce(
+            sa.bindparam("progress", type_=sa.Integer), jobs.c.progress)),
         result=sa.func.coalesce(sa.bindparam("result", type_=sa.Text), jobs.c.result),
     ).returning(jobs.c.status)
     running = jobs.c.status == "running"
