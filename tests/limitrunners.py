@@ -40,8 +40,16 @@ class Overlap(cronkit.Runner):
             self._tx("UPDATE now SET running = running - 1 WHERE ? IS NOT NULL", 1)
 
 
+class Boom(cronkit.Runner):
+    """Fails at once: its continuations end CANCELED."""
+
+    def run(self):
+        raise RuntimeError("boom")
+
+
 def register() -> None:
     cronkit.register_runner(Overlap, name="overlap")
+    cronkit.register_runner(Boom, name="boom")
 
 
 def serve(store: str, concurrency: int = 2) -> None:

@@ -198,3 +198,48 @@ def test_max_running_holds_across_four_worker_processes(url, tmp_path):
         conn.close()
     assert keys == sorted(f"job-{i}" for i in range(n))     # each exactly once
     assert running == 0 and 1 <= most <= 2
+
+
+def test_continuations_run_in_order_across_four_worker_processes(url, tmp_path):
+    """A chain of ten jobs, each after the one before, a job after three others, and a
+    job after one that fails, drained by four worker processes: each runs once, after
+    what it waits for, and the one after the failure ends CANCELED naming it."""
+    limitrunners.register()
+    kit = cronkit.Cronkit(store=url)
+    runs_db = str(tmp_path / "runs.db")
+    try:
+        site = kit.site("plone")
+        workers = [_spawn_worker(url) for _ in range(4)]
+        try:
+            def job(key, after=None):
+                return site.submit("overlap", {"db": runs_db, "key": key, "seconds": 0.05},
+                                   after=after)
+            chain = [job("chain-0")]
+            for i in range(1, 10):
+                chain.append(job(f"chain-{i}", after=chain[-1]))
+            fan = [job(f"fan-{i}") for i in range(3)]
+            joined = job("joined", after=fan)
+            boom = site.submit("boom")
+            never = job("never", after=boom)
+            _wait_for(lambda: kit.store.count_jobs(status=["pending", "running"]) == 0,
+                      timeout=120, what="queue drained")
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait(timeout=30)
+        assert site.jobs.get(joined.id).status == Status.SUCCESS
+        canceled = site.jobs.get(never.id)
+        assert canceled.status == Status.CANCELED and f"job {boom.id}" in canceled.message
+    finally:
+        kit.close()
+    conn = sqlite3.connect(runs_db)
+    try:
+        order = [k for (k,) in conn.execute("SELECT key FROM runs ORDER BY rowid")]
+    finally:
+        conn.close()
+    assert sorted(order) == sorted([f"chain-{i}" for i in range(10)]
+                                   + [f"fan-{i}" for i in range(3)] + ["joined"])
+    chain_order = [k for k in order if k.startswith("chain-")]
+    assert chain_order == [f"chain-{i}" for i in range(10)]
+    assert order.index("joined") > max(order.index(f"fan-{i}") for i in range(3))
