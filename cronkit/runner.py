@@ -205,13 +205,53 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     except Exception as exc:  # the runner's failure is the job's outcome, not ours
         return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
                        trace=traceback.format_exc(), exc=exc)
+    return _outcome(job, result, check_canceled and not job._debug and job.canceled)
+
+
+def _outcome(job: Job, result: Any, canceled: bool) -> Outcome:
+    """The outcome of a run that returned ``result``."""
     if job._ended is not None:
         status, text = job._ended
         return Outcome(status, result=text if status != Status.FAILED else result,
                        error=text if status == Status.FAILED else None)
-    if check_canceled and not job._debug and job.canceled:
+    if canceled:
         return Outcome(Status.CANCELED, result=result)
     return Outcome(Status.SUCCESS, result=result)
+
+
+def is_async(factory: Any) -> bool:
+    """Whether a runner's ``run`` is a coroutine function (``async def run``)."""
+    return inspect.iscoroutinefunction(getattr(factory, "run", None))
+
+
+async def acall_runner(site: Site, job: Job, check_canceled: bool, shared: LoopThread) -> Outcome:
+    """``call_runner`` for an async runner on ``shared``'s loop, awaited there: no
+    thread waits for it. Its blocking parts (settling its writes, reading the cancel
+    flag) run in threads."""
+    factory = runner_factory(site, job.type)
+    if factory is None:
+        return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
+                       unknown=True)
+    try:
+        with capture_output(job):
+            result = factory(site, job).run()
+            if inspect.isawaitable(result):
+                job._stop_asked = False
+                job._writes = OrderedWrites(shared.pool)
+                try:
+                    result = await _supervise(job, result, shared.pool, shared._tasks)
+                except BaseException:
+                    await asyncio.to_thread(_settle, job, None, False)
+                    raise
+                await asyncio.to_thread(_settle, job, None)     # a failed write fails it
+    except _Canceled:
+        return Outcome(Status.CANCELED)
+    except Exception as exc:  # the runner's failure is the job's outcome, not ours
+        return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                       trace=traceback.format_exc(), exc=exc)
+    canceled = check_canceled and not job._debug and await asyncio.to_thread(
+        lambda: job.canceled)
+    return _outcome(job, result, canceled)
 
 
 # -- async runners -------------------------------------------------------------------
@@ -249,6 +289,10 @@ class LoopThread:
                 self._thread.start()
                 self._loop = loop
             return self._loop
+
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop (started on first use)."""
+        return self._running()
 
     @contextmanager
     def bound(self) -> Iterator[LoopThread]:

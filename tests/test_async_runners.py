@@ -202,6 +202,32 @@ def test_twenty_async_jobs_share_one_loop_thread(kit, site, worker):
     assert [t.name for t in threading.enumerate()].count("cronkit-async") == 1
 
 
+def test_an_awaiting_async_job_holds_no_worker_thread(kit, site, worker):
+    """Twenty async jobs await at once; not one of the executor's job threads waits for
+    them (those run sync jobs only)."""
+    started, release = threading.Event(), None
+    count = {"in": 0}
+
+    async def run(self):
+        nonlocal release
+        if release is None:
+            release = asyncio.Event()
+        count["in"] += 1
+        if count["in"] == 20:
+            started.set()
+        await release.wait()
+        return "released"
+
+    _register(site, "hold", run)
+    jobs = [site.submit("hold") for _ in range(20)]
+    assert started.wait(60)
+    assert len(worker.executor._pool._threads) == 0    # no job thread was even started
+    loop = worker.executor._loop.running_loop()
+    loop.call_soon_threadsafe(release.set)
+    for job in jobs:
+        assert wait_for(lambda job=job: finished(site, job.id), 60).message == "released"
+
+
 def test_concurrent_async_jobs_print_into_their_own_job(kit, site, worker):
     async def run(self):
         for n in range(3):

@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -89,6 +90,14 @@ def _alive(pid: int) -> bool:
 def _failure(out: Outcome) -> str | None:
     """The job message of a failed run: the error, then its traceback."""
     return out.error if out.trace is None else f"{out.error}\n{out.trace}"
+
+
+class RunRequest(NamedTuple):
+    """A job's steps ask for its runner to run: ``call_runner(site, job, check_canceled)``."""
+
+    site: Site
+    job: Job
+    check_canceled: bool
 
 
 class TypeLimit(NamedTuple):
@@ -262,22 +271,36 @@ class JobLifecycle:
         return store.get_job(job_id)
 
     def execute(self, row: dict | Job, debug: bool = False) -> Job:
+        steps = self.steps(row, debug)
+        try:
+            run = next(steps)
+            while True:
+                run = steps.send(call_runner(run.site, run.job, run.check_canceled))
+        except StopIteration as stop:
+            return stop.value
+
+    def steps(self, row: dict | Job, debug: bool = False) -> Generator[RunRequest, Outcome, Job]:
+        """A job's run as steps: what comes before its runner runs (events, the cron
+        firing's checks), a RunRequest yielded when the runner must run, the runner's
+        Outcome sent back, then its end; the Job returned. ``execute`` drives it in one
+        thread; an executor may run the runner elsewhere (an async one on its loop, with
+        no thread held while it awaits) and the steps around it in a thread."""
         job = row if isinstance(row, Job) else Job(self.kit.site(row["site"]), row, debug=debug)
         site = job.site
         if job._debug:    # a debug run changes nothing: no status, no event
-            call_runner(site, job, check_canceled=False)
+            yield RunRequest(site, job, False)
             return job
         if job.cron_uid is not None:
-            return self._run_firing(site, job)
+            return (yield from self._firing_steps(site, job))
         notify(JobStartedEvent(site=site, job=job))
-        out = call_runner(site, job, check_canceled=False)
+        out = yield RunRequest(site, job, False)
         if self._retried(job, out):
             return job.refresh()
         status, message, progress, result = end_of(out)
         self.finish(job, status, message, progress=progress, result=result)
         return job
 
-    def _run_firing(self, site: Site, job: Job) -> Job:
+    def _firing_steps(self, site: Site, job: Job) -> Generator[RunRequest, Outcome, Job]:
         assert job.cron_uid is not None
         cron, crontab_on, version = load_cron(site, job.cron_uid)
         if cron is None:
@@ -298,7 +321,7 @@ class JobLifecycle:
             except InvalidCron as exc:
                 out = Outcome(Status.FAILED, error=f"InvalidCron: {exc}")
             else:
-                out = call_runner(site, job)
+                out = yield RunRequest(site, job, True)
             if self._retried(job, out):
                 # Still one firing: the same job (site, cron, time) runs again later,
                 # and the cron's next firing is queued when this one ends.

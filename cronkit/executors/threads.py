@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 
-from ..runner import LoopThread
-from .base import BaseExecutor
+from ..components.lifecycle import RunRequest
+from ..jobs import Job, Status
+from ..runner import LoopThread, Outcome, acall_runner, is_async, runner_factory
+from .base import BaseExecutor, log
+
+
+def _step(steps: Generator[RunRequest, Outcome, Job], out: Outcome | None) -> RunRequest | None:
+    """The next RunRequest of a job's steps (``out`` sent back), or None at their end
+    (a StopIteration cannot cross into a coroutine)."""
+    try:
+        return next(steps) if out is None else steps.send(out)
+    except StopIteration:
+        return None
 
 
 class ThreadExecutor(BaseExecutor):
@@ -14,8 +26,9 @@ class ThreadExecutor(BaseExecutor):
     failed "timed out" and its ``canceled`` flag set, so a cooperative runner stops.
 
     Async runners run on one event-loop thread of the executor (``cronkit-async``), all
-    concurrently; each still counts as one of the ``concurrency`` jobs at once (its pool
-    thread waits for it). A timeout also cancels its task."""
+    concurrently, and hold no pool thread while they await: the steps around the run
+    (events, the end) run in the loop's I/O threads. Each counts as one of the
+    ``concurrency`` jobs at once. A timeout also cancels its task."""
 
     def __init__(self, concurrency: int = 6):
         super().__init__(concurrency)
@@ -27,7 +40,27 @@ class ThreadExecutor(BaseExecutor):
 
     def submit(self, row: dict, done: Callable[[int], None]) -> None:
         self._add(row)
-        self._pool.submit(self._run, row, done)
+        if is_async(runner_factory(self.kit.site(row["site"]), row["type"])):
+            asyncio.run_coroutine_threadsafe(self._run_async(row, done), self._loop.running_loop())
+        else:
+            self._pool.submit(self._run, row, done)
+
+    async def _run_async(self, row: dict, done: Callable[[int], None]) -> None:
+        """Run an async job on the loop: its steps in an I/O thread, its runner awaited."""
+        loop, pool = asyncio.get_running_loop(), self._loop.pool
+        steps = self.kit.lifecycle.steps(row)
+        try:
+            run = await loop.run_in_executor(pool, _step, steps, None)
+            while run is not None:
+                out = await acall_runner(run.site, run.job, run.check_canceled, self._loop)
+                run = await loop.run_in_executor(pool, _step, steps, out)
+        except Exception as exc:  # an internal error must not leave the job RUNNING
+            log.exception("job %s failed inside cronkit", row["id"])
+            why = f"internal error: {type(exc).__name__}: {exc}"
+            await loop.run_in_executor(pool, self.kit.lifecycle.finish, row, Status.FAILED, why)
+        finally:
+            self._remove(row["id"])
+            done(row["id"])
 
     def _run(self, row: dict, done: Callable[[int], None]) -> None:
         with self._loop.bound():
