@@ -414,3 +414,17 @@ def test_a_store_failure_leaves_the_live_crontab_as_saved(site, monkeypatch):
         site.import_crons('<crons><cron uid="foogsuid" remove="true"/>'
                           '<cron uid="z" name="z" periodicity="@daily"/></crons>')
     assert not site.crontab.dirty and site.crontab.similar(before)
+
+
+def test_an_environ_the_runner_refuses_is_a_profile_error_at_its_line(site, doc_clock):
+    class Needs(cronkit.Runner):
+        parameters = {"rows": cronkit.Param("int", required=True)}
+
+        def run(self):
+            pass
+    site.register_runner(Needs, name="needs")
+    with pytest.raises(cronkit.ProfileError, match="line 3: .*rows: required"):
+        site.import_crons('<crons>\n<cron uid="ok" name="needs" periodicity="@daily">'
+                          '<environ>{"rows": 1}</environ></cron>\n'
+                          '<cron uid="bad" name="needs" periodicity="@daily"/>\n</crons>')
+    assert list(site.crontab.crons) == []          # nothing of it applied

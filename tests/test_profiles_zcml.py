@@ -357,3 +357,16 @@ def test_export_zcml_loads_back_into_another_kit(kit, site, tmp_path, clock):
     other.load_profile(path)
     assert other.site("plone").crontab.similar(site.crontab)
     assert runner_factory(other.site("plone"), "hb") is examples.runners.Heartbeat
+
+
+def test_an_environ_the_runner_refuses_is_a_profile_error(kit, site, write):
+    class Needs(cronkit.Runner):
+        parameters = {"rows": cronkit.Param("int", required=True)}
+
+        def run(self):
+            pass
+    site.register_runner(Needs, name="needs")
+    with pytest.raises(cronkit.ProfileError, match="rows: required"):
+        kit.load_profile(write(crontab_of('<cron:cron uid="a" name="needs" '
+                                          'periodicity="@daily"/>\n')))
+    assert list(site.crontab.crons) == []

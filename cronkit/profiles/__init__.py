@@ -23,6 +23,7 @@ from typing import Any
 
 from ..exceptions import InvalidCron, ProfileError
 from ..interfaces import ICrontabRegistryManager
+from ..components.crontab_registry_manager import check_environ_of
 from ..model import CRON_FIELDS, Cron, Crontab
 from ..model.validation import text_bool
 
@@ -161,7 +162,9 @@ def plan_entries(crontab: Crontab, entries: list[CronEntry],
             data = current.definition() | attrs
         data["uid"] = entry.uid
         try:
-            state[entry.uid] = Cron(**data)
+            cron = state[entry.uid] = Cron(**data)
+            if crontab.site is not None:    # its environ against its runner's format
+                check_environ_of(crontab.site, cron.uid, cron.name, cron.environ)
         except InvalidCron as exc:
             raise entry.error(f"cron {entry.uid!r}: {exc}") from None
     return state, fresh
