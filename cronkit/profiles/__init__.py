@@ -21,9 +21,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..components.crontab_registry_manager import check_environ_of
 from ..exceptions import InvalidCron, ProfileError
 from ..interfaces import ICrontabRegistryManager
-from ..components.crontab_registry_manager import check_environ_of
 from ..model import CRON_FIELDS, Cron, Crontab
 from ..model.validation import text_bool
 
