@@ -844,6 +844,20 @@ def test_finish_takes_message_and_progress_by_position(store):
     assert (got["message"], got["progress"]) == ("done", 100)
 
 
+def test_finish_keeps_a_json_result_and_a_canceled_run_keeps_its_progress(store):
+    a, b = store.add_jobs([row(), row()])
+    claim_all(store)
+    value = {"rows": 3, "names": ["é", None], "ok": True, "ratio": 0.5}
+    assert store.finish_job(a, "success", NOW, "done", 100, result=value) == "success"
+    assert store.get_job(a)["result"] == value
+    assert store.finish_job(a, "failed", NOW, only_running=False) == "failed"
+    assert store.get_job(a)["result"] == value          # kept unless another is given
+    store.update_job(b, progress=40)
+    store.cancel_job(b, NOW)                             # asked while it runs
+    assert store.finish_job(b, "success", NOW, progress=100) == "canceled"
+    assert store.get_job(b)["progress"] == 40
+
+
 def test_requeue_by_the_attempt_that_runs_the_job_puts_it_back(store):
     job_id = second_attempt(store)
     assert store.requeue_job(job_id, NOW + timedelta(seconds=9), "attempt 2 failed", attempt=2)
