@@ -193,8 +193,7 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     because the job was canceled or timed out, the outcome is CANCELED."""
     factory = runner_factory(site, job.type)
     if factory is None:
-        return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
-                       unknown=True)
+        return _no_runner(site, job)
     try:
         with capture_output(job):
             result = factory(site, job).run()
@@ -203,9 +202,19 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
     except _Canceled:
         return Outcome(Status.CANCELED)
     except Exception as exc:  # the runner's failure is the job's outcome, not ours
-        return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-                       trace=traceback.format_exc(), exc=exc)
+        return _raised(exc)
     return _outcome(job, result, check_canceled and not job._debug and job.canceled)
+
+
+def _no_runner(site: Site, job: Job) -> Outcome:
+    return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
+                   unknown=True)
+
+
+def _raised(exc: Exception) -> Outcome:
+    """The outcome of a run that raised ``exc`` (called where it is handled)."""
+    return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                   trace=traceback.format_exc(), exc=exc)
 
 
 def _outcome(job: Job, result: Any, canceled: bool) -> Outcome:
@@ -230,8 +239,7 @@ async def acall_runner(site: Site, job: Job, check_canceled: bool, shared: LoopT
     flag) run in threads."""
     factory = runner_factory(site, job.type)
     if factory is None:
-        return Outcome(Status.FAILED, error=f"no runner named {job.type!r} for site {site.name!r}",
-                       unknown=True)
+        return _no_runner(site, job)
     try:
         with capture_output(job):
             result = factory(site, job).run()
@@ -247,8 +255,7 @@ async def acall_runner(site: Site, job: Job, check_canceled: bool, shared: LoopT
     except _Canceled:
         return Outcome(Status.CANCELED)
     except Exception as exc:  # the runner's failure is the job's outcome, not ours
-        return Outcome(Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-                       trace=traceback.format_exc(), exc=exc)
+        return _raised(exc)
     canceled = check_canceled and not job._debug and await asyncio.to_thread(
         lambda: job.canceled)
     return _outcome(job, result, canceled)

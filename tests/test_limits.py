@@ -166,6 +166,22 @@ def _wait_for(predicate, timeout, what):
         time.sleep(0.05)
 
 
+def _drained_by_four_workers(kit, url, submit):
+    """Start four worker processes, ``submit()`` jobs, wait until none is pending or
+    running, stop the workers; return what ``submit`` returned."""
+    workers = [_spawn_worker(url) for _ in range(4)]
+    try:
+        submitted = submit()
+        _wait_for(lambda: kit.store.count_jobs(status=["pending", "running"]) == 0,
+                  timeout=120, what="queue drained")
+        return submitted
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(timeout=30)
+
+
 def test_max_running_holds_across_four_worker_processes(url, tmp_path):
     """Four worker processes of two threads each (eight slots) drain 16 jobs of a runner
     with ``max_running = 2``: the runs, counting themselves in and out, never see three
@@ -176,17 +192,8 @@ def test_max_running_holds_across_four_worker_processes(url, tmp_path):
     n = 16
     try:
         site = kit.site("plone")
-        workers = [_spawn_worker(url) for _ in range(4)]
-        try:
-            for i in range(n):
-                site.submit("overlap", {"db": runs_db, "key": f"job-{i}"})
-            _wait_for(lambda: kit.store.count_jobs(status=["pending", "running"]) == 0,
-                      timeout=120, what="queue drained")
-        finally:
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            for w in workers:
-                w.wait(timeout=30)
+        _drained_by_four_workers(kit, url, lambda: [
+            site.submit("overlap", {"db": runs_db, "key": f"job-{i}"}) for i in range(n)])
         assert kit.store.count_jobs(status="success") == n
     finally:
         kit.close()
@@ -209,25 +216,20 @@ def test_continuations_run_in_order_across_four_worker_processes(url, tmp_path):
     runs_db = str(tmp_path / "runs.db")
     try:
         site = kit.site("plone")
-        workers = [_spawn_worker(url) for _ in range(4)]
-        try:
-            def job(key, after=None):
-                return site.submit("overlap", {"db": runs_db, "key": key, "seconds": 0.05},
-                                   after=after)
+
+        def job(key, after=None):
+            return site.submit("overlap", {"db": runs_db, "key": key, "seconds": 0.05},
+                               after=after)
+
+        def submit():
             chain = [job("chain-0")]
             for i in range(1, 10):
                 chain.append(job(f"chain-{i}", after=chain[-1]))
             fan = [job(f"fan-{i}") for i in range(3)]
-            joined = job("joined", after=fan)
             boom = site.submit("boom")
-            never = job("never", after=boom)
-            _wait_for(lambda: kit.store.count_jobs(status=["pending", "running"]) == 0,
-                      timeout=120, what="queue drained")
-        finally:
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            for w in workers:
-                w.wait(timeout=30)
+            return job("joined", after=fan), boom, job("never", after=boom)
+
+        joined, boom, never = _drained_by_four_workers(kit, url, submit)
         assert site.jobs.get(joined.id).status == Status.SUCCESS
         canceled = site.jobs.get(never.id)
         assert canceled.status == Status.CANCELED and f"job {boom.id}" in canceled.message
