@@ -240,6 +240,13 @@ class Schedule:
         )
         best: datetime | None = None
         off = _offset(local)
+        last = datetime.fromtimestamp(a1 - 1, tz)
+        if _offset(last) < off:
+            # a1 is the first instant after a spring-forward gap: the gap's wall times
+            # (a fixed-time cron runs them at a1) lie before a1's wall time. Search from
+            # the first of them: the wall time one second after a1 - 1 s, in its offset.
+            w = last.replace(tzinfo=None) + _SECOND
+            start = (w.year, w.month, w.day, w.hour, w.minute, w.second)
         other = _offset(local.replace(fold=1 - local.fold))
         if off != other:
             # a1 lies in a fall-back overlap: its wall time happens twice.

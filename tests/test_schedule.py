@@ -1111,3 +1111,18 @@ def test_hypothesis_what_croniter_accepts_cronkit_accepts(expr: str) -> None:
         parse(expand(expr, hash_id="plone/c1"))
     except CronSyntaxError as exc:
         assert "never fires" in str(exc)
+
+
+def test_a_gap_firing_is_found_from_just_before_the_clocks_jump() -> None:
+    """Found by the previous_before property: from the last microsecond before a
+    spring-forward jump, a fixed-time firing inside the gap runs at the jump (it was
+    skipped, the search starting at the wall time after the gap)."""
+    paris = ZoneInfo("Europe/Paris")
+    jump = utc(2025, 3, 30, 1)              # 02:00 CET becomes 03:00 CEST
+    for expr in ("0 0-2 1 * 0", "30 2 * * *", "0 2 * * *"):
+        s = parse(expr)
+        assert s.next_after(jump - timedelta(microseconds=1), paris) == jump, expr
+        assert s.next_after(jump - timedelta(seconds=1), paris) == jump, expr
+        assert s.previous_before(jump + timedelta(seconds=1), paris) == jump, expr
+    assert parse("30 * * * *").next_after(jump - timedelta(microseconds=1), paris) == \
+        utc(2025, 3, 30, 1, 30)             # a wildcard hour: 02:30 never happens
