@@ -43,7 +43,7 @@ def app(kit):
     site = kit.site("plone")
     site.register_runner(Echo, name="echo")
     crontab = site.crontab
-    cron = cronkit.Cron(name="echo", periodicity="*/5 * * * *", uid="c1")
+    cron = cronkit.Cron(name="echo", periodicity="*/5 * * * *", uid="c1", environ={"count": 1})
     crontab.add_cron(cron)
     crontab.save()
     cron.log("FAILURE", ["boom"])
