@@ -55,3 +55,16 @@ def clean_global_runners():
     for reg in list(gsm.registeredAdapters()):
         if reg.provided is IJobRunner and reg.name not in before:
             gsm.unregisterAdapter(reg.factory, reg.required, reg.provided, reg.name)
+
+
+@pytest.fixture(autouse=True)
+def _no_function_task_left_registered():
+    """tests.jobrunners registers its function tasks when imported (at collection, for
+    every test): a test that uses them registers them (``jobrunners.register()``), and
+    no other test sees them."""
+    from tests import jobrunners
+    for name in jobrunners.FUNCTION_TASKS:
+        cronkit.unregister_runner(name)
+    yield
+    for name in jobrunners.FUNCTION_TASKS:
+        cronkit.unregister_runner(name)

@@ -100,7 +100,11 @@ async def agreet_fn(job):
 
 
 RUNNERS = {"sleepy": Sleepy, "awhoami": AsyncWhoAmI, "hang": Hang, "exit": Exit, "segfault": Segfault,
-           "whoami": WhoAmI, "count": Count}
+           "whoami": WhoAmI, "count": Count,
+           # the function tasks: registered when this module is imported (a Celery worker
+           # importing it finds them), taken out again before each test (tests/conftest.py)
+           "greet_fn": greet_fn.runner, "agreet_fn": agreet_fn.runner}
+FUNCTION_TASKS = ("greet_fn", "agreet_fn")
 
 
 def register() -> None:

@@ -309,6 +309,7 @@ def test_a_hard_timeout_cancels_the_task_and_fails_the_job(kit, site, clock):
 
 
 def test_an_async_function_runner_submits_and_runs_on_threads(kit, site, worker):
+    jobrunners.register()
     job = jobrunners.agreet_fn.submit(site, {"who": "ann"})
     done = wait_for(lambda: finished(site, job.id))
     assert (done.status, done.message) == (Status.SUCCESS, f"hello ann from {os.getpid()}")

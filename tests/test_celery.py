@@ -241,6 +241,7 @@ def test_a_celery_worker_killed_mid_job_leaves_it_failed_worker_lost(pg_db, brok
 
 
 def test_an_async_function_runner_runs_on_a_celery_worker(pg_db, broker, kit):
+    jobrunners.register()
     site = kit.site("plone")
     dispatcher = start_dispatchers(pg_db, broker, 1)
     celery = start_celery(pg_db, broker, "aio", imports="tests.jobrunners")
