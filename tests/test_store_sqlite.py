@@ -282,7 +282,8 @@ def test_finish_cancel_and_flags(kit):
     assert kit.store.finish_job(job_id, "success", LATER, "done", 100) == "canceled"
     assert kit.store.cancel_job(job_id, LATER) == "canceled"
     row = kit.store.get_job(job_id)
-    assert (row["message"], row["progress"], row["finished_at"]) == ("done", 100, LATER)
+    # a run asked to cancel ends CANCELED with the progress it had reached, not 100
+    assert (row["message"], row["progress"], row["finished_at"]) == ("done", 0, LATER)
     with pytest.raises(cronkit.NoSuchJob):
         kit.store.cancel_job(9999, FIRE)
 
