@@ -107,6 +107,15 @@ class TypeLimit(NamedTuple):
     max_running: int | None
     rate: tuple[int, float] | None
 
+    def stricter(self, other: TypeLimit | None) -> TypeLimit:
+        """The stricter of this limit and ``other`` on each count."""
+        if other is None:
+            return self
+        running = [x for x in (self.max_running, other.max_running) if x is not None]
+        rates = [r for r in (self.rate, other.rate) if r is not None]
+        return TypeLimit(min(running, default=None),
+                         min(rates, key=lambda r: r[0] / r[1], default=None))
+
 
 _RATE = re.compile(r"\s*([0-9]+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*", re.IGNORECASE)
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -207,6 +216,8 @@ class JobLifecycle:
         self.exit_after_finish = False
         #: (when, whether) continuations were last seen waiting in the store.
         self._waiting_seen: tuple[float, bool] | None = None
+        #: (the registries' generations, the limits read from them).
+        self._limits: tuple[tuple, dict[str, TypeLimit]] | None = None
 
     def _job(self, job: Job | dict) -> Job:
         return job if isinstance(job, Job) else Job(self.kit.site(job["site"]), job)
@@ -243,23 +254,21 @@ class JobLifecycle:
         """The claim limits of every job type whose runner declares one, by type name:
         ``max_running`` (jobs of that type running at once across every worker on the
         store) and ``rate_limit`` ("N/s", "N/m" or "N/h": starts per period). A name
-        registered with different limits (a site's own runner) gets the strictest."""
+        registered with different limits (a site's own runner) gets the strictest.
+        Read again only when a registration changed (every claim asks)."""
+        registries = [getGlobalSiteManager().adapters] + [site.registry.adapters
+                                                          for site in self.kit.open_sites()]
+        key = tuple((id(r), r._generation) for r in registries)
+        if self._limits is not None and self._limits[0] == key:
+            return self._limits[1]
         found: dict[str, TypeLimit] = {}
-        registries = [getGlobalSiteManager()] + [site.registry
-                                                 for site in self.kit.open_sites()]
         for registry in registries:
-            for name, factory in registry.adapters.lookupAll((ISite, IJob), IJobRunner):
-                running = getattr(factory, "max_running", None)
-                rate = parse_rate(getattr(factory, "rate_limit", None), name)
-                if running is None and rate is None:
-                    continue
-                old = found.get(name)
-                if old is not None:
-                    running = min(x for x in (running, old.max_running) if x is not None) \
-                        if running is not None or old.max_running is not None else None
-                    rate = min((r for r in (rate, old.rate) if r is not None),
-                               key=lambda r: r[0] / r[1], default=None)
-                found[name] = TypeLimit(running, rate)
+            for name, factory in registry.lookupAll((ISite, IJob), IJobRunner):
+                limit = TypeLimit(getattr(factory, "max_running", None),
+                                  parse_rate(getattr(factory, "rate_limit", None), name))
+                if limit != (None, None):
+                    found[name] = limit.stricter(found.get(name))
+        self._limits = (key, found)
         return found
 
     def start_now(self, job_id: int) -> dict:
