@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CronSyntaxError", "Expression", "Field", "expand", "hashed",
+__all__ = ["CronSyntaxError", "Expression", "Field", "expand", "hashed", "is_drawing",
            "seconds_first_differs"]
 
 ALIASES = {
@@ -75,7 +75,7 @@ _NTH_DOW = re.compile(r"([0-9]+|[a-z]+)(?:-([0-9]+|[a-z]+))?#([0-9]+)")
 _LAST_DOW = re.compile(r"(?:([0-9]+|[a-z]+)l|l([0-9]+|[a-z]+))")
 _NEAREST_WEEKDAY = re.compile(r"(?:([0-9]+)w|w([0-9]+))")
 # A field croniter's hash expander draws: H or R, a range, a step (croniter's own).
-_DRAWN = re.compile(r"[hr](?:\([0-9]+-[0-9]+\))?(?:/[0-9]+)?", re.IGNORECASE)
+_DRAWN = re.compile(r"[hr](?:\(([0-9]+)-([0-9]+)\))?(?:/([0-9]+))?", re.IGNORECASE)
 
 
 class CronSyntaxError(ValueError):
@@ -312,6 +312,42 @@ def _draw(expr: str, fields: list[str], hash_id: str | bytes | None) -> list[str
         except CroniterError as exc:
             raise CronSyntaxError(expr, f"{_SPECS[index][0]} {field!r}: {exc}") from None
     return drawn
+
+
+def is_drawing(expr: str, expanded: str, seconds_first: bool = False) -> bool:
+    """Whether ``expanded`` is what :func:`expand` can give for ``expr``: equal where
+    ``expr`` draws nothing, and for each ``H`` or ``R`` field a value croniter's
+    expander can draw (a kept drawing is checked so, not drawn again)."""
+    try:
+        fields = _fields_of(expr, seconds_first)
+        if not any(_DRAWN.fullmatch(f) for f in fields):
+            return expand(expr, seconds_first=seconds_first) == expanded
+    except CronSyntaxError:
+        return False
+    drawn = expanded.split()
+    return len(drawn) == len(fields) and all(
+        _can_draw(i, f, d) if _DRAWN.fullmatch(f) else f == d
+        for i, (f, d) in enumerate(zip(fields, drawn, strict=True)))
+
+
+def _can_draw(index: int, token: str, drawn: str) -> bool:
+    """Whether croniter's expander can turn ``token`` of field ``index`` (``H``,
+    ``H(a-b)``, ``H/n``, ``H(a-b)/n``, or the same with ``R``) into ``drawn``."""
+    from croniter import croniter
+
+    m = _DRAWN.fullmatch(token)
+    assert m is not None
+    low, high = croniter.RANGES[index]     # the range croniter's expander draws in
+    if m.group(1):
+        low, high = int(m.group(1)), int(m.group(2))
+    if m.group(3) is None:
+        return drawn.isdigit() and low <= int(drawn) <= high
+    step = int(m.group(3))
+    first, _, rest = drawn.partition("-")
+    if not rest:
+        return drawn.isdigit() and int(drawn) == high
+    return first.isdigit() and rest == f"{high}/{step}" and low <= int(first) <= min(
+        low + step - 1, high)
 
 
 def seconds_first_differs(expr: str) -> bool:

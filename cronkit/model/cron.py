@@ -20,7 +20,6 @@ from .validation import (
     CRON_FIELDS,
     DATEFMT,
     VALIDATORS,
-    drawn_from,
     expansion,
     json_bool,
     json_input,
@@ -145,7 +144,7 @@ class Cron:
                 if "expanded" in attrs:     # the constructor's default: keep the drawing
                     return
                 expanded = expansion(periodicity, seconds_first, self._hash_id())
-            elif drawn_from(periodicity, seconds_first, value):
+            elif cronexpr.is_drawing(periodicity, value, seconds_first):
                 expanded, pinned = value, True
             else:   # stale: the drawing of another periodicity (a merged definition)
                 expanded = expansion(periodicity, seconds_first, self._hash_id())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import uuid as uuidlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -316,46 +315,6 @@ def check_expanded(value: Any) -> str | None:
         raise InvalidCron(f"invalid expanded {shown(value)}: {exc}", "expanded",
                           value) from None
     return value
-
-
-def drawn_from(periodicity: str, seconds_first: bool, expanded: str) -> bool:
-    """Whether ``expanded`` is a drawing of ``periodicity``: what croniter's expander
-    can give for each ``H`` and ``R`` field, the other fields as written."""
-    try:
-        if not cronexpr.hashed(periodicity):
-            return cronexpr.expand(periodicity, seconds_first=seconds_first) == expanded
-        fields = periodicity.split()
-        if seconds_first:
-            fields = [*fields[1:6], fields[0], *fields[6:]]
-    except cronexpr.CronSyntaxError:
-        return False
-    drawn = expanded.split()
-    return len(drawn) == len(fields) and all(
-        _drawing(i, f, d) if cronexpr.hashed(f) else f == d
-        for i, (f, d) in enumerate(zip(fields, drawn, strict=True)))
-
-
-_DRAWN_FIELD = re.compile(r"[hr](?:\(([0-9]+)-([0-9]+)\))?(?:/([0-9]+))?", re.IGNORECASE)
-_FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6), (0, 59), (1970, 2099))
-
-
-def _drawing(index: int, token: str, drawn: str) -> bool:
-    """Whether croniter's expander can turn ``token`` (``H``, ``H(a-b)``, ``H/n``,
-    ``H(a-b)/n``, or the same with ``R``) of field ``index`` into ``drawn``."""
-    m = _DRAWN_FIELD.fullmatch(token)
-    if m is None:
-        return False
-    low, high = _FIELD_BOUNDS[index]
-    if m.group(1):
-        low, high = int(m.group(1)), int(m.group(2))
-    step = m.group(3)
-    if step is None:
-        return drawn.isdigit() and low <= int(drawn) <= high
-    first, _, rest = drawn.partition("-")
-    if not rest:
-        return drawn.isdigit() and int(drawn) == high
-    return (first.isdigit() and rest == f"{high}/{int(step)}"
-            and low <= int(first) <= min(low + int(step) - 1, high))
 
 
 def _environ_error(message: str) -> InvalidCron:
