@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CronkitError
@@ -144,25 +144,23 @@ class ProcessExecutor(BaseExecutor):
     def submit(self, row: dict, done: Callable[[int], None]) -> None:
         self._add(row)
         proc, started = self._process(row)
-        self._start_up(row["id"], started=False)
+        if row.get("started_at") is not None:
+            self._count_timeout_from(row["id"], row["started_at"], STARTUP_GRACE)
         proc.start()
         self._procs[row["id"]] = proc
         self.kit.store.update_job(row["id"], pid=proc.pid)
         threading.Thread(target=self._watch, args=(row, proc, done, started), daemon=True,
                          name=f"cronkit-watch-{row['id']}").start()
 
-    def _start_up(self, job_id: int, started: bool) -> None:
-        """A job's child starting up (a fresh interpreter, its imports) is not counted
-        against the job's timeout: until the child says it has started, the deadline
-        is STARTUP_GRACE seconds later; then it is the timeout from that instant."""
+    def _count_timeout_from(self, job_id: int, start: datetime, grace: float = 0.0) -> None:
+        """Make the job's deadline its timeout (plus ``grace``) from ``start``. A child
+        starting up (a fresh interpreter, its imports) is not the job's time: until it
+        says it has started, the deadline is STARTUP_GRACE seconds later than the
+        timeout from the claim; then it is the timeout from that instant."""
         with self._lock:
             row = self._inflight.get(job_id)
-            if row is None or not row.get("_timeout") or row.get("_deadline") is None:
-                return
-            base = self.kit.clock.now() if started else row["_deadline"]
-            extra = 0.0 if started else STARTUP_GRACE
-            row["_deadline"] = base + timedelta(seconds=(row["_timeout"] if started else 0)
-                                                + extra)
+            if row is not None and row.get("_timeout"):
+                row["_deadline"] = start + timedelta(seconds=row["_timeout"] + grace)
 
     def _process(self, row: dict) -> tuple[Any, Any]:
         """A spawned interpreter when the runner can be imported by path and the kit
@@ -186,7 +184,7 @@ class ProcessExecutor(BaseExecutor):
         while proc.is_alive() and not started.wait(0.05):
             pass
         if started.is_set():
-            self._start_up(row["id"], started=True)
+            self._count_timeout_from(row["id"], self.kit.clock.now())
         proc.join()
         try:
             code = proc.exitcode
