@@ -62,12 +62,10 @@ def die_with_parent(parent: int, lifecycle: Any = None) -> None:
         os._exit(1)
 
 
-def _forked_child(kit: Cronkit, row: dict, parent: int, started: Any = None) -> None:
+def _forked_child(kit: Cronkit, row: dict, parent: int) -> None:
     faulthandler.disable()  # a crash is reported by the parent, from the exit status
     die_with_parent(parent, kit.lifecycle)
     kit.store.after_fork()
-    if started is not None:
-        started.set()       # the timeout counts from now
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
@@ -144,7 +142,7 @@ class ProcessExecutor(BaseExecutor):
     def submit(self, row: dict, done: Callable[[int], None]) -> None:
         self._add(row)
         proc, started = self._process(row)
-        if row.get("started_at") is not None:
+        if started is not None and row.get("started_at") is not None:
             self._count_timeout_from(row["id"], row["started_at"], STARTUP_GRACE)
         proc.start()
         self._procs[row["id"]] = proc
@@ -156,7 +154,8 @@ class ProcessExecutor(BaseExecutor):
         """Make the job's deadline its timeout (plus ``grace``) from ``start``. A child
         starting up (a fresh interpreter, its imports) is not the job's time: until it
         says it has started, the deadline is STARTUP_GRACE seconds later than the
-        timeout from the claim; then it is the timeout from that instant."""
+        timeout from the claim; then it is the timeout from that instant. (A spawned
+        child only: a fork starts at once.)"""
         with self._lock:
             row = self._inflight.get(job_id)
             if row is not None and row.get("_timeout"):
@@ -176,14 +175,14 @@ class ProcessExecutor(BaseExecutor):
             return self._spawn.Process(target=_spawned_child, daemon=True, args=(
                 self.kit.store.url, row, ref, self.kit.error_timeout, os.getpid(),
                 started)), started
-        started = self._ctx.Event()
+        # A fork starts at once: its timeout counts from the claim, as a thread's does.
         return self._ctx.Process(target=_forked_child, daemon=True, args=(
-            self.kit, row, os.getpid(), started)), started
+            self.kit, row, os.getpid())), None
 
     def _watch(self, row: dict, proc: Any, done: Callable[[int], None], started: Any) -> None:
-        while proc.is_alive() and not started.wait(0.05):
+        while started is not None and proc.is_alive() and not started.wait(0.05):
             pass
-        if started.is_set():
+        if started is not None and started.is_set():
             self._count_timeout_from(row["id"], self.kit.clock.now())
         proc.join()
         try:
