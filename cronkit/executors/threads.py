@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 
-from ..components.lifecycle import RunRequest
+from ..components.outcomes import RunRequest
 from ..jobs import Job, Status
 from ..runner import LoopThread, Outcome, acall_runner, is_async, runner_factory
 from .base import BaseExecutor, log
