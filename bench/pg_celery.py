@@ -9,15 +9,20 @@ the first submission to the last job finished, N no-op jobs through:
 1. 4 ``cronkit worker`` processes (threads executor, concurrency 4) on PostgreSQL;
 2. 2 dispatching ``cronkit worker --executor celery`` + 1 Celery worker (prefork, 4
    processes) on PostgreSQL and Redis;
+2b. Procrastinate on the same PostgreSQL server: 4 ``procrastinate worker`` processes,
+   the same N jobs deferred with ``batch_defer`` (``bench/pg_peers.py``);
 3. Celery alone: the same Celery worker set-up running a no-op task that counts itself
    in Redis, N tasks sent with ``delay()``;
 
-and prints jobs/s of each and the ratios cronkit / Celery alone.
+and prints jobs/s of each and the ratios cronkit / Celery alone (and cronkit /
+Procrastinate); its last line, ``BENCH_RESULT {json}``, is what ``python -m bench``
+reads for its ``postgres`` workload.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         pg_rate = _drain_cronkit(url, n, _cronkit_workers(url, rd.url, 4))
         plain_rate_1 = _drain_plain(n, [_celery_worker("bench.pg_celery:plain", url, rd.url,
                                                        "plain")])
+        procrastinate = _drain_procrastinate(pg, n)
 
         url = _fresh_db(pg)
         procs = [_celery_worker("cronkit.executors.celery", url, rd.url)]
@@ -163,10 +169,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  cronkit, PostgreSQL, 4 workers (threads x4)      {pg_rate:8.0f} jobs/s")
     print(f"  Celery alone, same Redis, prefork x4              {plain_rate_1:8.0f} tasks/s"
           f"   ratio cronkit/Celery {pg_rate / plain_rate_1:.2f}")
+    _print_procrastinate(pg_rate, procrastinate)
     print(f"  cronkit via Celery (2 dispatchers, prefork x4)    {celery_rate:8.0f} jobs/s")
     print(f"  Celery alone, same Redis, prefork x4              {plain_rate_2:8.0f} tasks/s"
           f"   ratio cronkit/Celery {celery_rate / plain_rate_2:.2f}")
+    # One line for the harness (``python -m bench --only postgres``).
+    print("BENCH_RESULT " + json.dumps({
+        "n": n, "cronkit_pg": pg_rate, "celery_alone_1": plain_rate_1,
+        "cronkit_celery": celery_rate, "celery_alone_2": plain_rate_2,
+        "procrastinate": procrastinate}), flush=True)
     return 0
+
+
+# -- Procrastinate, the PostgreSQL peer (bench/pg_peers.py) --------------------------------
+
+
+def _drain_procrastinate(pg, n: int) -> dict:
+    """Procrastinate on the same server, same job count, 4 worker processes; a dict with
+    ``jobs_per_s`` and ``label``, or ``error``: a failing peer does not lose the run."""
+    from bench.pg_peers import drain_procrastinate
+    try:
+        return drain_procrastinate(pg, n, processes=4)
+    except Exception as exc:  # noqa: BLE001  (reported in the table, not raised)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _print_procrastinate(pg_rate: float, result: dict) -> None:
+    if "error" in result:
+        print(f"  Procrastinate, same PostgreSQL: FAILED ({result['error'][:200]})")
+        return
+    rate = result["jobs_per_s"]
+    print(f"  Procrastinate, same PostgreSQL, 4 workers         {rate:8.0f} jobs/s"
+          f"   ratio cronkit/Procrastinate {pg_rate / rate:.2f}")
 
 
 if __name__ == "__main__":
