@@ -11,6 +11,17 @@ file is how completions are counted, for cronkit and the peers alike):
   running: p50 / p99 / max of (start - due).
 - ``crontab``: save + sync N crons, re-save unchanged, restore after a restart, peak
   RSS; APScheduler 3 adding the same N cron jobs.
+- ``submit``: N jobs submitted with no worker running: ``site.submit`` per job and
+  ``site.submit_many`` (bulk) against Huey-SQLite's enqueue per call and ``task.map``.
+- ``scale``: claim + finish cost per job with 10^4, 10^5, 10^6 pending jobs and with
+  10^6 finished jobs kept, and the dashboard's jobs page on those stores
+  (``bench/scale.py``).
+- ``postgres``: ``bench/pg_celery.py`` in a fresh process: 4 ``cronkit worker``
+  processes on a throwaway PostgreSQL, Celery alone on Redis, Procrastinate on the
+  same PostgreSQL, cronkit through Celery (``--executor celery``).
+
+The summary table is issue 16's: every row with cronkit's figure, the peer's, the
+ratio, the target and whether it is met; a row that this run could not measure says why.
 
 Each measurement runs in a fresh process (``bench/measure.py``); runs alternate
 cronkit and the peers; 3 runs each (``--runs``), median [min-max]. Redis is Debian's
@@ -42,8 +53,13 @@ RESULTS = ROOT / "bench" / "results"
 
 SIZES = {
     "full": {"throughput": 10_000, "overhead": 2_000, "lateness": 200, "crontab": [10_000, 100_000],
+             "submit": 10_000, "postgres": 3_000,
+             "scale": {"pending": [10_000, 100_000, 1_000_000], "finished": 1_000_000,
+                       "jobs": 2_000},
              "runs": 3},
     "quick": {"throughput": 2_000, "overhead": 500, "lateness": 200, "crontab": [10_000],
+              "submit": 2_000, "postgres": 1_000,
+              "scale": {"pending": [10_000, 100_000], "finished": 100_000, "jobs": 1_000},
               "runs": 1},
 }
 
@@ -56,6 +72,9 @@ WORKLOADS = {
     "lateness": ["cronkit-sqlite", "apscheduler-memory", "apscheduler-sqlite", "celery-redis",
                  "huey-redis", "huey-sqlite", "rq-redis"],
     "crontab": ["cronkit", "apscheduler-memory", "apscheduler-sqlite"],
+    "submit": ["cronkit-sqlite", "cronkit-sqlite-bulk", "huey-sqlite", "huey-sqlite-map"],
+    "scale": ["cronkit-sqlite"],
+    "postgres": ["cronkit-postgres", "celery-redis", "procrastinate", "cronkit-via-celery"],
 }
 NEEDS_REDIS = {"throughput", "overhead", "lateness"}
 # APScheduler on SQLite commits every add_job: 100,000 of them take ~10x the 10,000 figure
@@ -75,10 +94,12 @@ def log(*args) -> None:
 # -- running one measurement ----------------------------------------------------
 
 
-def measure(spec: dict, timeout: float) -> dict:
-    """Run bench.measure in a fresh process; its result dict, or {"error": ...}."""
+def measure(spec: dict, timeout: float, command: list[str] | None = None) -> dict:
+    """Run bench.measure (or ``command``, a ``python -m`` argument list) in a fresh
+    process; its BENCH_RESULT dict, or {"error": ...}."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "bench.measure", json.dumps(spec)], cwd=ROOT,
+    args = command or ["bench.measure", json.dumps(spec)]
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -109,6 +130,18 @@ def fmt(value: float | None, digits: int | None = None) -> str:
 def describe(name: str, run: dict, workload: str) -> str:
     if "error" in run:
         return f"FAILED: {run['error'].splitlines()[-1][:200]}"
+    if "unavailable" in run:
+        return f"not available: {run['unavailable']}"
+    if workload == "submit":
+        return f"{fmt(run['per_s'])} jobs/s submitted"
+    if workload == "scale":
+        return (f"claim+finish {fmt(run['one_us'])} µs/job, batched "
+                f"{fmt(run.get('batch_us'))} µs/job; jobs page {fmt(run.get('jobs_page_ms'))} ms, "
+                f"site {fmt(run.get('jobs_page_site_ms'))} ms, REST {fmt(run.get('api_jobs_ms'))} ms "
+                f"(fill {fmt(run['fill_s'])} s)")
+    if workload == "postgres":
+        return ", ".join(f"{k} {fmt(v)}" for k, v in run.items()
+                         if k in PG_METRICS and isinstance(v, (int, float)))
     if workload == "throughput":
         return f"{fmt(run['jobs_per_s'])} jobs/s (submit {fmt(run['submit_per_s'])}/s)"
     if workload == "overhead":
@@ -121,7 +154,7 @@ def describe(name: str, run: dict, workload: str) -> str:
 def run_queue_workload(workload: str, sizes: dict, runs: int, redis_url: str | None,
                        data: dict) -> None:
     n = sizes[workload]
-    workers = 1 if workload == "overhead" else 2
+    workers = {"overhead": 1, "submit": 0}.get(workload, 2)
     section = data["workloads"].setdefault(workload, {"n": n, "workers": workers, "systems": {}})
     for r in range(runs):
         for name in WORKLOADS[workload]:
@@ -134,6 +167,52 @@ def run_queue_workload(workload: str, sizes: dict, runs: int, redis_url: str | N
             entry["runs"].append(result)
             log(f"  {workload:<10} run {r + 1}/{runs}  {name:<22} "
                 f"{describe(name, result, workload)}")
+
+
+def scale_points(sizes: dict) -> list[tuple[int, int]]:
+    """(pending, finished kept) of each scale point: every backlog size, then the
+    smallest backlog with the finished jobs kept."""
+    s = sizes["scale"]
+    return [(p, 0) for p in s["pending"]] + [(min(s["pending"]), s["finished"])]
+
+
+def run_scale(sizes: dict, runs: int, data: dict) -> None:
+    section = data["workloads"].setdefault("scale", {"jobs": sizes["scale"]["jobs"],
+                                                     "points": {}})
+    for r in range(runs):
+        for pending, finished in scale_points(sizes):
+            key = f"{pending}+{finished}"
+            entry = section["points"].setdefault(key, {"pending": pending, "finished": finished,
+                                                       "runs": []})
+            spec = {"workload": "scale", "system": "cronkit-sqlite", "pending": pending,
+                    "finished": finished, "jobs": sizes["scale"]["jobs"], "web": True}
+            result = measure(spec, timeout=max(300, (pending + finished) / 1000))
+            entry["runs"].append(result)
+            log(f"  scale      {pending:>9,} pending {finished:>9,} finished run {r + 1}/{runs}  "
+                f"{describe('cronkit-sqlite', result, 'scale')}")
+
+
+PG_METRICS = ("cronkit_pg", "celery_alone_1", "procrastinate", "cronkit_celery",
+              "celery_alone_2")
+
+
+def run_postgres(sizes: dict, runs: int, data: dict) -> None:
+    n = sizes["postgres"]
+    section = data["workloads"].setdefault("postgres", {"n": n, "runs": []})
+    for r in range(runs):
+        result = measure({}, timeout=max(900, n), command=["bench.pg_celery", "--jobs", str(n)])
+        peer = result.pop("procrastinate", None)
+        if isinstance(peer, dict):
+            if "error" in peer:
+                result["procrastinate_error"] = peer["error"]
+            else:
+                result["procrastinate"] = peer["jobs_per_s"]
+                result["procrastinate_defer_per_s"] = peer.get("defer_per_s")
+                section["procrastinate_label"] = peer.get("label")
+        section["runs"].append(result)
+        log(f"  postgres   {n:>7,} run {r + 1}/{runs}  {describe('', result, 'postgres')}"
+            + (f"; procrastinate FAILED: {result['procrastinate_error'][:200]}"
+               if "procrastinate_error" in result else ""))
 
 
 def run_crontab(sizes: dict, runs: int, data: dict) -> None:
@@ -192,8 +271,19 @@ def ratio(a: dict | None, b: dict | None) -> float | None:
     return a["median"] / b["median"]
 
 
+SCALE_METRICS = ("one_us", "batch_us", "jobs_page_ms", "jobs_page_site_ms",
+                 "jobs_page_pending_ms", "api_jobs_ms", "fill_s")
+
+
 def summarise(data: dict) -> None:
     for workload, section in data["workloads"].items():
+        if workload == "scale":
+            for entry in section["points"].values():
+                entry["summary"] = {m: summary(entry["runs"], m) for m in SCALE_METRICS}
+            continue
+        if workload == "postgres":
+            section["summary"] = {m: summary(section["runs"], m) for m in PG_METRICS}
+            continue
         if workload == "crontab":
             for entry in section["results"].values():
                 entry["summary"] = {m: summary(entry["runs"], m) for m in
@@ -202,9 +292,12 @@ def summarise(data: dict) -> None:
             continue
         metrics = {"throughput": ("jobs_per_s", "submit_per_s", "seconds"),
                    "overhead": ("ms_per_job", "median_gap_ms"),
-                   "lateness": ("p50_ms", "p99_ms", "max_ms", "submit_s")}[workload]
+                   "lateness": ("p50_ms", "p99_ms", "max_ms", "submit_s"),
+                   "submit": ("per_s", "seconds")}[workload]
         for entry in section["systems"].values():
             entry["summary"] = {m: summary(entry["runs"], m) for m in metrics}
+        if workload == "submit":
+            continue
         metric = HEADLINE[workload][0]
         ref = section["systems"].get("cronkit-sqlite", {}).get("summary", {}).get(metric)
         for name, entry in section["systems"].items():
@@ -213,70 +306,148 @@ def summarise(data: dict) -> None:
 
 
 def targets(data: dict) -> list[dict]:
+    """Issue 16's table, every row: cronkit's figure, the peer's, the ratio now, the target
+    and whether it is met; a row this run could not measure says why (``why``)."""
     w = data["workloads"]
-    out = []
+    sizes = data["meta"]["sizes"]
+    out: list[dict] = []
 
-    def q(workload, system, metric):
+    def entry(workload: str, system: str) -> dict | None:
+        return w.get(workload, {}).get("systems", {}).get(system)
+
+    def why(workload: str, *systems: str) -> str:
+        if workload not in w:
+            return f"the {workload} workload was not run (--only)"
+        for system in systems:
+            e = entry(workload, system)
+            if e is None:
+                continue
+            runs = e["runs"]
+            gone = [r["unavailable"] for r in runs if "unavailable" in r]
+            if gone and len(gone) == len(runs):
+                return f"not available: {gone[-1]}"
+            errors = [r["error"] for r in runs if "error" in r]
+            if errors and len(errors) == len(runs):
+                return f"{system} failed: {errors[-1].splitlines()[-1][:160]}"
+        return "no figure"
+
+    def q(workload: str, system: str, metric: str) -> dict | None:
+        e = entry(workload, system)
+        return None if e is None else e.get("summary", {}).get(metric)
+
+    def add(workload: str, a: dict | None, peer: str, b: dict | None, unit: str, goal: float,
+            higher: bool, reason: str, absolute: bool = False) -> None:
+        value = None if a is None else a["median"]
+        if absolute:
+            r = value
+        else:
+            r = ratio(a, b)
+        met = None if r is None else (r >= goal if higher else r <= goal)
+        figure = "—" if a is None else f"{cell(a)} {unit}".strip()
+        peer_text = peer if b is None else f"{peer} {cell(b)} {unit}".strip()
+        target = f"{'≥' if higher else '≤'} {goal:g}{f' {unit}' if absolute else ''}"
+        out.append({"workload": workload, "cronkit": figure, "peer": peer_text,
+                    "ratio": None if absolute else r, "value": value, "target": target,
+                    "goal": goal, "met": met, "why": None if met is not None else reason})
+
+    n = sizes["throughput"]
+    a = q("throughput", "cronkit-sqlite", "jobs_per_s")
+    add(f"throughput, {n:,} no-op jobs, 2 workers, SQLite", a, "Huey-SQLite",
+        q("throughput", "huey-sqlite", "jobs_per_s"), "jobs/s", 1.0, True,
+        why("throughput", "cronkit-sqlite", "huey-sqlite"))
+    add("same", a, "Huey-Redis", q("throughput", "huey-redis", "jobs_per_s"), "jobs/s", 1.5, True,
+        why("throughput", "cronkit-sqlite", "huey-redis"))
+    a = q("overhead", "cronkit-sqlite", "ms_per_job")
+    add("per-job overhead, 1 worker, concurrency 1", a, "Huey-Redis",
+        q("overhead", "huey-redis", "ms_per_job"), "ms", 1.0, False,
+        why("overhead", "cronkit-sqlite", "huey-redis"))
+    add("same", a, "Celery-Redis", q("overhead", "celery-redis", "ms_per_job"), "ms", 0.3, False,
+        why("overhead", "cronkit-sqlite", "celery-redis"))
+    add(f"lateness p99, {sizes['lateness']:,} jobs due at one instant",
+        q("lateness", "cronkit-sqlite", "p99_ms"), "APScheduler in memory",
+        q("lateness", "apscheduler-memory", "p99_ms"), "ms", 1.5, False,
+        why("lateness", "cronkit-sqlite", "apscheduler-memory"))
+    huey_one = q("submit", "huey-sqlite", "per_s")
+    add(f"submit, one job per call ({sizes['submit']:,} jobs)",
+        q("submit", "cronkit-sqlite", "per_s"), "Huey-SQLite enqueue", huey_one, "/s", 0.5, True,
+        why("submit", "cronkit-sqlite", "huey-sqlite"))
+    # Huey's fastest way to enqueue many: the faster of a loop of calls and task.map.
+    huey_map = q("submit", "huey-sqlite-map", "per_s")
+    best, best_name = huey_one, "Huey-SQLite enqueue (loop)"
+    if huey_map and (best is None or huey_map["median"] > best["median"]):
+        best, best_name = huey_map, "Huey-SQLite enqueue (task.map)"
+    add("bulk submit (`site.submit_many`)", q("submit", "cronkit-sqlite-bulk", "per_s"),
+        best_name, best, "/s", 2.0, True,
+        why("submit", "cronkit-sqlite-bulk", "huey-sqlite", "huey-sqlite-map"))
+
+    crontab_sizes = w.get("crontab", {}).get("sizes", [])
+
+    def crontab(metric: str) -> dict | None:
         try:
-            return w[workload]["systems"][system]["summary"][metric]
+            return w["crontab"]["results"]["cronkit@100000"]["summary"][metric]
         except KeyError:
             return None
 
-    def c(system, n, metric):
-        try:
-            return w["crontab"]["results"][f"{system}@{n}"]["summary"][metric]
-        except KeyError:
-            return None
+    if "crontab" not in w:
+        reason = "the crontab workload was not run (--only)"
+    elif 100_000 not in crontab_sizes:
+        reason = (f"this run's crontab sizes are {', '.join(f'{x:,}' for x in crontab_sizes)}"
+                  " (quick run): 100,000 is measured by the full run")
+    else:
+        runs = w["crontab"]["results"].get("cronkit@100000", {}).get("runs", [])
+        errors = [r["error"] for r in runs if "error" in r]
+        reason = f"failed: {errors[-1].splitlines()[-1][:160]}" if errors else "no figure"
+    add("100,000 crons: save + sync", crontab("save_s"), "–", None, "s", 2, False, reason, True)
+    add("100,000 crons: restore", crontab("restore_s"), "–", None, "s", 2, False, reason, True)
+    add("100,000 crons: peak RSS", crontab("rss_mb"), "–", None, "MB", 150, False, reason, True)
 
-    def add(source, text, value, goal, met, unit=""):
-        out.append({"source": source, "target": text, "figure": value, "goal": goal,
-                    "met": met, "unit": unit})
+    pg = w.get("postgres")
+    pgs = (pg or {}).get("summary", {})
+    if pg is None:
+        pg_reason = "the postgres workload was not run (--only)"
+    else:
+        errors = [r["error"] for r in pg["runs"] if "error" in r]
+        pg_reason = (f"bench.pg_celery failed: {errors[-1].splitlines()[-1][:160]}" if errors
+                     else "no figure")
+    pn = f" ({pg['n']:,} jobs)" if pg else ""
+    add(f"PostgreSQL, 4 `cronkit worker` processes{pn}", pgs.get("cronkit_pg"),
+        "Celery-Redis alone", pgs.get("celery_alone_1"), "jobs/s", 1.0, True, pg_reason)
+    pr_reason = pg_reason
+    if pg is not None and not pgs.get("procrastinate"):
+        errors = [r["procrastinate_error"] for r in pg["runs"] if "procrastinate_error" in r]
+        if errors:
+            pr_reason = f"Procrastinate failed: {errors[-1][:160]}"
+    add("same, against Procrastinate on the same PostgreSQL", pgs.get("cronkit_pg"),
+        "Procrastinate", pgs.get("procrastinate"), "jobs/s", 3.0, True, pr_reason)
+    add(f"through Celery (`--executor celery`){pn}", pgs.get("cronkit_celery"), "Celery alone",
+        pgs.get("celery_alone_2"), "jobs/s", 0.8, True, pg_reason)
 
-    def ratio_target(source, text, a, b, goal, higher):
-        r = ratio(a, b)
-        add(source, text, r, goal, None if r is None else (r >= goal if higher else r <= goal), "×")
+    # Item 5: cost does not grow with the backlog; the jobs page on the biggest store.
+    sc = w.get("scale")
+    points = (sc or {}).get("points", {})
 
-    if "throughput" in w:
-        a = q("throughput", "cronkit-sqlite", "jobs_per_s")
-        n = w["throughput"]["n"]
-        ratio_target("issue 5", "throughput cronkit-SQLite / Huey-SQLite ≥ 3", a,
-                     q("throughput", "huey-sqlite", "jobs_per_s"), 3, True)
-        ratio_target("issue 5", "throughput cronkit-SQLite / Huey-Redis ≥ 1", a,
-                     q("throughput", "huey-redis", "jobs_per_s"), 1, True)
-        add("issue 3", f"{n:,} jobs, 1 worker × concurrency 2: ≥ 1,500 jobs/s end to end",
-            a and a["median"], 1500, None if a is None else a["median"] >= 1500, "jobs/s")
-    if "overhead" in w:
-        a = q("overhead", "cronkit-sqlite", "ms_per_job")
-        ratio_target("issue 5", "per-job overhead cronkit / Huey-SQLite ≤ 0.5", a,
-                     q("overhead", "huey-sqlite", "ms_per_job"), 0.5, False)
-        ratio_target("issue 5", "per-job overhead cronkit / Huey-Redis ≤ 0.5", a,
-                     q("overhead", "huey-redis", "ms_per_job"), 0.5, False)
-        add("issue 3", "per-job overhead, threads executor, sequential, SQLite < 2 ms",
-            a and a["median"], 2, None if a is None else a["median"] < 2, "ms")
-    if "lateness" in w:
-        a = q("lateness", "cronkit-sqlite", "p99_ms")
-        ratio_target("issue 5", "lateness p99 cronkit / APScheduler-memory ≤ 1", a,
-                     q("lateness", "apscheduler-memory", "p99_ms"), 1, False)
-        ratio_target("issue 5", "lateness p99 cronkit / APScheduler-SQLite ≤ 0.1", a,
-                     q("lateness", "apscheduler-sqlite", "p99_ms"), 0.1, False)
-    if "crontab" in w:
-        sizes = w["crontab"]["sizes"]
-        if 10_000 in sizes:
-            ratio_target("issue 5",
-                         "10,000 crons added + saved + synced: cronkit / APScheduler-SQLite ≤ 0.1",
-                         c("cronkit", 10_000, "build_save_s"),
-                         c("apscheduler-sqlite", 10_000, "build_save_s"), 0.1, False)
-            figures = (("save_s", "10,000 crons save + sync into an empty store < 1 s", 1),
-                       ("resave_s", "10,000 crons re-saved unchanged < 0.3 s", 0.3),
-                       ("restore_s", "10,000 crons restored after restart < 1 s", 1))
-            for metric, text, goal in figures:
-                s = c("cronkit", 10_000, metric)
-                add("issue 2", text, s and s["median"], goal,
-                    None if s is None else s["median"] < goal, "s")
-        if 100_000 in sizes:
-            s = c("cronkit", 100_000, "rss_mb")
-            add("issue 2/5", "100,000 crons: peak RSS < 300 MB", s and s["median"], 300,
-                None if s is None else s["median"] < 300, "MB")
+    def point(pending: int, finished: int, metric: str) -> dict | None:
+        return points.get(f"{pending}+{finished}", {}).get("summary", {}).get(metric)
+
+    if sc is None:
+        sc_reason = "the scale workload was not run (--only)"
+    else:
+        errors = [r["error"] for e in points.values() for r in e["runs"] if "error" in r]
+        sc_reason = f"failed: {errors[-1].splitlines()[-1][:160]}" if errors else "no figure"
+    pending = sizes["scale"]["pending"]
+    low, high, kept = min(pending), max(pending), sizes["scale"]["finished"]
+    for metric, what in (("one_us", "claim + finish per job"),
+                         ("batch_us", "claim + finish per job, batched (finish_jobs)")):
+        add(f"scale: {what}, {high:,} pending / {low:,} pending", point(high, 0, metric),
+            f"itself at {low:,}", point(low, 0, metric), "µs", 1.5, False, sc_reason)
+        add(f"scale: {what}, {kept:,} finished kept / none", point(low, kept, metric),
+            "itself with none kept", point(low, 0, metric), "µs", 1.5, False, sc_reason)
+    add(f"scale: dashboard jobs page (`/jobs`), {high:,} jobs", point(high, 0, "jobs_page_ms"),
+        "–", None, "ms", 200, False, sc_reason, True)
+    add(f"scale: dashboard jobs page of the site, {high:,} jobs",
+        point(high, 0, "jobs_page_site_ms"), "–", None, "ms", 200, False, sc_reason, True)
+    add(f"scale: dashboard jobs page (`/jobs`), {low:,} pending + {kept:,} finished",
+        point(low, kept, "jobs_page_ms"), "–", None, "ms", 200, False, sc_reason, True)
     return out
 
 
@@ -345,19 +516,80 @@ def markdown(data: dict) -> str:
                          f"{cell(s.get('restore_s'), 2)} | {cell(s.get('rss_mb'), 0)} | "
                          f"{'—' if r is None else f'{r:.3f}'} |")
         lines.append("")
+    if "submit" in w:
+        section = w["submit"]
+        lines += [f"**Submit: {section['n']:,} no-op jobs submitted, no worker running "
+                  "(higher is better)**", "",
+                  "| system | jobs/s | how |", "|---|---|---|"]
+        for name, entry in section["systems"].items():
+            gone = [r["unavailable"] for r in entry["runs"] if "unavailable" in r]
+            errors = [r["error"] for r in entry["runs"] if "error" in r]
+            figure = cell(entry.get("summary", {}).get("per_s"), 0)
+            if gone and figure == "—":
+                figure = f"not available: {gone[-1]}"
+            elif errors:
+                figure += f" ({len(errors)} run(s) failed)"
+            lines.append(f"| {name} | {figure} | {entry.get('label', '')} |")
+        lines.append("")
+    if "scale" in w:
+        section = w["scale"]
+        lines += [f"**Backlog scale: {section['jobs']:,} jobs claimed and finished through the "
+                  "store API (one at a time: claim(1) + finish_job; batched: claim(50) + "
+                  "finish_jobs), on a SQLite store filled with N pending and M finished jobs; "
+                  "the dashboard on that store (median of 5 GETs, in process) "
+                  "(lower is better)**", "",
+                  "| pending | finished kept | claim + finish µs/job | batched µs/job | "
+                  "`/jobs` ms | `/jobs?site=` ms | `/jobs?status=pending` ms | "
+                  "REST `/jobs` ms |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for entry in section["points"].values():
+            s = entry.get("summary", {})
+            errors = [r["error"] for r in entry["runs"] if "error" in r]
+            note = f" ({len(errors)} run(s) failed: {errors[-1].splitlines()[-1][:120]})" \
+                if errors else ""
+            lines.append(f"| {entry['pending']:,}{note} | {entry['finished']:,} | "
+                         f"{cell(s.get('one_us'), 0)} | {cell(s.get('batch_us'), 0)} | "
+                         f"{cell(s.get('jobs_page_ms'), 1)} | "
+                         f"{cell(s.get('jobs_page_site_ms'), 1)} | "
+                         f"{cell(s.get('jobs_page_pending_ms'), 1)} | "
+                         f"{cell(s.get('api_jobs_ms'), 1)} |")
+        lines.append("")
+    if "postgres" in w:
+        section = w["postgres"]
+        s = section.get("summary", {})
+        lines += [f"**PostgreSQL: {section['n']:,} no-op jobs end to end (submit → finished), "
+                  "throwaway server (`bench/pg_celery.py`) (higher is better)**", "",
+                  "| system | jobs/s |", "|---|---|"]
+        rows = (("cronkit_pg", "cronkit, 4 `cronkit worker` processes (threads × 4)"),
+                ("celery_alone_1", "Celery alone, Redis, prefork × 4"),
+                ("procrastinate", section.get("procrastinate_label") or "Procrastinate"),
+                ("cronkit_celery", "cronkit via Celery: 2 `cronkit worker --executor celery` "
+                                   "+ 1 Celery worker, prefork × 4"),
+                ("celery_alone_2", "Celery alone, Redis, prefork × 4 (second measure)"))
+        for key, label in rows:
+            lines.append(f"| {label} | {cell(s.get(key), 0)} |")
+        errors = [r["error"] for r in section["runs"] if "error" in r]
+        if errors:
+            lines.append(f"| {len(errors)} run(s) failed: {errors[-1].splitlines()[-1][:160]} | |")
+        lines.append("")
     if data.get("targets"):
-        lines += ["**Targets**", "", "| from | target | figure | met |", "|---|---|---|---|"]
+        lines += ["**Issue 16 targets** (ratio = cronkit / peer; for the scale rows, the "
+                  "figure over its own at the smaller size)", "",
+                  "| workload | cronkit | peer | ratio now | target | met |",
+                  "|---|---|---|---|---|---|"]
         for t in data["targets"]:
-            fig = "—" if t["figure"] is None else f"{fmt(t['figure'])} {t['unit']}".strip()
-            met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-            lines.append(f"| {t['source']} | {t['target']} | {fig} | {met} |")
+            r = "—" if t["ratio"] is None else f"{t['ratio']:.2f}"
+            met = {True: "yes", False: "**no**"}.get(t["met"], f"n/a: {t['why']}")
+            lines.append(f"| {t['workload']} | {t['cronkit']} | {t['peer']} | {r} | "
+                         f"{t['target']} | {met} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def versions() -> dict:
     out = {}
-    for dist in ("cronkit", "huey", "rq", "celery", "redis", "APScheduler", "SQLAlchemy"):
+    for dist in ("cronkit", "huey", "rq", "celery", "redis", "APScheduler", "SQLAlchemy",
+                 "procrastinate"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -413,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{workload}:")
             if workload == "crontab":
                 run_crontab(sizes, runs, data)
+            elif workload == "scale":
+                run_scale(sizes, runs, data)
+            elif workload == "postgres":
+                run_postgres(sizes, runs, data)
             else:
                 run_queue_workload(workload, sizes, runs, redis_url, data)
             summarise(data)

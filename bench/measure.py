@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from bench import record as rec
-from bench.systems import SYSTEMS, RQScheduled
+from bench.systems import SYSTEMS, NotAvailable, RQScheduled
 
 POLL = 0.002
 
@@ -116,6 +116,25 @@ def lateness(system, path: str, n: int, workers: int, ahead: float = 2.0) -> dic
             "submit_s": submitted - asked}
 
 
+SUBMIT_LABELS = {
+    "cronkit-sqlite": "cronkit, SQLite (WAL), `site.submit()` per job",
+    "huey-sqlite": "Huey 3, SqliteHuey (WAL, synchronous=NORMAL), `task()` per job (enqueue)",
+}
+
+
+def submit(system, n: int) -> dict:
+    """Submit ``n`` no-op jobs with no worker running: jobs/s of the submitting call(s)."""
+    system.label = SUBMIT_LABELS.get(system.name, system.label)
+    system.setup()
+    t0 = time.perf_counter()
+    system.submit(n)
+    t1 = time.perf_counter()
+    queued = system.queued()
+    if queued != n:
+        raise RuntimeError(f"{queued} jobs queued after submitting {n}")
+    return {"per_s": n / (t1 - t0), "seconds": t1 - t0}
+
+
 def periodicity(i: int) -> str:
     return f"{i % 60} {(i // 60) % 24} * * *"
 
@@ -187,6 +206,13 @@ def main() -> None:
             out = crontab_apscheduler(folder, n, name.rsplit("-", 1)[1])
         print("BENCH_RESULT " + json.dumps(out), flush=True)
         return
+    if workload == "scale":
+        from bench import scale
+        with tempfile.TemporaryDirectory(prefix="cronkit-bench-scale-") as folder:
+            out = scale.measure(folder, spec["pending"], spec["finished"], spec["jobs"],
+                                spec.get("web", True))
+        print("BENCH_RESULT " + json.dumps(out), flush=True)
+        return
     cls = RQScheduled if (workload == "lateness" and name == "rq-redis") else SYSTEMS[name]
     with tempfile.TemporaryDirectory(prefix="cronkit-bench-") as tmp:
         path = os.path.join(tmp, "record")
@@ -200,8 +226,12 @@ def main() -> None:
                 out = overhead(system, path, spec["n"])
             elif workload == "lateness":
                 out = lateness(system, path, spec["n"], spec["workers"])
+            elif workload == "submit":
+                out = submit(system, spec["n"])
             else:
                 raise SystemExit(f"unknown workload {workload!r}")
+        except NotAvailable as exc:
+            out = {"unavailable": str(exc)}
         finally:
             system.stop()
         out["label"] = system.label

@@ -82,6 +82,10 @@ class Procs:
         self.procs = []
 
 
+class NotAvailable(RuntimeError):
+    """What a system cannot do in this checkout (a row then says why, not a failure)."""
+
+
 class System:
     name = "?"
     label = "?"
@@ -145,6 +149,17 @@ class Cronkit(System):
         for _ in range(n):
             self.site.submit("noop", run_after=when)
 
+    def submit_bulk(self, n: int) -> None:
+        submit_many = getattr(self.site, "submit_many", None)
+        if submit_many is None:
+            raise NotAvailable("site.submit_many does not exist yet")
+        jobs = submit_many([{"type": "noop"} for _ in range(n)])
+        if len(jobs) != n:
+            raise RuntimeError(f"submit_many returned {len(jobs)} jobs for {n} specs")
+
+    def queued(self) -> int:
+        return self.kit.store.count_jobs(status="pending")
+
     def drained(self) -> bool:
         return self.kit.store.count_jobs(status=["pending", "running"]) == 0
 
@@ -170,6 +185,14 @@ class CronkitProcesses(Cronkit):
             for _ in range(workers):
                 self.procs.spawn([sys.executable, "-m", "bench.cronkit_worker", self.url, "1"],
                                  "cronkit")
+
+
+class CronkitBulk(Cronkit):
+    name = "cronkit-sqlite-bulk"
+    label = "cronkit, SQLite (WAL), `site.submit_many(specs)`, one call for all"
+
+    def submit(self, n: int) -> None:
+        self.submit_bulk(n)
 
 
 class CronkitRunPending(Cronkit):
@@ -214,6 +237,24 @@ class Huey(System):
         when = utc(due)
         for _ in range(n):
             self.app.noop.schedule(eta=when)
+
+    def submit_bulk(self, n: int) -> None:
+        # Huey has no bulk enqueue for plain tasks: ``task.map(iterable)`` is its one
+        # "enqueue many" API (a loop of enqueue, one commit each); a pipeline is a chain
+        # of dependent tasks, not a batch.
+        self.app.noop.map([() for _ in range(n)])
+
+    def queued(self) -> int:
+        return self.app.huey.pending_count()
+
+
+class HueyMap(Huey):
+    name = "huey-sqlite-map"
+    label = ("Huey 3, SqliteHuey (WAL, synchronous=NORMAL), `task.map(iterable)` "
+             "(its enqueue-many API)")
+
+    def submit(self, n: int) -> None:
+        self.submit_bulk(n)
 
 
 class HueyRedis(Huey):
@@ -336,5 +377,6 @@ class APSchedulerSQLite(APScheduler):
     store = "sqlite"
 
 
-SYSTEMS = {cls.name: cls for cls in (Cronkit, CronkitProcesses, CronkitRunPending, Huey,
-                                     HueyRedis, Celery, RQ, APScheduler, APSchedulerSQLite)}
+SYSTEMS = {cls.name: cls for cls in (Cronkit, CronkitProcesses, CronkitBulk, CronkitRunPending,
+                                     Huey, HueyMap, HueyRedis, Celery, RQ, APScheduler,
+                                     APSchedulerSQLite)}
