@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
@@ -40,6 +41,7 @@ class Site:
         self._crontab: Crontab | None = None
         self._lock = threading.RLock()
         self._marked = False
+        self._jobs: tuple[int, QueueManager] | None = None
 
     def __repr__(self) -> str:
         return f"<Site {self.name!r}>"
@@ -81,12 +83,22 @@ class Site:
 
     @property
     def jobs(self) -> QueueManager:
-        """The site's IQueueManager."""
-        return self.registry.getAdapter(self, IQueueManager)
+        """The site's IQueueManager (looked up again only when a registration changed:
+        every submit asks for it)."""
+        generation = self.registry.adapters._generation
+        found = self._jobs
+        if found is None or found[0] != generation:
+            found = self._jobs = (generation, self.registry.getAdapter(self, IQueueManager))
+        return found[1]
 
     def submit(self, type: str, payload: Any = None, **options: Any) -> Job:
         """Queue a job (see IQueueManager.submit); returns it at once, PENDING."""
         return self.jobs.submit(type, payload, **options)
+
+    def submit_many(self, specs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Queue many jobs at once, all or none (see IQueueManager.submit_many); returns
+        them in the order of ``specs``, PENDING."""
+        return self.jobs.submit_many(specs)
 
     # -- paused queues ----------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from zope.interface import implementer
 from ..exceptions import InvalidParameters, NoSuchJob, UnknownRunner
 from ..interfaces import IQueueManager, ISite
 from ..jobs import FINISHED, Job, Status, aware, validate_payload
-from ..model.validation import MAX_JSON_BYTES, json_bytes, shown, text_problem
+from ..model.validation import MAX_JSON_BYTES, shown, text_problem
 from ..runner import runner_factory
 from ..stores.base import WAITING
 
@@ -24,6 +25,11 @@ MAX_SECONDS = 10 * 365 * 86400
 MAX_PRIORITY = 2 ** 31 - 1
 #: The longest text of a job's name and user (the store's columns).
 MAX_NAME, MAX_USER = 500, 200
+#: The most specs one ``submit_many`` takes: they are inserted in one transaction.
+MAX_BATCH = 100_000
+#: What a spec of ``submit_many`` may hold: the keyword arguments of ``submit``.
+SPEC_FIELDS = ("type", "payload", "name", "priority", "delay", "unique", "user", "timeout",
+               "run_after", "after")
 
 
 def _uid(cron: Any) -> str:
@@ -76,19 +82,108 @@ class QueueManager:
         then is due at once; it ends CANCELED, naming the job, when one of them fails or
         is canceled (Hangfire's ContinueJobWith). A continuation takes no delay or
         run_after."""
-        factory = runner_factory(self.site, type) if isinstance(type, str) else None
+        row = self._row(type, payload, name, priority, delay, unique, user, timeout,
+                        run_after, after, self.clock.now())
+        lifecycle = self.site.kit.lifecycle
+        if unique:
+            job_id, created = lifecycle.queue_unique(self.site, row, running=unique is True)
+            if not created:
+                return self.get(job_id)      # merged into the job already pending/running
+        else:
+            job_id = lifecycle.queue(self.site, [row])[0]
+        if "after_ids" in row:     # its jobs may have ended already
+            lifecycle.continue_after(self.site, row["after_ids"])
+            return self.get(job_id)
+        return Job(self.site, dict(row, id=job_id))
+
+    def submit_many(self, specs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Validate every spec, then queue them all in one transaction; return the jobs
+        in the order of ``specs``. A spec is a mapping of :meth:`submit`'s keyword
+        arguments (``type`` required); ``unique`` is refused (each unique submission is
+        checked against the queue on its own: use :meth:`submit`). Nothing is queued
+        when one spec is refused: the error (InvalidParameters, UnknownRunner) names its
+        index and field ("job 3: priority must be ...", ``errors`` keyed "3.priority").
+        At most MAX_BATCH specs per call."""
+        now = self.clock.now()
+        factories: dict[str, Any] = {}
+        known: set[int] = set()
+        rows: list[dict[str, Any]] = []
+        for index, spec in enumerate(specs):
+            if index == MAX_BATCH:
+                raise InvalidParameters(f"submit_many takes at most {MAX_BATCH:,} jobs per "
+                                        "call: split them", {"jobs": f"over {MAX_BATCH}"})
+            rows.append(self._spec_row(index, spec, now, factories, known))
+        if not rows:
+            return []
+        lifecycle = self.site.kit.lifecycle
+        ids = lifecycle.queue(self.site, rows)
+        site = self.site
+        jobs = [Job(site, dict(row, id=job_id)) for row, job_id in zip(rows, ids, strict=True)]
+        if known:    # continuations: their jobs may have ended already
+            lifecycle.continue_after(site, sorted(known))
+            for job in jobs:
+                if job.after_ids:
+                    job.refresh()
+        return jobs
+
+    def _spec_row(self, index: int, spec: Any, now: datetime, factories: dict[str, Any],
+                  known: set[int]) -> dict[str, Any]:
+        """The row of ``spec``, the ``index``-th of a submit_many; its errors name both."""
+        if not isinstance(spec, Mapping):
+            raise InvalidParameters(f"job {index}: expected a mapping of submit's arguments, "
+                                    f"got {shown(spec)}", {str(index): "expected an object"})
+        for key in spec:
+            if key not in SPEC_FIELDS:
+                raise InvalidParameters(f"job {index}: unknown field {shown(key)} (a spec "
+                                        f"takes {', '.join(SPEC_FIELDS)})",
+                                        {f"{index}.{key}": "unknown field"})
+        if "type" not in spec:
+            raise InvalidParameters(f"job {index}: type is required",
+                                    {f"{index}.type": "required"})
+        if spec.get("unique"):
+            raise InvalidParameters(f"job {index}: unique is not taken in a batch (each "
+                                    "unique submission is checked against the queue on its "
+                                    "own): submit it with submit()",
+                                    {f"{index}.unique": "not taken by submit_many"})
+        try:
+            return self._row(spec["type"], spec.get("payload"), spec.get("name"),
+                             spec.get("priority", 0), spec.get("delay", 0), False,
+                             spec.get("user"), spec.get("timeout"), spec.get("run_after"),
+                             spec.get("after"), now, factories, known)
+        except InvalidParameters as exc:
+            raise InvalidParameters(f"job {index}: {exc}", {
+                f"{index}.{field}": problem for field, problem in exc.errors.items()}) from None
+        except UnknownRunner as exc:
+            raise UnknownRunner(f"job {index}: {exc}") from None
+
+    def _row(self, type: Any, payload: Any, name: Any, priority: Any, delay: Any, unique: Any,
+             user: Any, timeout: Any, run_after: Any, after: Any, now: datetime,
+             factories: dict[str, Any] | None = None,
+             known: set[int] | None = None) -> dict[str, Any]:
+        """The store row of one submission, every argument checked: the one set of rules
+        of submit and submit_many. ``factories`` caches the runners looked up by type,
+        ``known`` the ids of the predecessors found (and gathers them); raise
+        UnknownRunner, or InvalidParameters naming the field."""
+        factory = None
+        if isinstance(type, str):
+            factory = factories.get(type) if factories is not None else None
+            if factory is None:
+                factory = runner_factory(self.site, type)
+                if factories is not None and factory is not None:
+                    factories[type] = factory
         if factory is None:
             raise UnknownRunner(f"no runner named {type!r} for site {self.site.name!r}")
         payload = validate_payload(getattr(factory, "parameters", None), payload)
-        try:
-            text = json.dumps(payload, sort_keys=True, allow_nan=False)
-            size = json_bytes(payload)
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameters(f"payload is not JSON-serialisable: {exc}",
-                                    {"payload": "not JSON-serialisable"}) from None
-        if size > MAX_PAYLOAD:
-            raise InvalidParameters(f"payload is {size} bytes of JSON, over the 1 MiB limit",
-                                    {"payload": "over 1 MiB"})
+        if payload:
+            try:   # sorted: also refuses keys JSON cannot order (a str and an int)
+                size = len(json.dumps(payload, sort_keys=True, ensure_ascii=False,
+                                      allow_nan=False).encode("utf-8"))
+            except (TypeError, ValueError) as exc:
+                raise InvalidParameters(f"payload is not JSON-serialisable: {exc}",
+                                        {"payload": "not JSON-serialisable"}) from None
+            if size > MAX_PAYLOAD:
+                raise InvalidParameters(f"payload is {size} bytes of JSON, over the 1 MiB "
+                                        "limit", {"payload": "over 1 MiB"})
         if isinstance(priority, bool) or not isinstance(priority, int) \
                 or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
             raise InvalidParameters(f"priority must be an integer from {-MAX_PRIORITY} to "
@@ -97,42 +192,40 @@ class QueueManager:
         name = _text(type if name is None or name == "" else name, "name", MAX_NAME)
         if user is not None:
             user = _text(user, "user", MAX_USER)
-        now = self.clock.now()
-        start = aware(run_after, "run_after") if run_after is not None else \
-            now + timedelta(seconds=_seconds(delay, "delay"))
+        if run_after is not None:
+            start = aware(run_after, "run_after")
+        elif isinstance(delay, int) and not isinstance(delay, bool) and delay == 0:
+            start = now
+        else:
+            start = now + timedelta(seconds=_seconds(delay, "delay"))
         if timeout is not None:
             timeout = _seconds(timeout, "timeout") or None
         if unique not in (False, True, "pending"):
             raise InvalidParameters(f"unique must be True, False or 'pending', got "
                                     f"{shown(unique)}", {"unique": "expected a boolean"})
-        after_ids = self._predecessors(after)
-        if after_ids and (run_after is not None or delay):
-            raise InvalidParameters("a continuation (after) is due when its jobs succeed: "
-                                    "it takes no delay or run_after", {"after": "with delay"})
         row = {"site": self.site.name, "type": type, "name": name, "status": "pending",
                "priority": priority, "payload": payload, "run_after": start, "created_at": now,
                "user": user, "timeout": timeout, "progress": 0, "status_text": "",
                "attempts": 0, "canceled": False}
-        if after_ids:
-            row.update(after_ids=after_ids, run_after=WAITING,
-                       status_text="waiting for job " + ", ".join(map(str, after_ids)))
-        lifecycle = self.site.kit.lifecycle
+        if after is not None:
+            after_ids = self._predecessors(after, known)
+            if after_ids:
+                if run_after is not None or delay:
+                    raise InvalidParameters("a continuation (after) is due when its jobs "
+                                            "succeed: it takes no delay or run_after",
+                                            {"after": "with delay"})
+                row.update(after_ids=after_ids, run_after=WAITING,
+                           status_text="waiting for job " + ", ".join(map(str, after_ids)))
         if unique:
+            text = json.dumps(payload, sort_keys=True, allow_nan=False)
             row["unique_key"] = hashlib.sha256(
                 f"{self.site.name}\0{type}\0{text}".encode()).hexdigest()
-            job_id, created = lifecycle.queue_unique(self.site, row, running=unique is True)
-            if not created:
-                return self.get(job_id)      # merged into the job already pending/running
-        else:
-            job_id = lifecycle.queue(self.site, [row])[0]
-        if after_ids:     # its jobs may have ended already
-            lifecycle.continue_after(self.site, after_ids)
-            return self.get(job_id)
-        return Job(self.site, dict(row, id=job_id))
+        return row
 
-    def _predecessors(self, after: Any) -> list[int]:
+    def _predecessors(self, after: Any, known: set[int] | None = None) -> list[int]:
         """The ids of the jobs ``after`` names (a Job, an id, or a list of them), each a
-        job of this site; InvalidParameters naming the one at fault."""
+        job of this site; InvalidParameters naming the one at fault. ``known`` holds
+        ids found already (not looked up again) and gathers those found."""
         if after is None:
             return []
         items = list(after) if isinstance(after, (list, tuple, set, frozenset)) else [after]
@@ -142,11 +235,15 @@ class QueueManager:
             if isinstance(job_id, bool) or not isinstance(job_id, int):
                 raise InvalidParameters(f"after must name jobs (a Job or an id), got "
                                         f"{shown(item)}", {"after": "expected job ids"})
-            try:
-                self.get(job_id)
-            except NoSuchJob:
-                raise InvalidParameters(f"after: no job {job_id} in site {self.site.name!r}",
-                                        {"after": f"no job {job_id}"}) from None
+            if known is None or job_id not in known:
+                try:
+                    self.get(job_id)
+                except NoSuchJob:
+                    raise InvalidParameters(f"after: no job {job_id} in site "
+                                            f"{self.site.name!r}",
+                                            {"after": f"no job {job_id}"}) from None
+                if known is not None:
+                    known.add(job_id)
             if job_id not in ids:
                 ids.append(job_id)
         return ids
