@@ -160,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # jobs
     jobs = group("jobs", "submit, follow and steer jobs")
-    p = command(jobs, "submit", "queue a job; prints its id", "g2", cmd_jobs_submit)
-    p.add_argument("type", help="the job type (a runner's name)")
+    p = command(jobs, "submit", "queue a job (or a file of them); prints its id", "g2",
+                cmd_jobs_submit)
+    p.add_argument("type", nargs="?", help="the job type (a runner's name)")
+    p.add_argument("--from-file", metavar="FILE",
+                   help="queue every job of a JSON Lines file (- for stdin), one spec "
+                        "per line, all or none; prints their ids")
     p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
                    help="a payload field (repeatable), read by the runner's parameter format, "
                         "else as JSON, else as text")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -12,7 +14,17 @@ from ..exceptions import CronkitError
 from ..jobs import FINISHED, Job, Status
 from ..model.validation import read_json, shown, text_problem
 from ..stores.base import WAITING
-from .common import Context, UsageError, _bar, _dt, _Follower, _one_line, _ProgressView, _table
+from .common import (
+    Context,
+    UsageError,
+    _aware_time,
+    _bar,
+    _dt,
+    _Follower,
+    _one_line,
+    _ProgressView,
+    _table,
+)
 
 
 def _is_json(text: str) -> bool:
@@ -54,6 +66,10 @@ def _payload(ctx: Context) -> dict[str, Any]:
 
 def cmd_jobs_submit(ctx: Context) -> int:
     args = ctx.args
+    if args.from_file is not None:
+        return _submit_from_file(ctx)
+    if args.type is None:
+        raise UsageError("the job type is required (or --from-file FILE)")
     options: dict[str, Any] = {}
     if args.run_after is not None:
         options["run_after"] = args.run_after
@@ -64,6 +80,95 @@ def cmd_jobs_submit(ctx: Context) -> int:
                           timeout=args.timeout, **options)
     ctx.print(job.id)
     return 0
+
+
+# -- bulk submit ------------------------------------------------------------------
+
+#: The largest file ``jobs submit --from-file`` reads, in bytes.
+MAX_SPEC_FILE_BYTES = 64 * 1024 * 1024
+#: The options of ``jobs submit`` a file of specs replaces (each spec gives its own).
+_ONE_JOB_OPTIONS = ("type", "param", "payload", "name", "delay", "run_after", "user",
+                    "timeout", "after")
+
+
+def _submit_from_file(ctx: Context) -> int:
+    """Queue the jobs of a JSON Lines file (``-``: stdin), one spec per line, all or
+    none (``site.submit_many``); print their ids, one per line."""
+    args = ctx.args
+    given = [o for o in _ONE_JOB_OPTIONS if getattr(args, o) not in (None, [])]
+    if args.priority != 0:
+        given.append("priority")
+    if args.unique:
+        given.append("unique")
+    if given:
+        shown_ = ", ".join("TYPE" if o == "type" else "--" + o.replace("_", "-") for o in given)
+        raise UsageError(f"--from-file takes every job from the file: not with {shown_}")
+    path = args.from_file
+    where = "<stdin>" if path == "-" else path
+    specs, lines = _read_specs(_read_spec_file(path, where), where)
+    from ..components.queue_manager import batch_index
+    try:
+        jobs = ctx.site.submit_many(specs)
+    except CronkitError as exc:
+        found = batch_index(exc)
+        if found is None:
+            raise
+        index, problem = found
+        raise UsageError(f"{where}:{lines[index]}: {problem}") from None
+    for job in jobs:
+        ctx.print(job.id)
+    return 0
+
+
+def _read_spec_file(path: str, where: str) -> bytes:
+    """The bytes of the file (or stdin), refused when over MAX_SPEC_FILE_BYTES."""
+    limit = MAX_SPEC_FILE_BYTES
+    try:
+        if path == "-":
+            data = getattr(sys.stdin, "buffer", sys.stdin).read(limit + 1)
+            if isinstance(data, str):
+                data = data.encode("utf-8", "surrogateescape")
+        else:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > limit:
+                    raise UsageError(f"{where}: {size} bytes, over the limit of {limit} bytes")
+                data = f.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise UsageError(f"{where}: over the limit of {limit} bytes")
+    return data
+
+
+def _read_specs(data: bytes, where: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The specs of a JSON Lines document (blank lines skipped) and the line of each;
+    ``run_after`` is read as an ISO-8601 time with its offset. UsageError naming the
+    file and line of the first one that is not a JSON object."""
+    from ..components.queue_manager import MAX_BATCH
+    specs: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        if len(specs) == MAX_BATCH:
+            raise UsageError(f"{where}:{number}: over {MAX_BATCH:,} jobs in one file: split it")
+        spec = read_json(line, f"{where}:{number}", UsageError)
+        if not isinstance(spec, dict):
+            raise UsageError(f"{where}:{number}: expected a JSON object (a job's spec), got "
+                             f"{shown(spec)}")
+        when = spec.get("run_after")
+        if when is not None:
+            try:
+                if not isinstance(when, str):
+                    raise argparse.ArgumentTypeError(
+                        f"expected an ISO-8601 date and time with an offset, got {shown(when)}")
+                spec["run_after"] = _aware_time(when)
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"{where}:{number}: run_after: {exc}") from None
+        specs.append(spec)
+        lines.append(number)
+    return specs, lines
 
 
 def _job_dict(job: Job) -> dict[str, Any]:

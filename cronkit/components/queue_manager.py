@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from zope.component import adapter
 from zope.interface import implementer
 
-from ..exceptions import InvalidParameters, NoSuchJob, UnknownRunner
+from ..exceptions import CronkitError, InvalidParameters, NoSuchJob, UnknownRunner
 from ..interfaces import IQueueManager, ISite
 from ..jobs import FINISHED, Job, Status, aware, validate_payload
 from ..model.validation import MAX_JSON_BYTES, shown, text_problem
@@ -30,6 +31,22 @@ MAX_BATCH = 100_000
 #: What a spec of ``submit_many`` may hold: the keyword arguments of ``submit``.
 SPEC_FIELDS = ("type", "payload", "name", "priority", "delay", "unique", "user", "timeout",
                "run_after", "after")
+_BATCH_ERROR = re.compile(r"job (\d+): (.*)\Z", re.S)
+
+
+def batch_error(index: int, exc: InvalidParameters | UnknownRunner) -> CronkitError:
+    """``exc`` as the error of the ``index``-th spec of a batch: the same type, its
+    message "job 3: ..." and (InvalidParameters) its fields keyed "3.priority"."""
+    if isinstance(exc, InvalidParameters):
+        return InvalidParameters(f"job {index}: {exc}", {
+            f"{index}.{field}": problem for field, problem in exc.errors.items()})
+    return UnknownRunner(f"job {index}: {exc}")
+
+
+def batch_index(exc: BaseException) -> tuple[int, str] | None:
+    """(index, what is wrong) of an error :func:`batch_error` made, else None."""
+    match = _BATCH_ERROR.match(str(exc))
+    return (int(match[1]), match[2]) if match else None
 
 
 def _uid(cron: Any) -> str:
@@ -143,18 +160,15 @@ class QueueManager:
         if spec.get("unique"):
             raise InvalidParameters(f"job {index}: unique is not taken in a batch (each "
                                     "unique submission is checked against the queue on its "
-                                    "own): submit it with submit()",
+                                    "own): submit that job alone",
                                     {f"{index}.unique": "not taken by submit_many"})
         try:
             return self._row(spec["type"], spec.get("payload"), spec.get("name"),
                              spec.get("priority", 0), spec.get("delay", 0), False,
                              spec.get("user"), spec.get("timeout"), spec.get("run_after"),
                              spec.get("after"), now, factories, known)
-        except InvalidParameters as exc:
-            raise InvalidParameters(f"job {index}: {exc}", {
-                f"{index}.{field}": problem for field, problem in exc.errors.items()}) from None
-        except UnknownRunner as exc:
-            raise UnknownRunner(f"job {index}: {exc}") from None
+        except (InvalidParameters, UnknownRunner) as exc:
+            raise batch_error(index, exc) from None
 
     def _row(self, type: Any, payload: Any, name: Any, priority: Any, delay: Any, unique: Any,
              user: Any, timeout: Any, run_after: Any, after: Any, now: datetime,
