@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,19 @@ from .validation import (
     CRON_FIELDS,
     DATEFMT,
     VALIDATORS,
+    _check_activated,
+    _check_name,
+    _check_seconds_first,
+    _check_uid,
+    _check_user,
+    _periodicity_text,
+    check_environ,
+    check_expanded,
+    check_logs_limit,
+    check_misfire,
+    check_misfire_grace,
+    check_timezone,
+    drawn,
     expansion,
     json_bool,
     json_input,
@@ -33,6 +47,8 @@ if TYPE_CHECKING:
 
 #: The fields that make what the engine reads (``expanded``).
 _SCHEDULE_FIELDS = frozenset({"periodicity", "seconds_first", "expanded"})
+#: The text fields most crons of a crontab share a value of.
+_SHARED_TEXT = ("name", "periodicity", "timezone", "user", "misfire")
 
 
 @implementer(ICron)
@@ -53,6 +69,11 @@ class Cron:
     which of its logs the store holds) is the model's own: its :class:`Crontab`
     reports it (``Crontab.changes()``) and is told of saves (``Crontab.saved()``).
     """
+
+    # Slots, not a __dict__: a site may hold 100,000 crons (ISSUE 16: at most 1.5 KB each).
+    __slots__ = ("__weakref__", "_crontab", "_log_ids", "_pinned", "_position", "activated",
+                 "environ", "expanded", "logs", "logs_limit", "misfire", "misfire_grace",
+                 "name", "periodicity", "seconds_first", "timezone", "uid", "user")
 
     uid: str
     name: str
@@ -81,18 +102,35 @@ class Cron:
                  logs: Iterable[Log | dict[str, Any] | str | bytes] | None = None,
                  crontab: Crontab | None = None, seconds_first: Any = False,
                  expanded: str | None = None):
-        object.__setattr__(self, "_crontab", None)
-        object.__setattr__(self, "_log_ids", ())
-        object.__setattr__(self, "_position", None)
-        object.__setattr__(self, "_pinned", False)
-        values = {"uid": uid if uid is not None else new_uid(), "name": name,
-                  "seconds_first": seconds_first, "periodicity": periodicity,
-                  "timezone": timezone, "activated": activated,
-                  "environ": environ, "logs_limit": logs_limit, "user": user,
-                  "misfire": misfire, "misfire_grace": misfire_grace, "expanded": expanded}
-        for field, value in values.items():
-            setattr(self, field, value)     # validated by __setattr__
-        object.__setattr__(self, "logs", LogList(self, logs or ()))
+        # Each field is checked as its attribute would be, in the order of CRON_FIELDS
+        # (so the first bad value is the one named), then set at once.
+        put = object.__setattr__
+        put(self, "_crontab", None)
+        put(self, "_log_ids", ())
+        put(self, "_position", None)
+        uid = new_uid() if uid is None else _check_uid(uid)
+        name = _check_name(name)
+        seconds_first = _check_seconds_first(seconds_first)
+        periodicity = sys.intern(_periodicity_text(periodicity))
+        drawing = expansion(periodicity, seconds_first, uid)   # H hashed from the uid alone
+        put(self, "uid", uid)
+        put(self, "name", sys.intern(name))
+        put(self, "seconds_first", seconds_first)
+        put(self, "periodicity", periodicity)
+        put(self, "timezone", check_timezone(timezone))
+        put(self, "activated", activated if activated is True else _check_activated(activated))
+        put(self, "environ", {} if environ is None else check_environ(environ))
+        put(self, "logs_limit", logs_limit if logs_limit == 5 and type(logs_limit) is int
+            else check_logs_limit(logs_limit))
+        put(self, "user", None if user is None else _check_user(user))
+        put(self, "misfire", check_misfire(misfire))
+        put(self, "misfire_grace", None if misfire_grace is None
+            else check_misfire_grace(misfire_grace))
+        given = check_expanded(expanded)
+        pinned = given is not None and cronexpr.is_drawing(periodicity, given, seconds_first)
+        put(self, "expanded", given if pinned else drawing)
+        put(self, "_pinned", pinned)
+        put(self, "logs", LogList(self, logs) if logs else LogList(self))
         self._cap_logs()
         if crontab is not None:
             crontab.add_cron(self)
@@ -101,7 +139,7 @@ class Cron:
         check = VALIDATORS.get(name)
         if check is not None:
             value = check(value)
-            if name == "uid" and self._crontab is not None and getattr(self, "uid", value) != value:
+            if name == "uid" and self._crontab is not None and self.uid != value:
                 raise InvalidCron(f"cannot change the uid of a cron in a crontab ({self.uid!r})",
                                   "uid", value)
             if name in _SCHEDULE_FIELDS:
@@ -116,7 +154,7 @@ class Cron:
                 value.add_cron(self)
             return
         object.__setattr__(self, name, value)
-        if name == "logs_limit" and "logs" in self.__dict__:
+        if name == "logs_limit":
             self._cap_logs()
         self._touch()
 
@@ -130,27 +168,21 @@ class Cron:
         """Set ``periodicity``, ``seconds_first`` or ``expanded``, and keep ``expanded``
         the plain expression the engine reads: H and R drawn (once: a periodicity set
         again to the same text keeps its drawing), the fields in cronkit's order."""
-        attrs = self.__dict__
-        if name != "expanded" and attrs.get(name) == value and "expanded" in attrs:
+        if name != "expanded" and getattr(self, name) == value:
             return
-        periodicity = value if name == "periodicity" else attrs.get("periodicity")
-        seconds_first = value if name == "seconds_first" else attrs.get("seconds_first", False)
-        if periodicity is None:            # the constructor, before the periodicity
-            object.__setattr__(self, name, value)
-            return
+        periodicity = value if name == "periodicity" else self.periodicity
+        seconds_first = value if name == "seconds_first" else self.seconds_first
         pinned = False
         if name == "expanded":
-            if value is None:
-                if "expanded" in attrs:     # the constructor's default: keep the drawing
-                    return
-                expanded = expansion(periodicity, seconds_first, self._hash_id())
-            elif cronexpr.is_drawing(periodicity, value, seconds_first):
+            if value is None:               # drawn from the periodicity: keep the drawing
+                return
+            if cronexpr.is_drawing(periodicity, value, seconds_first):
                 expanded, pinned = value, True
             else:   # stale: the drawing of another periodicity (a merged definition)
                 expanded = expansion(periodicity, seconds_first, self._hash_id())
         else:
             expanded = expansion(periodicity, seconds_first, self._hash_id())
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, sys.intern(value) if name == "periodicity" else value)
         object.__setattr__(self, "expanded", expanded)
         object.__setattr__(self, "_pinned", pinned)
         self._touch()
@@ -159,18 +191,17 @@ class Cron:
         """What ``H`` is hashed from: the cron's site and uid (the uid alone until the
         cron is in a site's crontab)."""
         site = self._crontab.site if self._crontab is not None else None
-        uid = self.__dict__.get("uid", "")
-        return f"{site.name}/{uid}" if site is not None else uid
+        return f"{site.name}/{self.uid}" if site is not None else self.uid
 
     def _drawn_in_site(self) -> None:
         """The cron joined a site's crontab: an H not yet saved is drawn again with the
         site's name in its hash id (a saved drawing never moves)."""
-        if not self._pinned and cronexpr.hashed(self.periodicity):
+        if not self._pinned and drawn(self.periodicity):
             object.__setattr__(self, "expanded",
                                expansion(self.periodicity, self.seconds_first, self._hash_id()))
 
     def _touch(self) -> None:
-        crontab = self.__dict__.get("_crontab")
+        crontab = self._crontab
         if crontab is not None:
             crontab._cron_changed(self.uid)
 
@@ -332,7 +363,7 @@ class Cron:
     def from_row(cls, row: Mapping[str, Any]) -> Cron:
         """A Cron from a trusted store row, not validated again."""
         cron = cls.__new__(cls)
-        cron.__dict__["_crontab"] = None
+        object.__setattr__(cron, "_crontab", None)
         cron._restore(row)
         return cron
 
@@ -345,17 +376,27 @@ class Cron:
 
     def _restore(self, row: Mapping[str, Any]) -> None:
         """Show the store row ``row`` (trusted): every field, the logs, the position."""
-        attrs = self.__dict__
-        for field in CRON_FIELDS:
-            attrs[field] = row[field]
-        attrs["activated"] = bool(row["activated"])
-        attrs["seconds_first"] = bool(row["seconds_first"])
-        attrs["expanded"] = row["expanded"] or row["periodicity"]
-        attrs["_pinned"] = True
+        put = object.__setattr__
+        put(self, "uid", row["uid"])
+        for field in _SHARED_TEXT:      # the same few texts in many crons: one copy each
+            value = row[field]
+            put(self, field, value if value is None else sys.intern(value))
+        put(self, "activated", bool(row["activated"]))
+        put(self, "seconds_first", bool(row["seconds_first"]))
+        put(self, "environ", row["environ"])
+        put(self, "logs_limit", row["logs_limit"])
+        put(self, "misfire_grace", row["misfire_grace"])
+        expanded = row["expanded"]
+        put(self, "expanded", sys.intern(expanded) if expanded else self.periodicity)
+        put(self, "_pinned", True)
         entries = row["logs"]
-        attrs["logs"] = LogList(self, [Log(**entry) for entry in entries])
-        attrs["_log_ids"] = tuple(entry["id"] for entry in entries)
-        attrs["_position"] = row["position"]
+        if entries:
+            put(self, "logs", LogList(self, [Log(**entry) for entry in entries]))
+            put(self, "_log_ids", tuple(entry["id"] for entry in entries))
+        else:
+            put(self, "logs", LogList(self))
+            put(self, "_log_ids", ())
+        put(self, "_position", row["position"])
 
     def _unsaved_logs(self) -> tuple[list[Log], list[int]]:
         """(The logs the store does not hold, oldest first; the ids of the logs the

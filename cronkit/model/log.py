@@ -126,8 +126,11 @@ def _touching(name: str) -> Callable[..., Any]:
 class LogList(list[Log]):
     """A cron's logs, most recent first; every change marks the cron changed."""
 
+    __slots__ = ("_cron",)
+
     def __init__(self, cron: Cron, items: Iterable[Log | dict[str, Any] | str | bytes] = ()):
-        super().__init__(Log.load(i) for i in items)
+        if items:
+            super().__init__(Log.load(i) for i in items)
         self._cron = cron
 
     for _name in ("__delitem__", "__setitem__", "__iadd__", "append", "extend", "insert",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import uuid as uuidlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -291,6 +292,28 @@ def expansion(periodicity: str, seconds_first: bool, hash_id: str) -> str:
     """The plain expression the engine reads for ``periodicity`` (fields in cronkit's
     order, ``H`` drawn from ``hash_id``, ``R`` at random); InvalidCron naming the
     periodicity when cronkit refuses it."""
+    plain = _undrawn_expansion(periodicity, seconds_first)
+    if plain is not None:
+        return plain
+    return _expansion(periodicity, seconds_first, hash_id)
+
+
+@lru_cache(maxsize=4096)
+def drawn(periodicity: str) -> bool:
+    """Whether ``periodicity`` has a field drawn when it is expanded (H or R)."""
+    return cronexpr.hashed(periodicity)
+
+
+@lru_cache(maxsize=4096)
+def _undrawn_expansion(periodicity: str, seconds_first: bool) -> str | None:
+    """The expansion of a periodicity with nothing to draw (the same for every cron,
+    so it is worked out once, and its text shared); None when it draws."""
+    if drawn(periodicity):
+        return None
+    return sys.intern(_expansion(periodicity, seconds_first, None))
+
+
+def _expansion(periodicity: str, seconds_first: bool, hash_id: str | None) -> str:
     try:
         expanded = cronexpr.expand(periodicity, hash_id=hash_id, seconds_first=seconds_first)
         schedule.parse(expanded)
@@ -404,17 +427,35 @@ def _check_uid(value: Any) -> str:
     return checked
 
 
+def _check_name(value: Any) -> str:
+    checked = check_str("name", value)
+    assert checked is not None
+    return checked
+
+
+def _check_seconds_first(value: Any) -> bool:
+    return as_bool("seconds_first", value)
+
+
+def _check_activated(value: Any) -> bool:
+    return as_bool("activated", value)
+
+
+def _check_user(value: Any) -> str | None:
+    return check_str("user", value, required=False)
+
+
 #: The check of each cron field, in the order a Cron sets them.
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "uid": _check_uid,
-    "name": lambda v: check_str("name", v),
-    "seconds_first": lambda v: as_bool("seconds_first", v),
+    "name": _check_name,
+    "seconds_first": _check_seconds_first,
     "periodicity": _periodicity_text,
     "timezone": check_timezone,
-    "activated": lambda v: as_bool("activated", v),
+    "activated": _check_activated,
     "environ": check_environ,
     "logs_limit": check_logs_limit,
-    "user": lambda v: check_str("user", v, required=False),
+    "user": _check_user,
     "misfire": check_misfire,
     "misfire_grace": check_misfire_grace,
     "expanded": check_expanded,
