@@ -309,7 +309,8 @@ def targets(data: dict) -> list[dict]:
     """Issue 16's table, every row: cronkit's figure, the peer's, the ratio now, the target
     and whether it is met; a row this run could not measure says why (``why``)."""
     w = data["workloads"]
-    sizes = data["meta"]["sizes"]
+    # A results file written before a workload existed lacks its size: the full one.
+    sizes = dict(SIZES["full"], **data["meta"].get("sizes", {}))
     out: list[dict] = []
 
     def entry(workload: str, system: str) -> dict | None:
@@ -616,7 +617,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--output", default=str(RESULTS / "latest"),
                         help="results path without extension (default bench/results/latest)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write OUTPUT.md again from OUTPUT.json")
+    parser.add_argument("--readme", action="store_true",
+                        help="also put the results in README.rst (a full run to the default "
+                             "output always does)")
     args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads(Path(args.output).with_suffix(".json").read_text())
+        data["targets"] = targets(data)
+        write(data, args.output)
+        if args.readme:
+            readme(markdown(data))
+        log(markdown(data))
+        return 0
     sizes = dict(SIZES["quick" if args.quick else "full"])
     runs = args.runs or sizes["runs"]
     chosen = args.only or list(WORKLOADS)
@@ -666,7 +680,29 @@ def main(argv: list[str] | None = None) -> int:
     log("")
     log(markdown(data))
     log(f"written: {args.output}.json, {args.output}.md ({data['meta']['seconds']:.0f} s)")
+    if args.readme or (not args.quick and not args.only
+                       and Path(args.output) == RESULTS / "latest"):
+        readme(markdown(data))
+        log(f"written: {README.name}, its latest results")
     return 0
+
+
+README = ROOT / "README.rst"
+README_START = "Latest results (``bench/results/latest.md``):\n"
+
+
+def readme(md: str) -> None:
+    """Replace the latest results in README.rst's Benchmarks section (the code block
+    after ``README_START``, up to the next section title) by ``md``."""
+    text = README.read_text()
+    start = text.index(README_START) + len(README_START)
+    lines = text[start:].split("\n")
+    end = next(i for i, line in enumerate(lines)
+               if i > 0 and line and not line.startswith(" ") and not line.startswith(".. ")
+               and i + 1 < len(lines) and set(lines[i + 1]) <= set("=-~^") and lines[i + 1])
+    block = "\n".join(("    " + line).rstrip() for line in md.split("\n"))
+    README.write_text(text[:start] + "\n.. code-block:: text\n\n" + block.rstrip() + "\n\n"
+                      + "\n".join(lines[end:]))
 
 
 def write(data: dict, output: str) -> None:
