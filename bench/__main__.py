@@ -44,6 +44,7 @@ import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -51,7 +52,7 @@ if str(ROOT) not in sys.path:
 
 RESULTS = ROOT / "bench" / "results"
 
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "full": {"throughput": 10_000, "overhead": 2_000, "lateness": 200, "crontab": [10_000, 100_000],
              "submit": 10_000, "postgres": 3_000,
              "scale": {"pending": [10_000, 100_000, 1_000_000], "finished": 1_000_000,
@@ -588,7 +589,7 @@ def markdown(data: dict) -> str:
 
 
 def versions() -> dict:
-    out = {}
+    out: dict[str, str | None] = {}
     for dist in ("cronkit", "huey", "rq", "celery", "redis", "APScheduler", "SQLAlchemy",
                  "procrastinate"):
         try:

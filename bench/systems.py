@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -92,7 +93,7 @@ class System:
 
     def __init__(self, tmp: str, redis_url: str | None = None):
         self.tmp = tmp
-        self.redis_url = redis_url
+        self.redis_url: str = redis_url or ""   # "" for the systems that use no Redis
         self.procs = Procs(tmp)
 
     def setup(self) -> None:
@@ -341,7 +342,7 @@ class APScheduler(System):
     store = "memory"
 
     def setup(self) -> None:
-        self.scheduler = None
+        self.scheduler: Any = None
 
     def start(self, workers: int) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
