@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..components.queue_manager import batch_index
 from ..exceptions import (
     CronkitError,
     InvalidCron,
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
     from ..site import Site
 
 MAX_LIMIT = 500
+#: The most jobs one POST .../jobs/batch takes (every one queued, or none).
+MAX_BATCH = 10_000
 SUBMIT_FIELDS = ("type", "payload", "name", "priority", "delay", "unique", "user", "run_after",
                  "timeout", "after")
 
@@ -438,6 +441,49 @@ async def submit_job(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(job_json(job, history=True), 201)
 
 
+def batch_spec(index: int, data: Any) -> dict[str, Any]:
+    """The ``index``-th job of a batch as a spec of ``site.submit_many``, checked as the
+    one-job endpoint checks its body; WebError naming "job 3: ..." and field "3.priority"."""
+    try:
+        if not isinstance(data, dict):
+            raise WebError(422, "a job must be a JSON object", None)
+        for key in data:
+            if key not in SUBMIT_FIELDS:
+                raise WebError(422, f"unknown field {key!r}", key)
+        type_ = data.get("type")
+        if not isinstance(type_, str) or not type_:
+            raise WebError(422, "type (the job type's name) is required", "type")
+        payload = data.get("payload", {})
+        if not isinstance(payload, dict):
+            raise WebError(422, "payload must be a JSON object", "payload")
+        options = submit_options(data)
+    except WebError as exc:
+        field = str(index) if exc.field is None else f"{index}.{exc.field}"
+        raise WebError(exc.status, f"job {index}: {exc.message}", field) from None
+    if data.get("unique"):    # submit_many refuses it, naming it
+        options["unique"] = True
+    return {"type": type_, "payload": payload, **options}
+
+
+@endpoint
+async def submit_jobs(request: Request, kit: Cronkit) -> Response:
+    site = _site(request, kit)
+    data = await body_object(request, ("jobs",))
+    items = data.get("jobs")
+    if not isinstance(items, list) or not items:
+        raise WebError(422, "jobs must be a list of jobs to submit, at least one", "jobs")
+    if len(items) > MAX_BATCH:
+        raise WebError(422, f"at most {MAX_BATCH:,} jobs per request, got {len(items):,}: "
+                       "split them", "jobs")
+    specs = [batch_spec(i, item) for i, item in enumerate(items)]
+    try:
+        jobs = site.submit_many(specs)
+    except UnknownRunner as exc:
+        found = batch_index(exc)
+        return json_error(422, str(exc), "type" if found is None else f"{found[0]}.type")
+    return JSONResponse({"jobs": [job_json(job) for job in jobs]}, 201)
+
+
 @endpoint
 async def read_job(request: Request, kit: Cronkit) -> Response:
     job = get_job(_site(request, kit), request.path_params["job_id"])
@@ -484,6 +530,7 @@ routes = [
     Route(C + "/logs/{index:int}", delete_log, methods=["DELETE"]),
     Route(S + "/jobs", list_jobs, methods=["GET"]),
     Route(S + "/jobs", submit_job, methods=["POST"]),
+    Route(S + "/jobs/batch", submit_jobs, methods=["POST"]),
     Route(J, read_job, methods=["GET"]),
     Route(J + "/cancel", cancel, methods=["POST"]),
     Route(J + "/retry", retry, methods=["POST"]),

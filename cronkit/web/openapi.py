@@ -198,6 +198,19 @@ SCHEMAS = {
         },
         "additionalProperties": False,
     },
+    "JobBatch": {
+        "type": "object", "required": ["jobs"],
+        "description": "Jobs to queue at once: every one is checked first, then all are "
+                       "queued in one transaction, or none (unique is refused: submit such "
+                       "a job alone).",
+        "properties": {"jobs": {"type": "array", "minItems": 1, "maxItems": 10000,
+                                "items": _ref("JobInput")}},
+        "additionalProperties": False,
+    },
+    "JobList": {
+        "type": "object", "required": ["jobs"],
+        "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+    },
     "Param": {
         "type": "object", "required": ["type", "required", "choices", "help", "default"],
         "properties": {"type": {"type": "string", "enum": ["bool", "int", "select", "string"]},
@@ -341,6 +354,13 @@ PATHS = {
             **SITE_ERRORS, **BODY_ERRORS, "409": _error(READ_ONLY)}, [SITE], "JobInput",
             tag="jobs"),
     },
+    "/sites/{site}/jobs/batch": {"post": _op(
+        "submitJobs", "Submit many jobs, all or none", {
+            "201": _json(_ref("JobList"), "the new PENDING jobs, in the order sent"),
+            **SITE_ERRORS, **BODY_ERRORS,
+            "422": _error("a value is refused, nothing is queued; the message names the "
+                          "job (\"job 3: ...\") and field its index and name (\"3.priority\")"),
+            "409": _error(READ_ONLY)}, [SITE], "JobBatch", tag="jobs")},
     "/sites/{site}/jobs/{job_id}": {"get": _op(
         "getJob", "A job with its history", JOB_OK, [SITE, JOB_ID], tag="jobs")},
     "/sites/{site}/jobs/{job_id}/cancel": {"post": _op(
