@@ -158,9 +158,54 @@ def test_reads_and_other_writes_do_not_wake_anyone(store, listening):
 def test_the_notification_leaves_with_the_commit(store, listening):
     """A notification sent inside a rolled-back transaction is never delivered."""
     with pytest.raises(cronkit.DuplicateFiring):
-        with store._notifying():
-            store.add_jobs([job_row(cron_uid="c1", fire_at=NOW)] * 2)
+        store._notifying((store.notify_channel,),
+                         lambda: store.add_jobs([job_row(cron_uid="c1", fire_at=NOW)] * 2))
     assert not listening.wait(0.5)
+
+
+@pytest.fixture
+def ends(store):
+    """Wakes from the channel of job ends."""
+    wakes = Wakes()
+    assert store.start_listener(wakes, channel=store.ends_channel)
+    wakes.wait(1)
+    yield wakes
+    store.stop_listener(wakes, channel=store.ends_channel)
+
+
+def test_a_job_end_wakes_the_listeners_of_ends_when_the_store_notifies_ends(
+        store, listening, ends):
+    store.notify_ends = True
+    [job_id] = store.add_jobs([job_row()])
+    store.claim(NOW, 1, "w:1", 1)
+    listening.wait(0.5)
+    ends.wait(0.5)
+    assert store.finish_job(job_id, "success", NOW) == "success"
+    assert ends.wait()
+    assert not listening.wait(0.5)   # an end is no new work
+
+
+def test_a_requeue_wakes_both_channels_when_the_store_notifies_ends(store, listening, ends):
+    store.notify_ends = True
+    [job_id] = store.add_jobs([job_row()])
+    store.claim(NOW, 1, "w:1", 1)
+    listening.wait(0.5)
+    ends.wait(0.5)
+    assert store.requeue_job(job_id, NOW, "retry")
+    assert ends.wait() and listening.wait()
+
+
+def test_job_ends_notify_no_one_by_default(store, ends):
+    [job_id] = store.add_jobs([job_row()])
+    store.claim(NOW, 1, "w:1", 1)
+    store.finish_job(job_id, "success", NOW)
+    assert not ends.wait(0.5)
+
+
+def test_the_listeners_of_ends_are_not_woken_by_a_new_job(store, ends):
+    store.notify_ends = True
+    store.add_jobs([job_row()])
+    assert not ends.wait(0.5)
 
 
 def test_wait_for_notify_sleeps_until_a_notification(store):

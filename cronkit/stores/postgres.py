@@ -7,20 +7,31 @@ needs when many workers on many hosts use it at once.
   that ``LISTEN``\\ s on a dedicated psycopg connection and calls the callbacks (a
   worker passes ``kit.wake``); ``wait_for_notify(timeout)`` is the same wait as a
   blocking call. Polling stays the fallback: a lost notification costs one poll.
+  A store with ``notify_ends`` set (a Celery worker's) also sends ``NOTIFY
+  cronkit_ends`` in the transaction of every job end (``finish_job``, ``finish_jobs``,
+  ``requeue_job``): a Celery dispatcher listening there (``start_listener(callback,
+  channel=ENDS_CHANNEL)``) frees its slots at once instead of at its next poll.
 - **Limits.** A claim that meets a job of a limited type (``max_running``,
   ``rate``) takes one advisory lock for the rest of its transaction before it counts,
   so concurrent claims never spend one type's room twice (``JobQueries.claim``).
   Resuming a paused queue notifies, as queuing a job does.
-- **Connection loss.** Pooled connections are pinged before use. What a call does
-  after a lost or refused connection (server restart, failover, network cut) follows
-  the marking of its operation in ``base.py``, declared per operation:
+- **Round trips.** The driver runs in autocommit: a read is its statements alone (READ
+  COMMITTED gives each statement its own snapshot, in a transaction or not); a write
+  opens its transaction with one simple query that is BEGIN, its NOTIFYs and, for an
+  unsafe operation, its transaction id; then its statements, then COMMIT. psycopg
+  prepares a statement on the server after its fifth use on a connection.
+- **Connection loss.** A pooled connection idle for more than PING_AFTER seconds is
+  pinged before use (one in use is not: if it died, its call fails before COMMIT and is
+  retried, or raises, as its marking says). What a call does after a lost or refused
+  connection (server restart, failover, network cut) follows the marking of its
+  operation in ``base.py``, declared per operation:
 
   - *repeatable* ones are retried as they are, with backoff, for ``retry_for``
     seconds before they raise StoreError;
   - *unsafe* ones are made exactly-once: each runs as one transaction that reads its
-    own transaction id just before COMMIT. When the connection is lost before that,
-    nothing was committed and the call runs again. When the answer to the COMMIT is
-    lost, the retry first asks the server whether that transaction committed
+    own transaction id with its BEGIN. When the connection is lost before its
+    COMMIT was sent, nothing was committed and the call runs again. When the answer
+    to the COMMIT is lost, the retry first asks the server whether it committed
     (``pg_xact_status``): if it did, the answer computed before the COMMIT is
     returned and nothing is done again; if it did not, the call runs again. A
     transaction still in progress (its session outlived our end of the connection)
@@ -40,7 +51,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -64,17 +75,23 @@ CHANNEL = "cronkit"
 SCHEMA_LOCK = int.from_bytes(b"cronkit", "big")
 # pg_advisory_xact_lock key held by a claim that takes jobs of limited types ("ckLimit").
 LIMITS_LOCK = int.from_bytes(b"ckLimit", "big")
-_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
+# Sent by a store whose ``notify_ends`` is set when a job leaves RUNNING.
+ENDS_CHANNEL = "cronkit_ends"
 # The operations whose commit wakes the listeners of every process.
 NOTIFYING = frozenset({"add_jobs", "add_unique_job", "requeue_job", "save_crontab",
                        "resume"})
+# The operations that end a RUNNING job (or put it back to PENDING): with
+# ``notify_ends`` their commit wakes the listeners of ENDS_CHANNEL.
+ENDING = frozenset({"finish_job", "finish_jobs", "requeue_job"})
 # Store methods that are no database operation: neither retried nor refused.
 LOCAL = frozenset({"close", "after_fork"})
 
 # "cannot execute ... in a read-only transaction" (a read-only store, a standby).
 READ_ONLY_SQL_TRANSACTION = "25006"
 
-_XACT_ID = sa.text("SELECT pg_current_xact_id()::text")
+# A pooled connection idle longer than this (seconds) is pinged before it is used; one
+# in use is not: if it died, its operation fails before COMMIT and is retried.
+PING_AFTER = 1.0
 _XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
 # backend_xid is the 32-bit xid: the low half of the xid8.
 _END_XACT = sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -87,14 +104,24 @@ class _ConnectionLost(StoreError):
 
 
 class _Try:
-    """One try of an unsafe operation: its answer, and its transaction id once its
-    COMMIT was about to be sent."""
+    """One try of an unsafe operation: its answer, its transaction id (read with its
+    BEGIN), and whether its COMMIT was about to be sent."""
 
-    __slots__ = ("result", "xid")
+    __slots__ = ("committing", "result", "xid")
 
     def __init__(self) -> None:
         self.result: Any = None
         self.xid: str | None = None
+        self.committing = False
+
+
+def _begin_sql(xid: bool, channels: tuple[str, ...]) -> str:
+    """The one round trip that opens a transaction: BEGIN, and in the same simple query
+    the NOTIFYs it sends at COMMIT and its transaction id."""
+    columns = [f"pg_notify('{channel}', '')" for channel in channels]
+    if xid:
+        columns.append("pg_current_xact_id()::text")
+    return f"BEGIN; SELECT {', '.join(columns)}" if columns else "BEGIN"
 
 
 def engine_url(url: str) -> str:
@@ -140,6 +167,10 @@ class PostgresStore(SQLStore):
     """
 
     notify_channel = CHANNEL
+    ends_channel = ENDS_CHANNEL
+    #: Whether the job ends this store writes notify ENDS_CHANNEL (a Celery worker's
+    #: store does: its dispatchers listen there, see ``start_listener``).
+    notify_ends = False
 
     def __init__(self, url: str, retry_for: float = 60.0, read_only: bool = False):
         self.retry_for = float(retry_for)
@@ -182,10 +213,36 @@ class PostgresStore(SQLStore):
                 "keepalives_interval": 5, "keepalives_count": 3, "application_name": "cronkit"}
             if self.read_only:
                 connect_args["options"] = "-c default_transaction_read_only=on"
-            return sa.create_engine(self._sa_url, pool_pre_ping=True, pool_size=10,
-                                    max_overflow=20, pool_timeout=60, connect_args=connect_args)
+            # Autocommit at the driver: a read is its one statement (READ COMMITTED gives
+            # each statement its own snapshot, in a transaction or not), and a write's
+            # transaction opens with our own BEGIN, which brings its transaction id and
+            # NOTIFYs in the same round trip (_transaction).
+            engine = sa.create_engine(self._sa_url, isolation_level="AUTOCOMMIT",
+                                      pool_size=10, max_overflow=20, pool_timeout=60,
+                                      connect_args=connect_args)
         except (ImportError, sa.exc.ArgumentError) as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
+        self._ping_when_idle(engine)
+        return engine
+
+    @staticmethod
+    def _ping_when_idle(engine: sa.Engine) -> None:
+        """Ping a pooled connection before use only when it sat idle for PING_AFTER s (a
+        server restart, a cut): a ping per transaction would be one more round trip for
+        each, on connections used a millisecond ago."""
+        @sa.event.listens_for(engine, "checkin")
+        def _checkin(_dbapi_conn: Any, record: Any) -> None:
+            record.info["idle_since"] = time.monotonic()
+
+        @sa.event.listens_for(engine, "checkout")
+        def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            since = record.info.get("idle_since")
+            if since is None or time.monotonic() - since < PING_AFTER:
+                return
+            try:
+                dbapi_conn.execute("SELECT 1")
+            except Exception:   # the pool replaces it (up to three times), then raises
+                raise sa.exc.DisconnectionError() from None
 
     def _prepare_statements(self) -> None:
         super()._prepare_statements()
@@ -201,33 +258,63 @@ class PostgresStore(SQLStore):
         if joined is not None:   # inside an exactly-once operation: its one transaction
             yield joined
             return
-        with self._transaction() as conn:
+        with self._transaction(write=write) as conn:
             yield conn
 
     @contextmanager
-    def _transaction(self, attempt: _Try | None = None) -> Iterator[sa.Connection]:
-        """One transaction; with ``attempt``, its transaction id is noted in it just
-        before COMMIT."""
+    def _transaction(self, attempt: _Try | None = None,
+                     write: bool = True) -> Iterator[sa.Connection]:
+        """One transaction (a read: no BEGIN, its statements autocommit); with
+        ``attempt``, its transaction id is noted in it, read with its BEGIN. The NOTIFYs
+        of the operation (``_notifying``) go out at COMMIT, never before."""
+        channels = getattr(self._local, "channels", ())
         try:
             with self.engine.connect() as conn:
                 with conn.begin():
+                    if write or attempt is not None or channels:
+                        self._begin(conn, attempt, channels)
                     yield conn
-                    if getattr(self._local, "notify", False):
-                        conn.execute(_NOTIFY)  # delivered at COMMIT, never before
                     if attempt is not None:
-                        attempt.xid = conn.execute(_XACT_ID).scalar_one()
+                        attempt.committing = True
         except IntegrityError as exc:
             raise refused(self.url, exc.orig) from None
         except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
-                raise ReadOnlyStore(f"store {self.url!r} is read-only: {exc.orig}") from None
-            if _transient(exc):
-                raise _ConnectionLost(f"store {self.url!r}: {exc.orig}") from None
-            raise StoreError(f"store {self.url!r}: {exc.orig}") from None
+            raise self._failure(exc.orig, _transient(exc)) from None
         except StatementError as exc:
             if isinstance(exc.orig, CronkitError):  # raised by a type, e.g. a naive datetime
                 raise exc.orig from None
             raise
+
+    def _failure(self, orig: BaseException | None, transient: bool) -> StoreError:
+        """The store's error for an error of the server or the driver."""
+        if getattr(orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+            return ReadOnlyStore(f"store {self.url!r} is read-only: {orig}")
+        if transient:
+            return _ConnectionLost(f"store {self.url!r}: {orig}")
+        return StoreError(f"store {self.url!r}: {orig}")
+
+    def _begin(self, conn: sa.Connection, attempt: _Try | None,
+               channels: tuple[str, ...]) -> None:
+        """Open the transaction on the driver's connection in one round trip (a simple
+        query: BEGIN, then the NOTIFYs and the transaction id); SQLAlchemy's COMMIT or
+        ROLLBACK closes it."""
+        import psycopg
+
+        raw = conn.connection.driver_connection
+        assert raw is not None, "a connection from the pool has its driver connection"
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(_begin_sql(attempt is not None, channels))
+                if attempt is not None:
+                    cursor.nextset()
+                    row = cursor.fetchone()
+                    assert row is not None, "SELECT answers one row"
+                    attempt.xid = row[-1]
+        except psycopg.Error as exc:
+            lost = isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+            if lost or raw.broken:
+                conn.invalidate(exc)
+            raise self._failure(exc, lost or raw.broken) from None
 
     def _retry(self, what: str, call: Callable[[int], T]) -> T:
         """Run ``call(attempt)`` until it does not fail on the connection, with
@@ -247,18 +334,29 @@ class PostgresStore(SQLStore):
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 
+    def _channels(self, name: str) -> tuple[str, ...]:
+        """The channels the operation ``name`` notifies at its COMMIT."""
+        if name in NOTIFYING:
+            return (CHANNEL, ENDS_CHANNEL) if self.notify_ends and name in ENDING \
+                else (CHANNEL,)
+        return (ENDS_CHANNEL,) if self.notify_ends and name in ENDING else ()
+
     def _repeated(self, what: str, call: Callable[[], T]) -> T:
         """A repeatable operation: retried as it is."""
         if getattr(self._local, "conn", None) is not None:
             return call()   # part of an enclosing operation's transaction
+        channels = self._channels(what)
+        if channels:
+            return self._retry(what, lambda attempt: self._notifying(channels, call))
         return self._retry(what, lambda attempt: call())
 
-    def _once(self, what: str, call: Callable[[], T], notify: bool = False) -> T:
+    def _once(self, what: str, call: Callable[[], T]) -> T:
         """An unsafe operation, made exactly-once: one transaction whose outcome is
         asked of the server when the answer to its COMMIT is lost."""
         if getattr(self._local, "conn", None) is not None:
             return call()   # part of an enclosing operation's transaction
         lost: _Try | None = None
+        channels = self._channels(what)
 
         def attempt(n: int) -> T:
             nonlocal lost
@@ -269,18 +367,20 @@ class PostgresStore(SQLStore):
                     return lost.result
                 lost = None
             this = _Try()
+            self._local.channels = channels
             try:
-                with self._notifying() if notify else nullcontext(), \
-                        self._transaction(this) as conn:
+                with self._transaction(this) as conn:
                     self._local.conn = conn
                     try:
                         this.result = call()
                     finally:
                         self._local.conn = None
             except _ConnectionLost:
-                if this.xid is not None:   # COMMIT was sent: it may have gone through
+                if this.committing:   # COMMIT was sent: it may have gone through
                     lost = this
                 raise
+            finally:
+                self._local.channels = ()
             return this.result
 
         return self._retry(what, attempt)
@@ -311,21 +411,19 @@ class PostgresStore(SQLStore):
                              f"{xid} committed")
         return bool(status == "committed")
 
-    @contextmanager
-    def _notifying(self) -> Iterator[None]:
-        """Transactions opened inside send NOTIFY cronkit before they commit."""
-        previous = getattr(self._local, "notify", False)
-        self._local.notify = True
+    def _notifying(self, channels: tuple[str, ...], call: Callable[[], T]) -> T:
+        """``call()``, whose transactions notify ``channels`` at their COMMIT."""
+        self._local.channels = channels
         try:
-            yield
+            return call()
         finally:
-            self._local.notify = previous
+            self._local.channels = ()
 
     # -- listening ------------------------------------------------------------------
 
     def _init_listener_state(self) -> None:
         self._listen_lock = threading.Lock()
-        self._callbacks: list[Callable[[], None]] = []
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
         self._listener: threading.Thread | None = None
         self._listen_stop = threading.Event()
         self._listening = threading.Event()   # LISTEN is in place
@@ -335,13 +433,17 @@ class PostgresStore(SQLStore):
         return self._sa_url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def start_listener(self, callback: Callable[[], None] | None = None,
-                       timeout: float = 10.0) -> bool:
+                       timeout: float = 10.0, channel: str = CHANNEL) -> bool:
         """Call ``callback()`` whenever a job is queued or requeued, or a crontab saved,
-        in any process using this database. Starts the listener thread on first use and
-        waits up to ``timeout`` seconds for its LISTEN; True if it is listening."""
+        in any process using this database; with ``channel=ENDS_CHANNEL``, whenever a
+        store with ``notify_ends`` ended a job (or requeued it). Starts the listener
+        thread on first use and waits up to ``timeout`` seconds for its LISTEN; True if
+        it is listening. A callback is also called each time the listener (re)connects:
+        what was sent while it was away is lost."""
         with self._listen_lock:
-            if callback is not None and callback not in self._callbacks:
-                self._callbacks.append(callback)
+            callbacks = self._callbacks.setdefault(channel, [])
+            if callback is not None and callback not in callbacks:
+                callbacks.append(callback)
             if self._listener is None or not self._listener.is_alive():
                 self._listen_stop.clear()
                 self._listener = threading.Thread(target=self._listen_loop, daemon=True,
@@ -349,12 +451,15 @@ class PostgresStore(SQLStore):
                 self._listener.start()
         return self._listening.wait(timeout)
 
-    def stop_listener(self, callback: Callable[[], None] | None = None) -> None:
-        """Forget ``callback``; with none given, or none left, stop the listener."""
+    def stop_listener(self, callback: Callable[[], None] | None = None,
+                      channel: str = CHANNEL) -> None:
+        """Forget ``callback`` (of ``channel``); with none given, or none left on any
+        channel, stop the listener."""
         with self._listen_lock:
-            if callback is not None and callback in self._callbacks:
-                self._callbacks.remove(callback)
-            if callback is not None and self._callbacks:
+            callbacks = self._callbacks.get(channel, [])
+            if callback is not None and callback in callbacks:
+                callbacks.remove(callback)
+            if callback is not None and any(self._callbacks.values()):
                 return
             self._callbacks.clear()
             thread, self._listener = self._listener, None
@@ -371,9 +476,14 @@ class PostgresStore(SQLStore):
         self._notified.clear()
         return got
 
-    def _wake_all(self) -> None:
-        self._notified.set()
-        for fn in list(self._callbacks):
+    def _wake(self, channels: set[str] | None = None) -> None:
+        """Call the callbacks of ``channels`` (of every channel when None)."""
+        if channels is None or self.notify_channel in channels:
+            self._notified.set()
+        with self._listen_lock:
+            fns = [fn for channel, callbacks in self._callbacks.items()
+                   if channels is None or channel in channels for fn in callbacks]
+        for fn in fns:
             try:
                 fn()
             except Exception:  # a callback must not stop the listener
@@ -390,14 +500,16 @@ class PostgresStore(SQLStore):
                                      keepalives_count=3,
                                      application_name="cronkit-listener") as conn:
                     conn.execute(f"LISTEN {self.notify_channel}")
+                    conn.execute(f"LISTEN {self.ends_channel}")
                     if self._listening.is_set():
                         log.info("listener reconnected")
                     self._listening.set()
                     delay = 0.1
-                    self._wake_all()   # whatever was sent while we were away is lost
+                    self._wake()   # whatever was sent while we were away is lost
                     while not self._listen_stop.is_set():
-                        if any(True for _ in conn.notifies(timeout=0.5, stop_after=1)):
-                            self._wake_all()
+                        channels = {n.channel for n in conn.notifies(timeout=0.5, stop_after=1)}
+                        if channels:
+                            self._wake(channels)
             except psycopg.Error as exc:
                 if self._listen_stop.is_set():
                     break
@@ -430,11 +542,11 @@ def _repeatable(name: str) -> Callable[..., Any]:
 
 
 def _exactly_once(name: str) -> Callable[..., Any]:
-    base, notify = getattr(SQLStore, name), name in NOTIFYING
+    base = getattr(SQLStore, name)
 
     @functools.wraps(base)
     def method(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-        return self._once(name, lambda: base(self, *args, **kwargs), notify)
+        return self._once(name, lambda: base(self, *args, **kwargs))
 
     return method
 
