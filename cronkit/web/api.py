@@ -460,9 +460,7 @@ def batch_spec(index: int, data: Any) -> dict[str, Any]:
     except WebError as exc:
         field = str(index) if exc.field is None else f"{index}.{exc.field}"
         raise WebError(exc.status, f"job {index}: {exc.message}", field) from None
-    if data.get("unique"):    # submit_many refuses it, naming it
-        options["unique"] = True
-    return {"type": type_, "payload": payload, **options}
+    return {"type": type_, "payload": payload, **options}   # unique=True: refused, named
 
 
 @endpoint
