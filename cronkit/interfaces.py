@@ -467,6 +467,30 @@ class IJobStore(Interface):
         whose cancel was asked ends CANCELED. Return the final status (str), or None
         when nothing changed. Unsafe: a retry answers None."""
 
+    def finish_jobs(ends):
+        """End many jobs in one transaction (group commit): each of ``ends`` is a
+        mapping of ``finish_job``'s arguments, applied as that call would be. Return
+        each final status (None where nothing changed), in order. Unsafe."""
+
+    def lease(now, until, limit, worker, pid, expires, limited=()):
+        """Claim ahead: lease to ``worker`` up to ``limit`` PENDING plain jobs (no cron
+        job, none of the ``limited`` types, none paused) due after ``now`` and by
+        ``until``, until ``expires``: they stay PENDING, with ``worker`` and ``pid`` the
+        holder's and ``heartbeat`` the expiry, and no claim takes them meanwhile. Return
+        the rows in claim order. Unsafe."""
+
+    def start_leased(job_ids, now, worker, pid):
+        """Start (as ``claim`` would) the jobs of ``job_ids`` still PENDING, held by
+        ``worker`` and not paused; give back the others it held. Return the started
+        rows. A job canceled while leased never starts. Unsafe."""
+
+    def renew_leases(job_ids, worker, expires):
+        """Extend the leases ``worker`` holds on ``job_ids`` to ``expires``; return the
+        set of ids it still holds. Repeatable."""
+
+    def release_leases(job_ids, worker):
+        """Give back the leases ``worker`` holds on ``job_ids``. Repeatable."""
+
     def cancel_pending(job_id, now):
         """End the job CANCELED at ``now`` (with its canceled flag) if it is PENDING;
         return True if this call ended it (the lifecycle then sends its end's

@@ -282,6 +282,8 @@ class Job:
         self._clock = site.kit.clock
         self._debug = debug          # a debug run changes nothing in the store
         self._ended: tuple[Status, str | None] | None = None
+        #: The end was handed to the lifecycle's writer (written in a batch, later).
+        self._end_queued = False
         self._buffer = ""
         self.cron = None
         #: While an async runner runs: its queued writes, and whether a stop was asked.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -109,10 +110,12 @@ class Cronkit:
         for name in self.store.marked_sites():
             notify(ServerRestartEvent(site=self.site(name)))
 
-    def execute(self, row: dict, debug: bool = False) -> Job:
+    def execute(self, row: dict, debug: bool = False,
+                written: Callable[[], None] | None = None) -> Job:
         """Run one claimed job row to its end in the calling thread (see
-        IJobLifecycle.execute)."""
-        return self.lifecycle.execute(row, debug=debug)
+        IJobLifecycle.execute; ``written``: an executor's, whose jobs' ends may be
+        written in batches)."""
+        return self.lifecycle.execute(row, debug=debug, written=written)
 
     def run_pending(self) -> list[Job]:
         """Run every due job now, one at a time in this thread, in claim order."""

@@ -15,10 +15,11 @@ worked on: ``run_forever()`` and ``start()`` refuse it at once (ReadOnlyStore)."
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .exceptions import ReadOnlyStore, StoreError, StoreGone
@@ -34,7 +35,9 @@ class Worker:
     def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
                  reap_interval: float | None = None, cleanup_interval: float = 3600.0,
-                 max_backoff: float = 30.0, check_interval: float = 1.0):
+                 max_backoff: float = 30.0, check_interval: float = 1.0,
+                 claim_ahead: float = 1.0, lease: float | None = None,
+                 lease_limit: int = 256):
         self.kit = kit
         self.concurrency = concurrency
         self.executor = make_executor(executor, concurrency) if isinstance(executor, str) else executor
@@ -55,6 +58,18 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._last: dict[str, datetime] = {}
         self._started = False
+        #: Claim-ahead: jobs due within this many seconds are leased ahead and started
+        #: from memory at their due time (0: never). A lease lasts ``lease`` seconds
+        #: (default: 5, or twice the horizon) and is renewed with every heartbeat.
+        self.claim_ahead = max(0.0, float(claim_ahead))
+        self.lease = float(lease) if lease else max(5.0, 2 * self.claim_ahead,
+                                                    2 * self.heartbeat_interval)
+        #: The most jobs held ahead at once (they start together at their due time and
+        #: wait for a thread in this worker: a smaller figure leaves more to the others).
+        self.lease_limit = int(lease_limit)
+        #: The jobs this worker holds under a lease: id -> row, until their due time.
+        self.held: dict[int, dict] = {}
+        self._early = 0.0     # how much earlier than the next due job to wake
 
     # -- one step ---------------------------------------------------------------
 
@@ -89,28 +104,90 @@ class Worker:
         kit, store = self.kit, self.kit.store
         self._check_store()
         now = now or kit.clock.now()
+        self._start_held(now)     # first: they are due at this instant
         running = self.executor.running()
-        if running and self._due("heartbeat", self.heartbeat_interval, now):
-            store.heartbeat(running, now)
+        if self._due("heartbeat", self.heartbeat_interval, now):
+            running |= kit.lifecycle.writer.unwritten()     # ended, the end not yet written
+            if running:
+                store.heartbeat(running, now)
+            if self.held:       # a job canceled (or lost) while held is dropped
+                kept = store.renew_leases(self.held, kit.worker_id,
+                                          now + timedelta(seconds=self.lease))
+                self.held = {i: r for i, r in self.held.items() if i in kept}
         if self._due("reap", self.reap_interval, now):
             kit.reap(now)
         if self.cleanup_interval and self._due("cleanup", self.cleanup_interval, now):
             kit.cleanup(now=now)
         self.executor.expire(now)
         room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
-        free = room - len(self.executor.running())
+        # A job whose end waits for the writer holds no thread: its slot is free.
+        busy = self.executor.running() - kit.lifecycle.writer.unwritten()
+        free = room - len(busy)
         claimed = kit.lifecycle.claim(now, free) if free > 0 else []
         for row in claimed:
             self.executor.submit(row, self._finished)
+        ahead = self._lease_ahead(now)
         if claimed and len(claimed) == free:
-            return 0.0 if len(self.executor.running()) < room else self.poll_interval
+            busy = self.executor.running() - kit.lifecycle.writer.unwritten()
+            return 0.0 if len(busy) < room else self.poll_interval
         nxt = store.next_due()
+        held = min(self.held.values(), key=lambda r: r["run_after"])["run_after"] \
+            if self.held else None
         if nxt is None:
-            return self.poll_interval
+            return self.poll_interval if held is None else (held - now).total_seconds()
         delay = (nxt - now).total_seconds()
+        # The service wakes early to lease it ahead (see step()).
+        self._early = self.claim_ahead / 2 if self.claim_ahead and delay > self.claim_ahead \
+            and not ahead else 0.0
+        if held is not None:
+            delay = min(delay, (held - now).total_seconds())
         # Due but not claimable (its cron is running, or every slot is busy): wait for
         # a job to finish (it wakes us) or the poll, never spin.
         return delay if delay > 0 else (0.0 if claimed else self.poll_interval)
+
+    # -- claim-ahead --------------------------------------------------------------
+
+    def _lease_ahead(self, now: datetime) -> int:
+        """Lease the plain jobs due within the horizon (up to ``lease_limit`` held);
+        return how many."""
+        room = self.lease_limit - len(self.held)
+        if not self.claim_ahead or room <= 0:
+            return 0
+        kit = self.kit
+        rows = kit.store.lease(now, now + timedelta(seconds=self.claim_ahead), room,
+                               kit.worker_id, os.getpid(),
+                               now + timedelta(seconds=self.lease),
+                               limited=kit.lifecycle.limits())
+        for row in rows:
+            self.held[row["id"]] = row
+        return len(rows)
+
+    def _start_held(self, now: datetime) -> None:
+        """Start the held jobs now due, in one write (a job canceled while held, or
+        paused, is not started)."""
+        due = [i for i, r in self.held.items() if r["run_after"] <= now]
+        if not due:
+            return
+        for job_id in due:
+            del self.held[job_id]
+        # In growing chunks: the first jobs run while the next ones are being started.
+        size, start = max(4, self.executor.capacity), 0
+        while start < len(due):
+            chunk = due[start:start + size]
+            for row in self.kit.store.start_leased(chunk, now, self.kit.worker_id,
+                                                   os.getpid()):
+                self.executor.submit(row, self._finished)
+            start, size = start + size, size * 2
+
+    def _release_held(self) -> None:
+        """Give back the jobs still held (a stopping worker): claimable at once."""
+        held, self.held = list(self.held), {}
+        if held:
+            try:
+                self.kit.store.release_leases(held, self.kit.worker_id)
+            except StoreError as exc:   # they come back when their lease expires
+                log.warning("worker %s: could not give back %d leased job(s): %s",
+                            self.kit.worker_id, len(held), exc)
 
     def step(self, now: datetime | None = None) -> float:
         """One turn of the service: ``tick(now)``, and the seconds to sleep after it.
@@ -138,7 +215,8 @@ class Worker:
             log.warning("worker %s: working again after %d failed tick(s)", self.kit.worker_id,
                         self.failures)
             self.failures = 0
-        return min(delay, self.poll_interval)
+        early, self._early = self._early, 0.0
+        return min(delay - early if delay > early else delay, self.poll_interval)
 
     def _finished(self, job_id: int) -> None:
         self._wake.set()
@@ -156,6 +234,8 @@ class Worker:
                                 "read-only (a worker writes every job it claims)")
         self._started = True
         self.executor.start(self.kit)
+        if getattr(self.executor, "group_commit", False):
+            self.kit.lifecycle.writer.start()
         self.kit._wakers.append(self.wake)
         listen = getattr(self.kit.store, "start_listener", None)
         if listen is not None:   # PostgreSQL: LISTEN/NOTIFY wakes idle workers at once
@@ -167,10 +247,11 @@ class Worker:
         """Run until stop() or SIGINT/SIGTERM; running jobs end before it returns. A
         store whose file was deleted or replaced stops it too: it then raises that
         StoreGone (in the thread of ``start()``, only ``stopped_by`` keeps it)."""
-        self._prepare()
+        # First: a SIGTERM while it reaps and restores (at start-up) stops it cleanly.
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.stop())
+        self._prepare()
         log.info("worker %s started (%s, concurrency %d)", self.kit.worker_id,
                  type(self.executor).__name__, self.concurrency)
         try:
@@ -180,11 +261,14 @@ class Worker:
                     self._wake.wait(delay)
                 self._wake.clear()
         finally:
+            self._release_held()
             stop = getattr(self.kit.store, "stop_listener", None)
             if stop is not None:
                 stop(self.kit.wake)
             self.kit._wakers.remove(self.wake)
             self.executor.shutdown(wait=True)
+            if getattr(self.executor, "group_commit", False):
+                self.kit.lifecycle.writer.stop()   # every end handed in is written first
             log.info("worker %s stopped", self.kit.worker_id)
         if self.stopped_by is not None and threading.current_thread() is not self._thread:
             raise self.stopped_by

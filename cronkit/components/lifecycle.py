@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ from ..model.validation import storable_text
 from ..runner import Outcome, call_runner, runner_factory
 from .cron_manager import load_cron, missed_note
 from .crontab_registry_manager import check_environ_of
+from .endwriter import EndWriter, PendingEnd
 from .outcomes import (
     RETRY_ASKED_DEFAULT,
     LogEntry,
@@ -108,6 +109,8 @@ class JobLifecycle:
         self._waiting_seen: tuple[float, bool] | None = None
         #: (the registries' generations, the limits read from them).
         self._limits: tuple[tuple, dict[str, TypeLimit]] | None = None
+        #: Group commit of plain jobs' ends while a worker runs (see endwriter.py).
+        self.writer = EndWriter(self)
 
     def _job(self, job: Job | dict) -> Job:
         return job if isinstance(job, Job) else Job(self.kit.site(job["site"]), job)
@@ -169,8 +172,9 @@ class JobLifecycle:
                          canceled=False, progress=0, attempts=(row["attempts"] or 0) + 1)
         return store.get_job(job_id)
 
-    def execute(self, row: dict | Job, debug: bool = False) -> Job:
-        steps = self.steps(row, debug)
+    def execute(self, row: dict | Job, debug: bool = False,
+                written: Callable[[], None] | None = None) -> Job:
+        steps = self.steps(row, debug, written)
         try:
             run = next(steps)
             while True:
@@ -178,12 +182,17 @@ class JobLifecycle:
         except StopIteration as stop:
             return stop.value
 
-    def steps(self, row: dict | Job, debug: bool = False) -> Generator[RunRequest, Outcome, Job]:
+    def steps(self, row: dict | Job, debug: bool = False,
+              written: Callable[[], None] | None = None) -> Generator[RunRequest, Outcome, Job]:
         """A job's run as steps: what comes before its runner runs (events, the cron
         firing's checks), a RunRequest yielded when the runner must run, the runner's
         Outcome sent back, then its end; the Job returned. ``execute`` drives it in one
         thread; an executor may run the runner elsewhere (an async one on its loop, with
-        no thread held while it awaits) and the steps around it in a thread."""
+        no thread held while it awaits) and the steps around it in a thread.
+
+        With ``written`` (an executor's), the end of a plain job may be handed to the
+        writer (group commit) while it runs: the Job returned then has ``_end_queued``
+        set, and ``written()`` is called once the end is in the store."""
         job = row if isinstance(row, Job) else Job(self.kit.site(row["site"]), row, debug=debug)
         site = job.site
         if job._debug:    # a debug run changes nothing: no status, no event
@@ -196,6 +205,12 @@ class JobLifecycle:
         if self._retried(job, out):
             return job.refresh()
         status, message, progress, result = end_of(out)
+        if written is not None and self.writer.running:
+            end = PendingEnd(job, status, None if message is None else storable_text(message),
+                             progress, result, self.kit.clock.now(), written)
+            if self.writer.put(end):
+                job._end_queued = True
+                return job
         self.finish(job, status, message, progress=progress, result=result)
         return job
 

@@ -59,30 +59,47 @@ class BaseExecutor:
 
     def expire(self, now: datetime) -> list[int]:
         """Fail the jobs that outlived their timeout; return their ids."""
-        expired = []
-        for job_id, row in list(self._inflight.items()):
-            deadline, timeout = row.get("_deadline"), row.get("_timeout")
-            if deadline is not None and now > deadline:
-                if self.kit.lifecycle.finish(row, Status.FAILED, f"timed out after {timeout:g} s",
-                                             now=now):
-                    self._stop_job(job_id)
-                    expired.append(job_id)
+        expired: list[int] = []
+        late = [(job_id, row) for job_id, row in list(self._inflight.items())
+                if row.get("_deadline") is not None and now > row["_deadline"]]
+        if not late:
+            return expired
+        ending = self.kit.lifecycle.writer.unwritten()   # ran to their end in time
+        for job_id, row in late:
+            if job_id not in ending and self.kit.lifecycle.finish(
+                    row, Status.FAILED, f"timed out after {row['_timeout']:g} s", now=now):
+                self._stop_job(job_id)
+                expired.append(job_id)
         return expired
 
     def _stop_job(self, job_id: int) -> None:
         """Stop a job that timed out: a thread can only be asked (its canceled flag)."""
         self.kit.store.update_job(job_id, canceled=True)
 
-    def _safe_execute(self, row: dict, done: Callable[[int], None]) -> None:
+    def _safe_execute(self, row: dict, done: Callable[[int], None],
+                      batched: bool = False) -> None:
+        """Run the job in this thread. ``batched``: its end may be written in a batch
+        (group commit); the job then counts as in flight (and is heartbeated) until its
+        end is in the store, while this thread goes on to another job."""
+        job_id = row["id"]
+
+        def release() -> None:
+            self._remove(job_id)
+            done(job_id)
+
+        queued = False
         try:
-            self.kit.execute(row)
+            job = self.kit.execute(row, written=release) if batched else self.kit.execute(row)
+            queued = job._end_queued
         except Exception as exc:  # an internal error must not leave the job RUNNING
-            log.exception("job %s failed inside cronkit", row["id"])
+            log.exception("job %s failed inside cronkit", job_id)
             self.kit.lifecycle.finish(row, Status.FAILED,
                                       f"internal error: {type(exc).__name__}: {exc}")
         finally:
-            self._remove(row["id"])
-            done(row["id"])
+            if not queued:
+                release()
+            else:
+                done(job_id)     # this thread is free: the worker may claim again
 
     def shutdown(self, wait: bool = True) -> None:
         """Nothing to release by default."""

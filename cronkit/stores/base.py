@@ -271,6 +271,53 @@ class JobStore(ABC):
     @abstractmethod
     @unsafe
     @writes
+    def finish_jobs(self, ends: Iterable[Mapping[str, Any]]) -> list[str | None]:
+        """End many jobs in one transaction (group commit): each ``end`` holds the
+        arguments of ``finish_job`` (job_id, status, now, and message, progress,
+        only_running, attempt, result as it needs) and is applied as that call would
+        be; return each end's final status (None where nothing changed), in order.
+        Unsafe: a retry answers None."""
+
+    @abstractmethod
+    @unsafe
+    @writes
+    def lease(self, now: datetime, until: datetime, limit: int, worker: str,
+              pid: int | None, expires: datetime, limited: Iterable[str] = ()) -> list[JobRow]:
+        """Claim ahead: lease to ``worker`` up to ``limit`` PENDING plain jobs (no cron
+        job, none of the ``limited`` types, none paused) due after ``now`` and by
+        ``until``, in claim order, until ``expires``. A leased job stays PENDING with
+        ``worker`` and ``pid`` its holder's and ``heartbeat`` the lease's expiry; no
+        claim or lease takes it until then. Return the rows. Unsafe: a retry finds them
+        leased."""
+
+    @abstractmethod
+    @unsafe
+    @writes
+    def start_leased(self, job_ids: Iterable[int], now: datetime, worker: str,
+                     pid: int | None) -> list[JobRow]:
+        """Move the jobs of ``job_ids`` that ``worker`` still holds (PENDING, leased by
+        it, even if the lease expired but no one took them) and whose site or type is not
+        paused to RUNNING as ``claim`` would; the others it held are given back. Return
+        the started rows in claim order. A job canceled while leased is not PENDING:
+        it never starts. Unsafe: a retry starts none."""
+
+    @abstractmethod
+    @repeatable
+    @writes
+    def renew_leases(self, job_ids: Iterable[int], worker: str, expires: datetime) -> set[int]:
+        """Extend to ``expires`` the leases ``worker`` holds on ``job_ids``; return the
+        ids it still holds (a job canceled, or taken after its lease expired, is not)."""
+
+    @abstractmethod
+    @repeatable
+    @writes
+    def release_leases(self, job_ids: Iterable[int], worker: str) -> None:
+        """Give back the leases ``worker`` holds on ``job_ids``: the jobs are claimable
+        again at once."""
+
+    @abstractmethod
+    @unsafe
+    @writes
     def cancel_pending(self, job_id: int, now: datetime) -> bool:
         """End the job CANCELED at ``now`` (with its canceled flag) if it is PENDING;
         return True if this call ended it. Unsafe: a retry answers False."""

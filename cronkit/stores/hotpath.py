@@ -49,7 +49,10 @@ def refused(url: str, reason: object) -> StoreError:
 
 
 class Statement:
-    """One compiled statement: its SQL and how to lay out its positional parameters."""
+    """One compiled statement: its SQL and how to lay out its positional parameters.
+
+    An expanding parameter (``IN`` of a list) is laid out by ``bind``: its list gives as
+    many ``?`` as it has items (the SQL of each length is made once)."""
 
     def __init__(self, stmt: Any, dialect: Any, **compile_kw: Any):
         compiled = stmt.compile(dialect=dialect, **compile_kw)
@@ -57,10 +60,32 @@ class Statement:
         self.names = tuple(compiled.positiontup or ())
         # Literals of the statement ("pending", LIMIT's offset...) are bound too.
         self.fixed = {name: to_db(bind.effective_value) for name, bind in compiled.binds.items()}
+        self.expanding = tuple(n for n in self.names if f"__[POSTCOMPILE_{n}]" in self.sql)
+        self._sized: dict[tuple[int, ...], str] = {}
 
     def args(self, params: dict) -> list:
         fixed = self.fixed
         return [to_db(params[n]) if n in params else fixed[n] for n in self.names]
+
+    def bind(self, params: dict) -> tuple[str, list]:
+        """The SQL and positional arguments for ``params``, lists expanded."""
+        if not self.expanding:
+            return self.sql, self.args(params)
+        sizes = tuple(len(params[n]) for n in self.expanding)
+        sql = self._sized.get(sizes)
+        if sql is None:
+            sql = self.sql
+            for name, size in zip(self.expanding, sizes, strict=True):
+                sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * size) or "SELECT NULL WHERE 0")
+            self._sized[sizes] = sql
+        args: list = []
+        fixed = self.fixed
+        for n in self.names:
+            if n in self.expanding:
+                args.extend(to_db(v) for v in params[n])
+            else:
+                args.append(to_db(params[n]) if n in params else fixed[n])
+        return sql, args
 
 
 class HotPath:
@@ -82,6 +107,9 @@ class HotPath:
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
+        #: Writers of this process take turns here rather than in SQLite's busy
+        #: handler, which sleeps in steps of milliseconds between tries.
+        self.write_lock = lock or threading.RLock()
 
     def _fail(self, url: str, exc: sqlite3.Error) -> StoreError:
         if self._error is not None:
@@ -127,7 +155,7 @@ class HotPath:
     def write(self, url: str) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction, committed or rolled back; SQLite's
         errors become the store's typed errors."""
-        with self.connection() as conn:
+        with self.write_lock, self.connection() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn

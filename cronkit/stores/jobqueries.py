@@ -208,7 +208,11 @@ class JobQueries(JobStore):
         hot = self._hot_stmts
         if hot is not None and self._hot is not None:
             with self._hot.write(self.url) as conn:
-                raw = conn.execute(hot.claim.sql, hot.claim.args(params)).fetchall()
+                ids = [r[0] for r in conn.execute(hot.claim_due.sql,
+                                                  hot.claim_due.args(params))]
+                if not ids:
+                    return []
+                raw = conn.execute(*hot.claim_ids.bind(dict(params, ids=ids))).fetchall()
             return claim_order([raw_job_row(r) for r in raw])
         with self._tx() as conn:
             return claim_order([job_row(r) for r in conn.execute(self._stmts.claim, params)])
@@ -265,6 +269,74 @@ class JobQueries(JobStore):
             room[name] = max(0, min(free))
         return room
 
+    # -- claim-ahead (leases) ----------------------------------------------------
+
+    def lease(self, now: datetime, until: datetime, limit: int, worker: str,
+              pid: int | None, expires: datetime, limited: Iterable[str] = ()) -> list[JobRow]:
+        if limit <= 0:
+            return []
+        find = {"now": now, "until": until, "lim": limit, "limited": sorted(limited)}
+        take = {"worker": worker, "pid": pid, "expires": expires}
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                ids = [r[0] for r in conn.execute(*hot.leasable.bind(find))]
+                if not ids:
+                    return []
+                raw = conn.execute(*hot.lease_ids.bind(dict(take, ids=ids))).fetchall()
+            return claim_order([raw_job_row(r) for r in raw])
+        with self._tx() as conn:
+            ids = list(conn.execute(self._stmts.leasable, find).scalars())
+            if not ids:
+                return []
+            return claim_order([job_row(r) for r in conn.execute(
+                self._stmts.lease_ids, dict(take, ids=ids))])
+
+    def start_leased(self, job_ids: Iterable[int], now: datetime, worker: str,
+                     pid: int | None) -> list[JobRow]:
+        ids = list(job_ids)
+        if not ids:
+            return []
+        params = {"ids": ids, "now": now, "worker": worker, "pid": pid, "holder": worker}
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                raw = conn.execute(*hot.start_leased.bind(params)).fetchall()
+                if len(raw) < len(ids):   # paused meanwhile: given back
+                    conn.execute(*hot.release_leases.bind(params))
+            return claim_order([raw_job_row(r) for r in raw])
+        with self._tx() as conn:
+            rows = [job_row(r) for r in conn.execute(self._stmts.start_leased, params)]
+            if len(rows) < len(ids):
+                conn.execute(self._stmts.release_leases, params)
+        return claim_order(rows)
+
+    def renew_leases(self, job_ids: Iterable[int], worker: str, expires: datetime) -> set[int]:
+        ids = list(job_ids)
+        held: set[int] = set()
+        if not ids:
+            return held
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            with self._hot.write(self.url) as raw:
+                for chunk in chunks(ids):
+                    params = {"ids": chunk, "holder": worker, "expires": expires}
+                    held.update(r[0] for r in raw.execute(*hot.renew_leases.bind(params)))
+            return held
+        with self._tx() as conn:
+            for chunk in chunks(ids):
+                params = {"ids": chunk, "holder": worker, "expires": expires}
+                held.update(conn.execute(self._stmts.renew_leases, params).scalars())
+        return held
+
+    def release_leases(self, job_ids: Iterable[int], worker: str) -> None:
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._tx() as conn:
+            for chunk in chunks(ids):
+                conn.execute(self._stmts.release_leases, {"ids": chunk, "holder": worker})
+
     def next_due(self) -> datetime | None:
         hot = self._hot_stmts
         if hot is not None and self._hot is not None:
@@ -286,10 +358,8 @@ class JobQueries(JobStore):
     def finish_job(self, job_id: int, status: str, now: datetime, message: str | None = None,
                    progress: int | None = None, only_running: bool = True,
                    attempt: int | None = None, result: Any = None) -> str | None:
-        params = {"job_id": job_id, "now": now, "status": str(status), "message": message,
-                  "progress": progress, "attempt": attempt,
-                  "result": None if result is None else json.dumps(result)}
-        variant = (bool(only_running), attempt is not None)
+        params, variant = _end_params(job_id, status, now, message, progress, only_running,
+                                      attempt, result)
         hot = self._hot_stmts
         if hot is not None and self._hot is not None:
             stmt = hot.finish[variant]
@@ -299,6 +369,29 @@ class JobQueries(JobStore):
         with self._tx() as conn:
             found = conn.execute(self._stmts.finish[variant], params).first()
         return found[0] if found else None
+
+    def finish_jobs(self, ends: Iterable[Mapping[str, Any]]) -> list[str | None]:
+        """Each end as ``finish_job(**end)`` (only a RUNNING job changes), all in one
+        transaction: group commit."""
+        found: list[str | None] = []
+        items = list(ends)
+        if not items:
+            return found
+        hot = self._hot_stmts
+        if hot is not None and self._hot is not None:
+            with self._hot.write(self.url) as conn:
+                for end in items:
+                    params, variant = _end_params(**end)
+                    stmt = hot.finish[variant]
+                    row = conn.execute(stmt.sql, stmt.args(params)).fetchone()
+                    found.append(row[0] if row else None)
+            return found
+        with self._tx() as conn:
+            for end in items:
+                params, variant = _end_params(**end)
+                row = conn.execute(self._stmts.finish[variant], params).first()
+                found.append(row[0] if row else None)
+        return found
 
     def cancel_pending(self, job_id: int, now: datetime) -> bool:
         with self._tx() as conn:
@@ -432,6 +525,17 @@ class JobQueries(JobStore):
             return [dict(r._mapping) for r in conn.execute(
                 sa.select(history.c.date, history.c.status, history.c.comment)
                 .where(history.c.job_id == job_id).order_by(history.c.id))]
+
+
+def _end_params(job_id: int, status: str, now: datetime, message: str | None = None,
+                progress: int | None = None, only_running: bool = True,
+                attempt: int | None = None, result: Any = None,
+                ) -> tuple[dict[str, Any], tuple[bool, bool]]:
+    """The parameters of a finish statement and its variant (only_running, by_attempt)."""
+    params = {"job_id": job_id, "now": now, "status": str(status), "message": message,
+              "progress": progress, "attempt": attempt,
+              "result": None if result is None else json.dumps(result)}
+    return params, (bool(only_running), attempt is not None)
 
 
 def _max_running(value: Any) -> int | None:

@@ -177,7 +177,9 @@ class SQLStore(CrontabQueries, JobQueries, Store):
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
         if write and self.read_only:
             raise self._refusal()
-        lock = self._lock
+        lock: Any = self._lock
+        if lock is None and write and self._hot is not None:
+            lock = self._hot.write_lock    # this process's writers take turns there
         if lock is not None:
             lock.acquire()
         try:

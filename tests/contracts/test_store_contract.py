@@ -455,6 +455,88 @@ def test_finish_ends_a_running_job_once(store):
     assert store.finish_job(job_id, "failed", later, "forced", only_running=False) == "failed"
 
 
+def test_finish_jobs_ends_many_in_one_call_each_as_finish_job_would(store):
+    ids = store.add_jobs([row(name=f"j{i}") for i in range(4)])
+    claim_all(store)
+    store.cancel_job(ids[2], NOW)                       # asked to cancel: success -> canceled
+    later = NOW + timedelta(seconds=5)
+    ends = [{"job_id": ids[0], "status": "success", "now": later, "progress": 100,
+             "result": {"n": 1}},
+            {"job_id": ids[1], "status": "failed", "now": later, "message": "boom",
+             "attempt": 1},
+            {"job_id": ids[2], "status": "success", "now": later},
+            {"job_id": ids[3], "status": "success", "now": later, "attempt": 2}]  # not its attempt
+    assert store.finish_jobs(ends) == ["success", "failed", "canceled", None]
+    got = {j["id"]: j for j in store.list_jobs()}
+    assert (got[ids[0]]["result"], got[ids[0]]["progress"], got[ids[0]]["finished_at"]) == \
+        ({"n": 1}, 100, later)
+    assert got[ids[1]]["message"] == "boom" and got[ids[3]]["status"] == "running"
+    assert store.finish_jobs(ends[:1]) == [None]        # ended once
+    assert store.finish_jobs([]) == []
+
+
+def test_a_leased_job_stays_pending_held_by_its_worker_and_no_claim_takes_it(store, open_another):
+    soon = NOW + timedelta(seconds=1)
+    ids = store.add_jobs([row(name="soon", run_after=soon), row(name="late",
+                          run_after=NOW + timedelta(seconds=30)), row(name="now")])
+    expires = NOW + timedelta(seconds=10)
+    leased = store.lease(NOW, NOW + timedelta(seconds=2), 10, "w:1", 1, expires)
+    assert [r["id"] for r in leased] == [ids[0]]        # not the due one, not the late one
+    got = store.get_job(ids[0])
+    assert (got["status"], got["worker"], got["heartbeat"]) == ("pending", "w:1", expires)
+    other = open_another(store)
+    assert other.lease(NOW, NOW + timedelta(seconds=2), 10, "w:2", 2, expires) == []
+    assert [r["id"] for r in other.claim(soon, 10, "w:2", 2)] == [ids[2]]
+    [started] = store.start_leased([ids[0]], soon, "w:1", 1)
+    assert (started["status"], started["started_at"], started["attempts"], started["pid"]) == \
+        ("running", soon, 1, 1)
+    assert store.start_leased([ids[0]], soon, "w:1", 1) == []   # started once
+
+
+def test_a_job_canceled_while_leased_never_starts(store):
+    soon = NOW + timedelta(seconds=1)
+    [job_id] = store.add_jobs([row(run_after=soon)])
+    store.lease(NOW, soon, 10, "w:1", 1, NOW + timedelta(seconds=10))
+    assert store.cancel_pending(job_id, NOW)
+    assert store.renew_leases([job_id], "w:1", NOW + timedelta(seconds=20)) == set()
+    assert store.start_leased([job_id], soon, "w:1", 1) == []
+    assert store.get_job(job_id)["status"] == "canceled"
+
+
+def test_an_expired_lease_is_no_lease_and_a_renewed_one_holds(store):
+    soon = NOW + timedelta(seconds=1)
+    ids = store.add_jobs([row(name="a", run_after=soon), row(name="b", run_after=soon)])
+    store.lease(NOW, soon, 10, "w:1", 1, NOW + timedelta(seconds=5))
+    assert store.renew_leases(ids[:1], "w:1", NOW + timedelta(seconds=60)) == {ids[0]}
+    assert store.renew_leases(ids, "w:other", NOW + timedelta(seconds=60)) == set()
+    # the worker died: its lease on b expires, another worker claims it; a stays held
+    later = NOW + timedelta(seconds=6)
+    assert [r["id"] for r in store.claim(later, 10, "w:2", 2)] == [ids[1]]
+    assert store.start_leased(ids, later, "w:1", 1) == [store.get_job(ids[0])]
+
+
+def test_released_leases_are_claimable_at_once_and_a_paused_job_is_given_back(store):
+    soon = NOW + timedelta(seconds=1)
+    ids = store.add_jobs([row(name="a", run_after=soon), row(name="b", run_after=soon,
+                                                              type="other")])
+    store.lease(NOW, soon, 10, "w:1", 1, NOW + timedelta(seconds=60))
+    store.release_leases(ids[:1], "w:1")
+    assert store.get_job(ids[0])["worker"] is None
+    store.pause("plone", "other", NOW)
+    assert store.start_leased(ids[1:], soon, "w:1", 1) == []      # paused: not started
+    assert store.get_job(ids[1])["worker"] is None                # and given back
+    store.resume("plone", "other")
+    assert {r["id"] for r in store.claim(soon, 10, "w:2", 2)} == set(ids)
+
+
+def test_lease_leaves_cron_firings_and_limited_types_to_the_claim(store):
+    soon = NOW + timedelta(seconds=1)
+    store.add_jobs([firing(at=soon), row(type="limited", run_after=soon)])
+    assert store.lease(NOW, soon, 10, "w:1", 1, NOW + timedelta(seconds=9),
+                       limited=["limited"]) == []
+    assert store.lease(NOW, soon, 0, "w:1", 1, NOW + timedelta(seconds=9)) == []
+
+
 def test_continuations_are_found_waiting_and_by_the_job_they_follow(store):
     from cronkit.stores.base import WAITING
     a, b = store.add_jobs([row(), row()])
@@ -700,7 +782,7 @@ def test_after_fork_the_store_goes_on_with_connections_of_its_own(store):
 
 
 @pytest.mark.parametrize("name", ["ensure_site", "mark_site", "update_job", "cancel_job",
-                                  "heartbeat"])
+                                  "heartbeat", "renew_leases", "release_leases"])
 def test_a_repeatable_write_done_twice_gives_what_it_gives_once(store, name):
     assert name in REPEATABLE
     [job_id] = store.add_jobs([row()])
@@ -709,7 +791,9 @@ def test_a_repeatable_write_done_twice_gives_what_it_gives_once(store, name):
              "mark_site": lambda: store.mark_site("plone"),
              "update_job": lambda: store.update_job(job_id, progress=5),
              "cancel_job": lambda: store.cancel_job(job_id, NOW),
-             "heartbeat": lambda: store.heartbeat([job_id], NOW + timedelta(seconds=1))}
+             "heartbeat": lambda: store.heartbeat([job_id], NOW + timedelta(seconds=1)),
+             "renew_leases": lambda: store.renew_leases([job_id], "w:1", NOW),
+             "release_leases": lambda: store.release_leases([job_id], "w:1")}
     first = calls[name]()
     state = (store.get_job(job_id), store.sites())
     assert calls[name]() == first
@@ -987,6 +1071,12 @@ WRITE_CALLS = {
     "delete_pending_cron_jobs": lambda s, ids: s.delete_pending_cron_jobs("plone", ["c1"]),
     "ensure_site": lambda s, ids: s.ensure_site("another"),
     "finish_job": lambda s, ids: s.finish_job(ids["running"], "success", NOW),
+    "finish_jobs": lambda s, ids: s.finish_jobs([{"job_id": ids["running"],
+                                                  "status": "success", "now": NOW}]),
+    "lease": lambda s, ids: s.lease(NOW, NOW + timedelta(days=1), 5, "w:9", 9, NOW),
+    "start_leased": lambda s, ids: s.start_leased([ids["running"]], NOW, "w:9", 9),
+    "renew_leases": lambda s, ids: s.renew_leases([ids["running"]], "w:9", NOW),
+    "release_leases": lambda s, ids: s.release_leases([ids["running"]], "w:9"),
     "heartbeat": lambda s, ids: s.heartbeat([ids["running"]], NOW + timedelta(seconds=5)),
     "mark_site": lambda s, ids: s.mark_site("plone", False),
     "pause": lambda s, ids: s.pause("plone", None, NOW),
