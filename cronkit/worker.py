@@ -126,11 +126,14 @@ class Worker:
         claimed = kit.lifecycle.claim(now, free) if free > 0 else []
         for row in claimed:
             self.executor.submit(row, self._finished)
-        ahead = self._lease_ahead(now)
         if claimed and len(claimed) == free:
             busy = self.executor.running() - kit.lifecycle.writer.unwritten()
             return 0.0 if len(busy) < room else self.poll_interval
         nxt = store.next_due()
+        ahead = 0     # asked of the store only when the next job falls in the horizon
+        if nxt is not None and self.claim_ahead and \
+                now < nxt <= now + timedelta(seconds=self.claim_ahead):
+            ahead = self._lease_ahead(now)
         held = min(self.held.values(), key=lambda r: r["run_after"])["run_after"] \
             if self.held else None
         if nxt is None:
