@@ -14,6 +14,10 @@ from ..model import Cron, Crontab
 if TYPE_CHECKING:
     from ..site import Site
 
+#: How many firings are queued in one call (one transaction): a crontab of 100,000
+#: crons never has every job row in memory at once.
+_BATCH = 2000
+
 
 @implementer(ICrontabManager)
 @adapter(ISite, ICrontab)
@@ -40,6 +44,9 @@ class CrontabManager:
         stale: list[str] = []
         wanted: list[tuple[Cron, datetime, datetime]] = []
         active = crontab.activated
+        # Many crons share an expression: each (expression, time zone) is worked out once
+        # for this ``now``, which every cron here counts from.
+        nexts: dict[tuple[str, str | None], datetime | None] = {}
         for uid, cron in crontab.crons.items():
             job = pending.pop(uid, None)
             if not (active and cron.activated):
@@ -51,11 +58,17 @@ class CrontabManager:
                     continue
                 stale.append(uid)
             if uid not in running:
-                nxt = cron.next_after(now)
+                key = (cron.expanded, cron.timezone)   # None: the site's, as for all here
+                if key in nexts:
+                    nxt = nexts[key]
+                else:
+                    nxt = nexts[key] = cron.next_after(now)
                 if nxt is not None:     # None: no more firings (a year field has ended)
                     wanted.append((cron, nxt, nxt))
         stale.extend(pending)  # jobs of crons no longer in the crontab
+        del pending
         if stale:
             store.delete_pending_cron_jobs(self.site.name, stale)
-        if wanted:
-            self.site.registry.getAdapter(self.site, IQueueManager).register_cron_jobs(wanted)
+        queue = self.site.registry.getAdapter(self.site, IQueueManager)
+        for start in range(0, len(wanted), _BATCH):   # the job rows of one batch at a time
+            queue.register_cron_jobs(wanted[start:start + _BATCH])

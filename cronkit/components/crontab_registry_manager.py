@@ -30,12 +30,16 @@ class CrontabRegistryManager:
 
     def load(self) -> Crontab:
         """A new Crontab read from the store (not the site's live one)."""
-        return Crontab.from_store(self.store.load_crontab(self.site.name), self.site)
+        return Crontab.from_store(self.store.load_crontab(self.site.name), self.site,
+                                  consume=True)
 
     def refresh(self, crontab: Crontab, data: Mapping[str, Any] | None = None) -> None:
         """Make ``crontab`` show what the store holds, in place, keeping Cron objects."""
         crontab.site = self.site
-        crontab.refresh_from(data or self.store.load_crontab(self.site.name))
+        if data:
+            crontab.refresh_from(data)
+        else:
+            crontab.refresh_from(self.store.load_crontab(self.site.name), consume=True)
 
     def save(self, crontab: Crontab, only: str | None = None) -> None:
         """Write what changed (everything, or the cron ``only``); emit ModifiedCrontabEvent."""
@@ -43,12 +47,19 @@ class CrontabRegistryManager:
             raise ReadOnlyCrontab(f"the crontab of site {self.site.name!r} is read-only: "
                                   "nothing was saved")
         changes = crontab.changes(only)
+        formats: dict[str, Any] = {}    # a runner's parameter format, looked up once
         for row in changes.upserts:     # before anything is written: all or nothing
-            check_environ_of(self.site, row["uid"], row["name"], row["environ"])
+            name = row["name"]
+            if name not in formats:
+                formats[name] = parameters_of(self.site, name)
+            if formats[name]:
+                check_environ_of(self.site, row["uid"], name, row["environ"])
         version, ids = self.store.save_crontab(self.site.name, changes.activated, changes.upserts,
                                                changes.deletes, changes.new_logs,
                                                changes.deleted_logs)
-        if not crontab.saved(changes, version, ids) and not crontab.dirty:
+        clean = crontab.saved(changes, version, ids)
+        del changes     # the rows of every cron saved: not kept through the sync below
+        if not clean and not crontab.dirty:
             # Others wrote meanwhile: show what the store holds at once when nothing is
             # left unsaved (else the first access after the next save does).
             self.refresh(crontab)
@@ -65,8 +76,7 @@ def check_environ_of(site: Site, uid: str, name: str, environ: dict) -> dict:
     """The environ of cron ``uid`` checked against the parameter format of its runner
     ``name`` (when one is registered and has a format), with the format's defaults
     filled in; InvalidCron naming the cron and each field at fault."""
-    factory = runner_factory(site, name)
-    parameters = getattr(factory, "parameters", None) if factory is not None else None
+    parameters = parameters_of(site, name)
     if not parameters:
         return environ
     try:
@@ -75,3 +85,9 @@ def check_environ_of(site: Site, uid: str, name: str, environ: dict) -> dict:
         fields = ", ".join(f"{k}: {v}" for k, v in exc.errors.items())
         raise InvalidCron(f"invalid environ of cron {uid!r} for runner {name!r}: {fields}",
                           "environ", environ) from None
+
+
+def parameters_of(site: Site, name: str) -> Any:
+    """The parameter format of the runner ``name`` for ``site``; None without one."""
+    factory = runner_factory(site, name)
+    return getattr(factory, "parameters", None) if factory is not None else None

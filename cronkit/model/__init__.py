@@ -11,7 +11,7 @@ the classes. Every name is importable from ``cronkit.model``.
 from __future__ import annotations
 
 from .cron import Cron
-from .crontab import CronMap, Crontab, CrontabChanges
+from .crontab import CronMap, CronRecord, Crontab, CrontabChanges
 from .log import Log, LogList, LogStatus
 from .validation import (
     CRON_FIELDS,
@@ -47,6 +47,7 @@ __all__ = [
     "MISFIRE_POLICIES",
     "Cron",
     "CronMap",
+    "CronRecord",
     "Crontab",
     "CrontabChanges",
     "Log",

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 #: The fields that make what the engine reads (``expanded``).
 _SCHEDULE_FIELDS = frozenset({"periodicity", "seconds_first", "expanded"})
+_DEFINITION = attrgetter(*CRON_FIELDS)
 #: The text fields most crons of a crontab share a value of.
 _SHARED_TEXT = ("name", "periodicity", "timezone", "user", "misfire")
 
@@ -293,7 +295,11 @@ class Cron:
     # -- dump / load ----------------------------------------------------------
 
     def definition(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in CRON_FIELDS}
+        return dict(zip(CRON_FIELDS, _DEFINITION(self), strict=True))
+
+    def _definition_values(self) -> tuple[Any, ...]:
+        """The values of ``definition()``, in the order of CRON_FIELDS."""
+        return _DEFINITION(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = self.definition()
@@ -401,6 +407,8 @@ class Cron:
     def _unsaved_logs(self) -> tuple[list[Log], list[int]]:
         """(The logs the store does not hold, oldest first; the ids of the logs the
         store holds that this cron dropped.)"""
+        if not self.logs and not self._log_ids:
+            return [], []
         present = {entry.id for entry in self.logs if entry.id is not None}
         dropped = [i for i in self._log_ids if i not in present]
         return [entry for entry in reversed(self.logs) if entry.id is None], dropped
@@ -410,7 +418,8 @@ class Cron:
         its drawing, which no longer moves)."""
         object.__setattr__(self, "_position", position)
         object.__setattr__(self, "_pinned", True)
-        object.__setattr__(self, "_log_ids", tuple(e.id for e in self.logs if e.id is not None))
+        object.__setattr__(self, "_log_ids", tuple(e.id for e in self.logs if e.id is not None)
+                           if self.logs else ())
 
     def _inherit_log_ids(self, ids: tuple[int, ...]) -> None:
         """This cron replaces a deleted one of its uid: the logs the store still holds

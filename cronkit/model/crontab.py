@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,34 @@ if TYPE_CHECKING:
     from ..site import Site
 
 
+class CronRecord(Mapping[str, Any]):
+    """One cron as a save writes it: its fields (``CRON_FIELDS``) and ``position``, a
+    read-only mapping over one tuple of their values taken when the save began. A
+    dict per cron would double what a save of 100,000 crons holds (ISSUE 16)."""
+
+    __slots__ = ("_values",)
+
+    KEYS = (*CRON_FIELDS, "position")
+    _INDEX = {name: i for i, name in enumerate(KEYS)}
+
+    def __init__(self, values: tuple[Any, ...]):
+        if len(values) != len(self.KEYS):
+            raise ValueError(f"a cron record has {len(self.KEYS)} values, got {len(values)}")
+        self._values = values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[self._INDEX[key]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def __repr__(self) -> str:
+        return f"CronRecord({dict(self)!r})"
+
+
 @dataclass(frozen=True)
 class CrontabChanges:
     """What a save must write, from ``Crontab.changes()``; the arguments of the store's
@@ -28,8 +56,8 @@ class CrontabChanges:
     only: str | None = None
     #: The new state of the crontab's switch, or None when it did not change.
     activated: bool | None = None
-    #: Rows of the crons to insert or update: their fields and ``position``.
-    upserts: list[dict[str, Any]] = field(default_factory=list)
+    #: The crons to insert or update: their fields and ``position`` (CronRecord mappings).
+    upserts: list[CronRecord] = field(default_factory=list)
     #: Uids of the crons to delete (with their logs).
     deletes: list[str] = field(default_factory=list)
     #: (cron uid, log dict with an aware ``date``) to insert, oldest first per cron.
@@ -38,6 +66,13 @@ class CrontabChanges:
     deleted_logs: list[int] = field(default_factory=list)
     #: The Log objects of ``new_logs``, in the same order: they get the new ids.
     logs: list[Log] = field(default_factory=list)
+
+
+def _taken(rows: list[Any]) -> Iterator[Any]:
+    """The items of ``rows`` in order, each removed from it as it is given."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
 
 
 class CronMap(OrderedDict[str, Cron]):
@@ -257,11 +292,13 @@ class Crontab:
     # -- persistence API (see the class docstring) ---------------------------------
 
     @classmethod
-    def from_store(cls, data: Mapping[str, Any], site: Site | None = None) -> Crontab:
-        """A new crontab showing the store's ``data``, with nothing to save."""
+    def from_store(cls, data: Mapping[str, Any], site: Site | None = None, *,
+                   consume: bool = False) -> Crontab:
+        """A new crontab showing the store's ``data``, with nothing to save (see
+        ``refresh_from`` for ``consume``)."""
         crontab = cls()
         crontab.site = site
-        crontab.refresh_from(data)
+        crontab.refresh_from(data, consume=consume)
         return crontab
 
     @property
@@ -269,15 +306,19 @@ class Crontab:
         """The store version this crontab shows; None before a load or save."""
         return self._version
 
-    def refresh_from(self, data: Mapping[str, Any]) -> None:
-        """Show the store's ``data`` in place, keeping Cron objects; forget changes."""
+    def refresh_from(self, data: Mapping[str, Any], *, consume: bool = False) -> None:
+        """Show the store's ``data`` in place, keeping Cron objects; forget changes.
+        With ``consume`` the rows are taken out of ``data["crons"]`` as they are read
+        (it is left empty): a caller that read ``data`` only for this holds each row
+        only until its cron is made, not the rows of 100,000 crons beside them."""
         self._activated = bool(data["activated"])
         old = dict(self.crons)
         OrderedDict.clear(self.crons)
         rows = data["crons"]
-        for uid in old.keys() - {row["uid"] for row in rows}:
-            object.__setattr__(old[uid], "_crontab", None)   # deleted in the store meanwhile
-        for row in rows:
+        if old:
+            for uid in old.keys() - {row["uid"] for row in rows}:
+                object.__setattr__(old[uid], "_crontab", None)   # deleted in the store meanwhile
+        for row in _taken(rows) if consume else rows:
             cron = old.get(row["uid"])
             if cron is None:
                 cron = Cron.from_row(row)
@@ -288,18 +329,20 @@ class Crontab:
 
     def changes(self, only: str | None = None) -> CrontabChanges:
         """What a save (of everything, or of the cron ``only``) must write."""
-        uids = [only] if only is not None else [u for u in self.crons if u in self._changed]
-        top = max((c.position or 0.0 for c in self.crons.values()), default=0.0)
-        upserts, new_logs, deleted_logs, logs = [], [], [], []
+        changed = self._changed
+        uids = [only] if only is not None else [u for u in self.crons if u in changed]
+        top = max((c._position or 0.0 for c in self.crons.values()), default=0.0)
+        upserts: list[CronRecord] = []
+        new_logs, deleted_logs, logs = [], [], []
         for uid in uids:
             cron = self.crons.get(uid)
             if cron is None:
                 continue
-            position = cron.position
+            position = cron._position
             if position is None:
                 top += 1.0
                 position = top
-            upserts.append(cron.definition() | {"position": position})
+            upserts.append(CronRecord((*cron._definition_values(), position)))
             fresh, dropped = cron._unsaved_logs()
             deleted_logs.extend(dropped)
             for entry in fresh:             # oldest first, so ids grow with dates

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
-import uuid as uuidlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -202,9 +202,15 @@ def zone(name: str) -> ZoneInfo:
         raise InvalidCron(f"unknown timezone {shown(name)}", "timezone", name) from None
 
 
+# The bits a version 4 (random) UUID sets, as uuid.UUID(version=4) sets them.
+_UUID4_KEEP = ~(0xc000 << 48) & ~(0xf000 << 64)
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
 def new_uid() -> str:
-    """A fresh cron uid."""
-    return uuidlib.uuid4().hex
+    """A fresh cron uid: a random (version 4) UUID's 32 hex digits, as
+    ``uuid.uuid4().hex`` gives, at half its cost (100,000 crons get one each)."""
+    return f"{(int.from_bytes(os.urandom(16), 'big') & _UUID4_KEEP) | _UUID4_SET:032x}"
 
 
 # -- the fields ---------------------------------------------------------------------

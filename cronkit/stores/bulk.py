@@ -1,0 +1,82 @@
+"""Many job rows inserted at once: the firings a crontab's sync queues (100,000 crons,
+100,000 rows), and any batch ``add_jobs`` is given.
+
+On SQLite the rows go through the hot path's plain ``sqlite3`` connection in one
+``BEGIN IMMEDIATE`` transaction, as one ``executemany`` of a prepared INSERT: none of
+SQLAlchemy's per-row work (parameter processing, result objects), and no result row
+per job. The ids are read back once, as the range the batch made: ids grow (the
+table is AUTOINCREMENT) and the transaction holds the database's write lock, so the
+jobs of ids above the largest id before the batch are the batch's, in its order (a
+duplicate firing skipped takes no id). Other stores (PostgreSQL) insert through
+SQLAlchemy, whose executemany already sends rows in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from .hotpath import Statement, to_db
+from .schema import UTCDateTime, insert, job_values, jobs
+
+if TYPE_CHECKING:
+    from .sql import SQLStore
+
+_COLUMNS = [c.name for c in jobs.columns if c.name != "id"]
+_LAST_ID = f"SELECT max(id) FROM {jobs.name}"
+_IDS_AFTER = f"SELECT id FROM {jobs.name} WHERE id > ? ORDER BY id"
+
+class _Insert:
+    """One INSERT for the hot path, with no RETURNING, and how to lay out a job row's
+    parameters for it (those Statement.args gives, without its per-column checks)."""
+
+    def __init__(self, stmt: Any, dialect: Any):
+        statement = Statement(stmt, dialect, column_keys=_COLUMNS)
+        self.sql = statement.sql
+        self._get = itemgetter(*statement.names)
+        self._times = [i for i, n in enumerate(statement.names) if n in _TIMES]
+
+    def args(self, rows: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+        get, times = self._get, self._times
+        for row in rows:
+            values = list(get(job_values(row)))
+            for i in times:
+                values[i] = to_db(values[i])
+            yield values
+
+
+#: The columns of datetimes (integer microseconds in the database).
+_TIMES = frozenset(c.name for c in jobs.columns if isinstance(c.type, UTCDateTime))
+#: Each store's two INSERTs (plain, and skipping a duplicate firing), compiled once.
+_COMPILED: WeakKeyDictionary[Any, tuple[_Insert, _Insert]] = WeakKeyDictionary()
+
+
+def _inserts(store: SQLStore) -> tuple[_Insert, _Insert]:
+    found = _COMPILED.get(store)
+    if found is None:
+        stmt, dialect = insert(store.dialect, jobs), store.engine.dialect
+        found = _COMPILED[store] = (_Insert(stmt, dialect),
+                                    _Insert(stmt.on_conflict_do_nothing(), dialect))
+    return found
+
+
+def insert_jobs(store: SQLStore, rows: list[dict[str, Any]],
+                ignore_duplicates: bool = False) -> list[int]:
+    """Insert the job ``rows`` (as ``add_jobs`` takes them) in one transaction; return
+    the ids of the new jobs, in the order of ``rows``. With ``ignore_duplicates`` a
+    row whose firing is already in the store is skipped (it has no id in the answer);
+    without it, such a row refuses the whole batch (DuplicateFiring), nothing inserted."""
+    if not rows:
+        return []
+    hot = store._hot
+    if hot is None or store._hot_stmts is None:
+        stmt = store._stmts.insert_ignore if ignore_duplicates else store._stmts.insert_job
+        with store._tx() as conn:
+            return [r[0] for r in conn.execute(stmt, [job_values(r) for r in rows])]
+    statement = _inserts(store)[1 if ignore_duplicates else 0]
+    with hot.write(store.url) as conn:
+        last = conn.execute(_LAST_ID).fetchone()[0] or 0
+        conn.executemany(statement.sql, statement.args(rows))
+        return [found for (found,) in conn.execute(_IDS_AFTER, (last,))]
