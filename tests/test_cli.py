@@ -825,6 +825,18 @@ def test_worker_takes_the_longest_back_off(run, worker_calls, monkeypatch):
     assert code == 2 and "--max-backoff" in err
 
 
+def test_worker_takes_its_claim_ahead_horizon_and_lease(run, worker_calls, monkeypatch):
+    monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
+    code, _, _ = run("worker", "--claim-ahead", "2.5", "--lease", "9")
+    assert code == 0
+    [worker] = worker_calls
+    assert (worker.claim_ahead, worker.lease) == (2.5, 9.0)
+    code, _, _ = run("worker", "--claim-ahead", "0")
+    assert code == 0 and worker_calls[-1].claim_ahead == 0
+    code, _, err = run("worker", "--lease", "0")
+    assert code == 2 and "--lease" in err
+
+
 def test_worker_takes_the_error_timeout_and_retention(run, worker_calls, monkeypatch):
     monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
     code, _, _ = run("worker", "--error-timeout", "8", "--backlog-days", "0",

@@ -51,6 +51,10 @@ def _worker(ctx: Context) -> Worker:
         options["poll_interval"] = args.poll
     if args.max_backoff is not None:
         options["max_backoff"] = args.max_backoff
+    if args.claim_ahead is not None:
+        options["claim_ahead"] = args.claim_ahead
+    if args.lease is not None:
+        options["lease"] = args.lease
     return ctx.kit.worker(concurrency=args.concurrency, executor=args.executor, **options)
 
 
@@ -181,6 +185,13 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-backoff", dest="max_backoff", type=_positive_float,
                         metavar="SECONDS", help="longest wait between two tries while the "
                         "store fails (full disk, lost server; doubles from --poll; default 30)")
+    parser.add_argument("--claim-ahead", dest="claim_ahead", type=_non_negative,
+                        metavar="SECONDS", help="hold the jobs due within SECONDS under a "
+                        "lease and start each at its due time from memory (default 1, 0 "
+                        "never)")
+    parser.add_argument("--lease", type=_positive_float, metavar="SECONDS",
+                        help="how long a job held ahead stays this worker's without a "
+                        "renewal: a killed worker's held jobs come back after it (default 5)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"), help="default info")
     parser.add_argument("--error-timeout", dest="error_timeout", type=_positive_float,
