@@ -836,7 +836,9 @@ def test_unique_merges_into_a_running_twin_and_pending_only_when_asked(kit, site
     try:
         assert started.wait(30)
         assert site.submit("long", {"k": 1}, unique=True).id == first.id      # running twin
-        other = site.submit("long", {"k": 1}, unique="pending")               # a new one
+        # A new one; due later, so that the worker's prefetch (it claims one job beyond
+        # its busy thread) cannot take it before the next line looks.
+        other = site.submit("long", {"k": 1}, unique="pending", delay=3600)
         assert other.id != first.id
         assert site.submit("long", {"k": 1}, unique="pending").id == other.id
         with pytest.raises(cronkit.InvalidParameters, match="unique"):
