@@ -1,5 +1,5 @@
-"""Many job rows inserted at once: the firings a crontab's sync queues (100,000 crons,
-100,000 rows), and any batch ``add_jobs`` is given.
+"""Many job rows at once: the firings a crontab's sync queues (100,000 crons, 100,000
+rows), any batch ``add_jobs`` is given, and the cron jobs a sync reads first.
 
 On SQLite the rows go through the hot path's plain ``sqlite3`` connection in one
 ``BEGIN IMMEDIATE`` transaction, as one ``executemany`` of a prepared INSERT: none of
@@ -9,16 +9,22 @@ table is AUTOINCREMENT) and the transaction holds the database's write lock, so 
 jobs of ids above the largest id before the batch are the batch's, in its order (a
 duplicate firing skipped takes no id). Other stores (PostgreSQL) insert through
 SQLAlchemy, whose executemany already sends rows in batches.
+
+:func:`pending_and_running_cron_jobs` reads what ``pending_and_running_cron_jobs``
+gives, as tuples on the hot path: a sync of 100,000 crons reads 100,000 jobs, and
+their few distinct signatures and times are held once each.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from .hotpath import Statement, to_db
+from .hotpath import Statement, from_micros, to_db
 from .schema import UTCDateTime, insert, job_values, jobs
 
 if TYPE_CHECKING:
@@ -80,3 +86,41 @@ def insert_jobs(store: SQLStore, rows: list[dict[str, Any]],
         last = conn.execute(_LAST_ID).fetchone()[0] or 0
         conn.executemany(statement.sql, statement.args(rows))
         return [found for (found,) in conn.execute(_IDS_AFTER, (last,))]
+
+
+_CRON_JOBS = (f"SELECT id, cron_uid, signature, run_after, fire_at, status FROM {jobs.name} "
+              "WHERE site = ? AND status IN ('pending', 'running') AND cron_uid IS NOT NULL "
+              "ORDER BY id")
+
+
+def pending_and_running_cron_jobs(
+        store: SQLStore, site: str) -> tuple[dict[str, dict[str, Any]], set[str]] | None:
+    """What ``store.pending_and_running_cron_jobs(site)`` gives (the first pending job
+    of each cron: id, cron_uid, signature, run_after, fire_at; the uids of the crons
+    with a running job), read in one statement (one snapshot) on the hot path; None
+    for a store without one (read it through SQLAlchemy)."""
+    hot = store._hot
+    if hot is None:
+        return None
+    pending: dict[str, dict[str, Any]] = {}
+    running: set[str] = set()
+    texts: dict[str, str] = {}
+    times: dict[int | None, datetime | None] = {None: None}
+    with hot.connection() as conn:
+        try:
+            for job_id, uid, signature, run_after, fire_at, status in \
+                    conn.execute(_CRON_JOBS, (site,)):
+                if status == "running":
+                    running.add(uid)
+                elif uid not in pending:
+                    if signature is not None:
+                        signature = texts.setdefault(signature, signature)
+                    if run_after not in times:
+                        times[run_after] = from_micros(run_after)
+                    if fire_at not in times:
+                        times[fire_at] = from_micros(fire_at)
+                    pending[uid] = {"id": job_id, "cron_uid": uid, "signature": signature,
+                                    "run_after": times[run_after], "fire_at": times[fire_at]}
+        except sqlite3.Error as exc:
+            raise store._error(exc) from None
+    return pending, running

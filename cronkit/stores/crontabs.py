@@ -10,7 +10,7 @@ import json
 import sqlite3
 import sys
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
 from typing import Any
@@ -44,7 +44,6 @@ _SELECT_CRONS = (f"SELECT {', '.join(map(_quoted, (*_CRON_COLUMNS, 'position')))
                  f"FROM {_quoted(crons.name)} WHERE site = ?")
 _SELECT_LOGS = (f"SELECT id, cron_uid, date, status, messages FROM {_quoted(logs.name)} "
                 "WHERE site = ?")
-_BOOLEANS = {"activated", "seconds_first"}
 
 
 def _environ_text(environ: Any) -> str:
@@ -71,21 +70,62 @@ def _upsert_args(site: str, upserts: list[CronRow]) -> Iterator[list[Any]]:
         yield values
 
 
-#: Texts most crons of a crontab share (one runner's name, a few expressions): each read
-#: once, so that 100,000 rows hold one copy of each.
-_SHARED = ("name", "periodicity", "expanded", "timezone", "user", "misfire")
+#: The columns _SELECT_CRONS reads, in order.
+_READ_COLUMNS = (*_CRON_COLUMNS, "position")
+_READ_INDEX = {name: i for i, name in enumerate(_READ_COLUMNS)}
+#: Texts most crons of a crontab share (one runner's name, a few expressions): each held
+#: once, however many rows show it.
+_SHARED = tuple(_READ_INDEX[c] for c in
+                ("name", "periodicity", "expanded", "timezone", "user", "misfire"))
+_BOOLEAN = tuple(_READ_INDEX[c] for c in ("activated", "seconds_first"))
+_ENVIRON_AT = _READ_INDEX["environ"]
 
 
-def _cron_row(values: tuple[Any, ...]) -> CronRow:
-    data = dict(zip((*_CRON_COLUMNS, "position"), values, strict=True))
-    for name in _BOOLEANS:
-        if data[name] is not None:
-            data[name] = bool(data[name])
-    for name in _SHARED:
-        if data[name] is not None:
-            data[name] = sys.intern(data[name])
-    data["environ"] = _environ_value(data["environ"])
-    return data
+class StoredCron(Mapping[str, Any]):
+    """A cron row as ``load_crontab`` gives it on SQLite: a read-only mapping (the
+    cron's columns, ``position`` and ``logs``) over the values SQLite gave, not a dict:
+    reading a crontab holds all of its rows at once, and a dict per cron was most of
+    what reading 100,000 crons took. Its ``environ`` is decoded from the stored JSON
+    text on each read (a new dict each time, which its reader may keep)."""
+
+    __slots__ = ("_logs", "_values")
+
+    KEYS = (*_READ_COLUMNS, "logs")
+
+    def __init__(self, values: tuple[Any, ...], logs: list[LogEntry] | None):
+        self._values = values
+        self._logs = logs
+
+    @classmethod
+    def read(cls, row: tuple[Any, ...], logs: list[LogEntry] | None) -> StoredCron:
+        """The row of the tuple ``row`` SQLite gave (the columns of _SELECT_CRONS)."""
+        values = list(row)
+        for i in _BOOLEAN:
+            if values[i] is not None:
+                values[i] = bool(values[i])
+        for i in _SHARED:
+            if values[i] is not None:
+                values[i] = sys.intern(values[i])
+        if values[_ENVIRON_AT] == "{}":
+            values[_ENVIRON_AT] = "{}"
+        return cls(tuple(values), logs)
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "logs":
+            return self._logs if self._logs is not None else []
+        i = _READ_INDEX[key]
+        if i == _ENVIRON_AT:
+            return _environ_value(self._values[i])
+        return self._values[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def __repr__(self) -> str:
+        return f"StoredCron({dict(self)!r})"
 
 
 @contextmanager
@@ -147,10 +187,8 @@ class CrontabQueries(CrontabStore):
         with self._tx(write=False) as conn:
             head = conn.execute(sa.select(sites.c.version, sites.c.activated)
                                 .where(sites.c.name == site)).first()
-            if self.dialect == "sqlite":
-                out = self._load_crons_sqlite(conn, site, uid)
-            else:
-                out = self._load_crons(conn, site, uid)
+            out: list[Any] = (self._load_crons_sqlite(conn, site, uid)
+                              if self.dialect == "sqlite" else self._load_crons(conn, site, uid))
         return {"version": head.version if head else 0,
                 "activated": bool(head.activated) if head else True, "crons": out}
 
@@ -176,7 +214,7 @@ class CrontabQueries(CrontabStore):
         return out
 
     def _load_crons_sqlite(self, conn: sa.Connection, site: str,
-                           uid: str | None) -> list[CronRow]:
+                           uid: str | None) -> list[StoredCron]:
         """load_crontab's crons on the transaction's own sqlite3 connection."""
         raw = conn.connection.driver_connection
         assert raw is not None
@@ -191,13 +229,10 @@ class CrontabQueries(CrontabStore):
                 by_uid.setdefault(cron_uid, []).append(
                     {"id": log_id, "date": from_micros(date), "status": status,
                      "messages": json.loads(messages)})
-        out = []
+        uid_at = _READ_INDEX["uid"]
         with _driver_errors(cron_sql):
-            for values in raw.execute(cron_sql, args):
-                data = _cron_row(values)
-                data["logs"] = by_uid.get(data["uid"], [])
-                out.append(data)
-        return out
+            return [StoredCron.read(values, by_uid.get(values[uid_at]))
+                    for values in raw.execute(cron_sql, args)]
 
     def save_crontab(self, site: str, activated: bool | None, upserts: list[CronRow],
                      deletes: Iterable[str], new_logs: list[tuple[str, LogEntry]],
