@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -146,6 +147,130 @@ def test_the_task_runs_an_async_runner_with_asyncio_run(kit, site):
     job = site.jobs.get(job.id)
     assert (job.status, job.message) == (cronkit.Status.SUCCESS, str(os.getpid()))
     assert [h["comment"] for h in job.history] == ["started"]
+
+
+# -- the dispatcher, with a broker that only records --------------------------------------
+
+
+class Broker:
+    """Stands for the Celery app: records what is sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send_task(self, name, kwargs):
+        self.sent.append(kwargs)
+
+
+class Ends:
+    def __init__(self):
+        self.ids = []
+        self.event = threading.Event()
+
+    def __call__(self, job_id):
+        self.ids.append(job_id)
+        self.event.set()
+
+
+def dispatch(kit, site, executor, n=1):
+    """Submit ``n`` jobs, claim them as the dispatcher ``kit`` and hand them to
+    ``executor``; return the rows and what their ends call."""
+    for _ in range(n):
+        site.submit("noop")
+    rows = kit.store.claim(kit.clock.now(), n, kit.worker_id, os.getpid())
+    ends = Ends()
+    for row in rows:
+        executor.submit(row, ends)
+    return rows, ends
+
+
+@pytest.fixture
+def celery_kit(pg_db):
+    """The kit of a Celery worker process on the same database (as ``worker_kit``)."""
+    kit = cronkit.Cronkit(store=pg_db)
+    assert ck_celery.notify_ends(kit)
+    yield kit
+    kit.close()
+
+
+def test_the_dispatcher_frees_a_slot_when_its_job_ends_without_waiting_for_a_poll(
+        kit, site, celery_kit):
+    executor = ck_celery.CeleryExecutor(concurrency=2, app=Broker())
+    executor.fallback_interval = 300.0   # no look at the store but for a notified end
+    executor.start(kit)
+    assert executor._pushed, "PostgreSQL notifies job ends"
+    try:
+        [row], ends = dispatch(kit, site, executor)
+        assert executor.in_flight() == {row["id"]}
+        assert ck_celery.execute_adopted(celery_kit, row["id"], row["attempts"],
+                                         kit.worker_id) == "success"
+        assert ends.event.wait(30), "the end was not seen (the poll is 300 s away)"
+        assert ends.ids == [row["id"]] and executor.in_flight() == set()
+    finally:
+        executor.shutdown()
+
+
+def test_one_look_finds_every_job_that_ended(kit, site, celery_kit):
+    executor = ck_celery.CeleryExecutor(concurrency=3, app=Broker())
+    executor.fallback_interval = 300.0
+    executor.start(kit)
+    try:
+        rows, ends = dispatch(kit, site, executor, n=3)
+        done = [{"job_id": r["id"], "status": "success", "now": kit.clock.now(),
+                 "attempt": r["attempts"]} for r in rows[:2]]
+        for end in done:   # two ends, each notified, while a third job runs on
+            celery_kit.store.finish_job(**end)
+        wait_for(lambda: len(ends.ids) == 2, 30, "the two ends")
+        assert sorted(ends.ids) == sorted(r["id"] for r in rows[:2])
+        assert executor.in_flight() == {rows[2]["id"]}
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_an_end_nobody_notified_is_found_by_the_fallback_look(kit, site):
+    executor = ck_celery.CeleryExecutor(concurrency=1, app=Broker())
+    executor.fallback_interval = 0.2
+    executor.start(kit)
+    try:
+        [row], ends = dispatch(kit, site, executor)
+        # Ended by a store that does not notify (a reaper, say).
+        kit.store.finish_job(row["id"], "failed", kit.clock.now(), "worker lost")
+        assert ends.event.wait(30) and ends.ids == [row["id"]]
+    finally:
+        executor.shutdown()
+
+
+def test_on_sqlite_the_dispatcher_looks_at_its_jobs_in_flight_with_one_query(db_url):
+    kit = cronkit.Cronkit(store=db_url)
+    executor = ck_celery.CeleryExecutor(concurrency=2, app=Broker())
+    executor.start(kit)
+    try:
+        assert not ck_celery.notify_ends(kit)
+        rows, ends = dispatch(kit, kit.site("plone"), executor, n=2)
+        for row in rows:
+            assert ck_celery.execute_adopted(kit, row["id"], row["attempts"],
+                                             kit.worker_id) == "success"
+        wait_for(lambda: len(ends.ids) == 2, 30, "the two ends")
+        assert executor.in_flight() == set()
+    finally:
+        executor.shutdown()
+        kit.close()
+
+
+def test_a_celery_process_heartbeats_its_jobs_from_one_thread(kit, site):
+    ids = [site.submit("noop").id for _ in range(2)]
+    kit.store.claim(kit.clock.now(), 2, "w:1", 1)
+    first = {i: site.jobs.get(i).heartbeat for i in ids}
+    beats = ck_celery._heartbeats(kit)
+    before = threading.active_count()
+    for job_id in ids:
+        beats.add(job_id, 0.1)
+    assert threading.active_count() <= before + 1
+    wait_for(lambda: all(site.jobs.get(i).heartbeat > first[i] for i in ids), 30,
+             "both heartbeats")
+    for job_id in ids:
+        beats.discard(job_id)
+    assert ck_celery._heartbeats(kit) is beats
 
 
 # -- real Celery workers ----------------------------------------------------------------

@@ -36,6 +36,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -100,28 +102,92 @@ def worker_kit() -> Any:
                 __import__(module)
             _kit = Cronkit(store=os.environ.get("CRONKIT_STORE") or None,
                            error_timeout=float(os.environ.get("CRONKIT_ERROR_TIMEOUT", "60")))
+            notify_ends(_kit)
             _kit_pid = os.getpid()
         return _kit
 
 
-class _Heartbeat(threading.Thread):
-    """Heartbeats one job every ``interval`` seconds until stopped."""
+def notify_ends(kit: Cronkit) -> bool:
+    """Have the job ends written by ``kit`` notify the dispatchers at their commit, when
+    its store can (PostgreSQL: ``notify_ends``); True if it can. A Celery worker's kit
+    does this: its dispatchers then free a slot as soon as its job ended."""
+    store: Any = kit.store
+    if getattr(store, "ends_channel", None) is None:
+        return False
+    store.notify_ends = True
+    return True
 
-    def __init__(self, kit: Cronkit, job_id: int, interval: float):
-        super().__init__(name=f"cronkit-heartbeat-{job_id}", daemon=True)
-        self.kit, self.job_id, self.interval = kit, job_id, interval
-        self._stopped = threading.Event()
 
-    def run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                self.kit.store.heartbeat([self.job_id], self.kit.clock.now())
-            except Exception:  # the next beat may work; the job goes on meanwhile
-                log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+class _Heartbeats:
+    """Heartbeats the jobs a kit runs in this process, each every its own interval,
+    from one thread (a thread per job would cost more than a short job itself). The
+    thread ends after ``idle`` seconds with no job, and starts again with the next."""
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join()
+    idle = 60.0
+
+    def __init__(self, kit: Cronkit):
+        self.kit, self.pid = kit, os.getpid()
+        self._jobs: dict[int, tuple[float, float]] = {}   # id -> (next beat, interval)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._wake_at = float("inf")   # when the thread means to look next
+
+    def add(self, job_id: int, interval: float) -> None:
+        """Heartbeat ``job_id`` every ``interval`` s from now on, until discarded."""
+        beat_at = time.monotonic() + interval
+        with self._cond:
+            self._jobs[job_id] = (beat_at, interval)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="cronkit-celery-heartbeats")
+                self._thread.start()
+            elif beat_at < self._wake_at:
+                self._cond.notify()
+
+    def discard(self, job_id: int) -> None:
+        with self._cond:
+            self._jobs.pop(job_id, None)
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due = [job_id for job_id, (at, _) in self._jobs.items() if at <= now]
+                for job_id in due:
+                    self._jobs[job_id] = (now + self._jobs[job_id][1], self._jobs[job_id][1])
+                if due:
+                    self._cond.release()
+                    try:
+                        self.kit.store.heartbeat(due, self.kit.clock.now())
+                    except Exception:  # the next beat may work; the jobs go on meanwhile
+                        log.warning("heartbeat of jobs %s failed", due, exc_info=True)
+                    finally:
+                        self._cond.acquire()
+                    continue
+                if self._jobs:
+                    idle_since = now
+                    self._wake_at = min(at for at, _ in self._jobs.values())
+                elif now - idle_since >= self.idle:
+                    self._thread = None
+                    return
+                else:
+                    self._wake_at = idle_since + self.idle
+                self._cond.wait(self._wake_at - now)
+                self._wake_at = float("inf")
+
+
+_beats: weakref.WeakKeyDictionary[Cronkit, _Heartbeats] = weakref.WeakKeyDictionary()
+_beats_lock = threading.Lock()
+
+
+def _heartbeats(kit: Cronkit) -> _Heartbeats:
+    """The kit's heartbeats in this process (a forked child gets its own)."""
+    with _beats_lock:
+        beats = _beats.get(kit)
+        if beats is None or beats.pid != os.getpid():
+            beats = _beats[kit] = _Heartbeats(kit)
+        return beats
 
 
 def run_job(job_id: int, attempt: int, owner: str, heartbeat: float | None = None) -> str:
@@ -142,8 +208,8 @@ def execute_adopted(kit: Cronkit, job_id: int, attempt: int, owner: str,
     if row["canceled"]:
         _end_unstarted(kit, row, "canceled before a Celery worker started it")
         return "canceled"
-    beat = _Heartbeat(kit, job_id, heartbeat or max(0.2, kit.error_timeout / 4))
-    beat.start()
+    beats = _heartbeats(kit)
+    beats.add(job_id, heartbeat or max(0.2, kit.error_timeout / 4))
     try:
         job = kit.execute(row)
         return str(job.status)
@@ -152,7 +218,7 @@ def execute_adopted(kit: Cronkit, job_id: int, attempt: int, owner: str,
         kit.lifecycle.finish(row, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         return "failed"
     finally:
-        beat.stop()
+        beats.discard(job_id)
 
 
 def _end_unstarted(kit: Cronkit, row: dict, message: str) -> None:
@@ -172,12 +238,19 @@ class CeleryExecutor(BaseExecutor):
     taken by a Celery worker. The worker heartbeats exactly those; a job a Celery worker
     took is that worker's to heartbeat, so that its death shows. ``capacity`` is
     ``concurrency`` minus the jobs taken and still running, so that ``capacity -
-    len(running())`` is the number of free slots. A monitor thread reads the state of
-    the jobs in flight from the store every ``check_interval`` seconds and calls
-    ``done(job_id)`` for each that ended (which wakes the worker).
+    len(running())`` is the number of free slots.
+
+    A monitor thread learns from the store which jobs in flight ended, with one query
+    for all of them (the store's RUNNING jobs), and calls ``done(job_id)`` for each
+    (which wakes the worker). On a store that notifies job ends (PostgreSQL, whose
+    Celery workers' stores set ``notify_ends``) it looks when one is notified, and
+    every ``fallback_interval`` seconds for ends nobody notified (a job reaped, or
+    ended by another kind of process); on another store (SQLite) every
+    ``check_interval`` seconds while jobs are in flight.
     """
 
-    check_interval = 0.05
+    check_interval = 0.02
+    fallback_interval = 1.0
 
     def __init__(self, concurrency: int = 6, app: Celery | None = None):
         self._concurrency = concurrency
@@ -188,6 +261,9 @@ class CeleryExecutor(BaseExecutor):
         self._callbacks: dict[int, Callable[[int], None]] = {}
         self._closing = threading.Event()
         self._submitted = threading.Event()
+        self._ends = threading.Event()          # a job end was notified: look now
+        self._pushed = False                    # the store notifies job ends
+        self._draining = False
         self._monitor: threading.Thread | None = None
         self._heartbeat = 15.0
 
@@ -205,6 +281,10 @@ class CeleryExecutor(BaseExecutor):
         if self.app is None:
             self.app = app
         self._heartbeat = max(0.2, kit.error_timeout / 4)
+        store: Any = kit.store
+        channel = getattr(store, "ends_channel", None)
+        if channel is not None:   # PostgreSQL: job ends are notified
+            self._pushed = bool(store.start_listener(self._ends.set, channel=channel))
         self._monitor = threading.Thread(target=self._watch, name="cronkit-celery-monitor",
                                          daemon=True)
         self._monitor.start()
@@ -261,6 +341,11 @@ class CeleryExecutor(BaseExecutor):
                 with self._lock:
                     self._owned.discard(job_id)
 
+    def _interval(self) -> float:
+        """Seconds until the next look at the store when no end is notified."""
+        return self.fallback_interval if self._pushed and not self._draining \
+            else self.check_interval
+
     def _watch(self) -> None:
         last_beat = 0.0
         while not self._closing.is_set():
@@ -268,7 +353,10 @@ class CeleryExecutor(BaseExecutor):
                 self._submitted.wait(1.0)
                 self._submitted.clear()
                 continue
-            self._closing.wait(self.check_interval)
+            self._ends.wait(self._interval())
+            self._ends.clear()   # before the look: an end notified during it is seen next
+            if self._closing.is_set():
+                break
             try:
                 self._check()
                 owned = self.running()
@@ -284,13 +372,20 @@ class CeleryExecutor(BaseExecutor):
         """Stop; with ``wait``, first wait (up to ``error_timeout``) until every job sent
         was taken by a Celery worker or ended: the Celery workers run them on."""
         if wait and self.kit is not None:
+            self._draining = True   # a job taken is not notified: look often meanwhile
+            self._ends.set()
             deadline = self.kit.clock.now() + timedelta(seconds=self.kit.error_timeout)
             while self.running() and self.kit.clock.now() < deadline:
                 self._closing.wait(self.check_interval)
         self._closing.set()
         self._submitted.set()
+        self._ends.set()
         if self._monitor is not None:
             self._monitor.join()
+        if self._pushed:
+            store: Any = self.kit.store
+            store.stop_listener(self._ends.set, channel=store.ends_channel)
+            self._pushed = False
 
 
 app = make_app()
