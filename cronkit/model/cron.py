@@ -74,7 +74,7 @@ class Cron:
 
     # Slots, not a __dict__: a site may hold 100,000 crons (ISSUE 16: at most 1.5 KB each).
     __slots__ = ("__weakref__", "_crontab", "_log_ids", "_pinned", "_position", "activated",
-                 "environ", "expanded", "logs", "logs_limit", "misfire", "misfire_grace",
+                 "_logs", "environ", "expanded", "logs_limit", "misfire", "misfire_grace",
                  "name", "periodicity", "seconds_first", "timezone", "uid", "user")
 
     uid: str
@@ -89,7 +89,8 @@ class Cron:
     user: str | None
     misfire: str
     misfire_grace: float | None
-    logs: LogList
+    # The logs, made when first asked for: most crons of a big crontab never are.
+    _logs: LogList | None
     # The model's change tracking: the crontab holding this cron, the ids of the logs
     # the store holds for it (as last read or saved), its position in the store.
     _crontab: Crontab | None
@@ -132,7 +133,7 @@ class Cron:
         pinned = given is not None and cronexpr.is_drawing(periodicity, given, seconds_first)
         put(self, "expanded", given if pinned else drawing)
         put(self, "_pinned", pinned)
-        put(self, "logs", LogList(self, logs) if logs else LogList(self))
+        put(self, "_logs", LogList(self, logs) if logs else None)
         self._cap_logs()
         if crontab is not None:
             crontab.add_cron(self)
@@ -148,7 +149,7 @@ class Cron:
                 self._set_schedule(name, value)
                 return
         elif name == "logs":
-            value = LogList(self, value or ())
+            name, value = "_logs", LogList(self, value or ())
         elif name == "crontab":
             if value is None and self._crontab is not None:
                 del self._crontab.crons[self.uid]
@@ -163,6 +164,15 @@ class Cron:
     @property
     def crontab(self) -> Crontab | None:
         return self._crontab
+
+    @property
+    def logs(self) -> LogList:
+        """The logs, most recent first (a LogList: a change of it marks the cron changed)."""
+        logs = self._logs
+        if logs is None:
+            logs = LogList(self)
+            object.__setattr__(self, "_logs", logs)
+        return logs
 
     # -- what the engine reads: the periodicity, drawn once -------------------
 
@@ -208,8 +218,9 @@ class Cron:
             crontab._cron_changed(self.uid)
 
     def _cap_logs(self) -> None:
-        if len(self.logs) > self.logs_limit:
-            del self.logs[self.logs_limit:]
+        logs = self._logs
+        if logs is not None and len(logs) > self.logs_limit:
+            del logs[self.logs_limit:]
 
     # -- time -----------------------------------------------------------------
 
@@ -266,7 +277,7 @@ class Cron:
     @property
     def last(self) -> Log | None:
         """The most recent log, or None."""
-        return self.logs[0] if self.logs else None
+        return self._logs[0] if self._logs else None
 
     @property
     def signature(self) -> str:
@@ -359,7 +370,7 @@ class Cron:
                 state += ":" + (nxt.strftime(DATEFMT) if nxt is not None else "done")
             except CronkitError:  # pragma: no cover - defensive, periodicity is validated
                 pass
-        logs = f" ({len(self.logs)} logs)" if self.logs else ""
+        logs = f" ({len(self._logs)} logs)" if self._logs else ""
         env = f" {self.environ!r}" if self.environ else ""
         return f"cron: {self.name}/{self.uid} [{state}]{logs}{env}"
 
@@ -397,17 +408,17 @@ class Cron:
         put(self, "_pinned", True)
         entries = row["logs"]
         if entries:
-            put(self, "logs", LogList(self, [Log(**entry) for entry in entries]))
+            put(self, "_logs", LogList(self, [Log(**entry) for entry in entries]))
             put(self, "_log_ids", tuple(entry["id"] for entry in entries))
         else:
-            put(self, "logs", LogList(self))
+            put(self, "_logs", None)
             put(self, "_log_ids", ())
         put(self, "_position", row["position"])
 
     def _unsaved_logs(self) -> tuple[list[Log], list[int]]:
         """(The logs the store does not hold, oldest first; the ids of the logs the
         store holds that this cron dropped.)"""
-        if not self.logs and not self._log_ids:
+        if not self._logs and not self._log_ids:
             return [], []
         present = {entry.id for entry in self.logs if entry.id is not None}
         dropped = [i for i in self._log_ids if i not in present]
@@ -418,8 +429,8 @@ class Cron:
         its drawing, which no longer moves)."""
         object.__setattr__(self, "_position", position)
         object.__setattr__(self, "_pinned", True)
-        object.__setattr__(self, "_log_ids", tuple(e.id for e in self.logs if e.id is not None)
-                           if self.logs else ())
+        object.__setattr__(self, "_log_ids", tuple(e.id for e in self._logs if e.id is not None)
+                           if self._logs else ())
 
     def _inherit_log_ids(self, ids: tuple[int, ...]) -> None:
         """This cron replaces a deleted one of its uid: the logs the store still holds

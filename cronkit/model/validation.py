@@ -434,9 +434,18 @@ def _check_uid(value: Any) -> str:
 
 
 def _check_name(value: Any) -> str:
+    if type(value) is str:      # the few names of a crontab's runners, checked once each
+        return _checked_name(value)
     checked = check_str("name", value)
     assert checked is not None
     return checked
+
+
+@lru_cache(maxsize=1024)
+def _checked_name(value: str) -> str:
+    checked = check_str("name", value)
+    assert checked is not None
+    return sys.intern(checked)
 
 
 def _check_seconds_first(value: Any) -> bool:

@@ -46,10 +46,18 @@ class _Insert:
 
     def args(self, rows: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
         get, times = self._get, self._times
+        # The rows of a sync share a few datetimes (its now, each expression's next
+        # time): each is converted once. Keyed by identity: the rows keep them alive.
+        seen: dict[int, tuple[Any, Any]] = {}
         for row in rows:
             values = list(get(job_values(row)))
             for i in times:
-                values[i] = to_db(values[i])
+                value = values[i]
+                if value is not None:
+                    known = seen.get(id(value))
+                    if known is None or known[0] is not value:
+                        known = seen[id(value)] = (value, to_db(value))
+                    values[i] = known[1]
             yield values
 
 
