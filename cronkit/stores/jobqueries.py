@@ -24,6 +24,8 @@ import sqlalchemy as sa
 
 from ..exceptions import NoSuchJob
 from .base import WAITING, JobRow, JobStore, Statuses
+from .bulk import insert_jobs
+from .bulk import pending_and_running_cron_jobs as bulk_cron_jobs
 from .hotpath import HotPath, from_micros
 from .schema import (
     chunks,
@@ -65,18 +67,18 @@ class JobQueries(JobStore):
     def add_jobs(self, rows: list[JobRow], ignore_duplicates: bool = False) -> list[int]:
         if not rows:
             return []
-        values = [job_values(r) for r in rows]
         hot = self._hot_stmts
-        if len(values) == 1 and not ignore_duplicates and hot is not None and self._hot is not None:
+        if len(rows) > 1:     # one executemany (see bulk.py)
+            return insert_jobs(self, rows, ignore_duplicates)  # type: ignore[arg-type]
+        values = job_values(rows[0])
+        if not ignore_duplicates and hot is not None and self._hot is not None:
             with self._hot.write(self.url) as conn:
-                cur = conn.execute(hot.insert.sql, hot.insert.args(values[0]))
+                cur = conn.execute(hot.insert.sql, hot.insert.args(values))
                 return [cur.fetchone()[0]]
         stmt = self._stmts.insert_ignore if ignore_duplicates else self._stmts.insert_job
         with self._tx() as conn:
-            if len(values) == 1:
-                res = conn.execute(stmt, values[0]).first()
-                return [res[0]] if res else []
-            return [r[0] for r in conn.execute(stmt, values)]
+            res = conn.execute(stmt, values).first()
+            return [res[0]] if res else []
 
     def add_unique_job(self, row: JobRow, running: bool = False) -> tuple[int, bool]:
         statuses = ["pending", "running"] if running else ["pending"]
@@ -151,6 +153,9 @@ class JobQueries(JobStore):
 
     def pending_and_running_cron_jobs(self, site: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
         # One statement, so one snapshot: the next firing is queued before a run ends.
+        found = bulk_cron_jobs(self, site)  # type: ignore[arg-type]
+        if found is not None:     # SQLite's hot path
+            return found
         q = sa.select(jobs.c.id, jobs.c.cron_uid, jobs.c.signature, jobs.c.run_after,
                       jobs.c.fire_at, jobs.c.status).where(
             jobs.c.site == site, jobs.c.status.in_(["pending", "running"]),
