@@ -50,7 +50,8 @@ def schema_of(url: str) -> dict:
                              for c in inspector.get_columns(table))
             indexes = sorted((ix["name"], tuple(ix["column_names"]), bool(ix["unique"]),
                               repr(sorted(ix.get("column_sorting", {}).items())),
-                              tuple(ix.get("expressions") or ()), _descending(engine, ix))
+                              tuple(ix.get("expressions") or ()), _descending(engine, ix),
+                              _where(ix))
                              for ix in inspector.get_indexes(table))
             schema[table] = {
                 "columns": columns,
@@ -63,6 +64,13 @@ def schema_of(url: str) -> dict:
         return schema
     finally:
         engine.dispose()
+
+
+def _where(index: dict) -> str:
+    """A partial index's condition (both dialects report it among the dialect options)."""
+    options = index.get("dialect_options") or {}
+    found = [str(v) for k, v in sorted(options.items()) if k.endswith("_where")]
+    return " ".join(" ".join(w.split()).strip("()").lower() for w in found)
 
 
 def _descending(engine: sa.Engine, index: dict) -> tuple:
