@@ -76,19 +76,26 @@ def _inserts(store: SQLStore) -> tuple[_Insert, _Insert]:
     return found
 
 
-def insert_jobs(store: SQLStore, rows: list[dict[str, Any]],
+def insert_jobs(store: SQLStore, rows: Iterable[dict[str, Any]],
                 ignore_duplicates: bool = False) -> list[int]:
     """Insert the job ``rows`` (as ``add_jobs`` takes them) in one transaction; return
     the ids of the new jobs, in the order of ``rows``. With ``ignore_duplicates`` a
     row whose firing is already in the store is skipped (it has no id in the answer);
-    without it, such a row refuses the whole batch (DuplicateFiring), nothing inserted."""
-    if not rows:
-        return []
+    without it, such a row refuses the whole batch (DuplicateFiring), nothing inserted.
+
+    ``rows`` may be any iterable, read once: on SQLite each row is laid out as the
+    INSERT reaches it, so a generator of 100,000 rows is never held whole (one
+    transaction for a whole sync costs half of what transactions of 1,000 rows do)."""
     hot = store._hot
     if hot is None or store._hot_stmts is None:
+        values = [job_values(r) for r in rows]
+        if not values:
+            return []
         stmt = store._stmts.insert_ignore if ignore_duplicates else store._stmts.insert_job
         with store._tx() as conn:
-            return [r[0] for r in conn.execute(stmt, [job_values(r) for r in rows])]
+            return [r[0] for r in conn.execute(stmt, values)]
+    if isinstance(rows, (list, tuple)) and not rows:
+        return []
     statement = _inserts(store)[1 if ignore_duplicates else 0]
     with hot.write(store.url) as conn:
         last = conn.execute(_LAST_ID).fetchone()[0] or 0
