@@ -210,7 +210,7 @@ def test_the_dispatcher_frees_a_slot_when_its_job_ends_without_waiting_for_a_pol
         executor.shutdown()
 
 
-def test_one_look_finds_every_job_that_ended(kit, site, celery_kit):
+def test_the_jobs_that_ended_are_freed_and_the_others_stay_in_flight(kit, site, celery_kit):
     executor = ck_celery.CeleryExecutor(concurrency=3, app=Broker())
     executor.fallback_interval = 300.0
     executor.start(kit)
@@ -223,6 +223,32 @@ def test_one_look_finds_every_job_that_ended(kit, site, celery_kit):
         wait_for(lambda: len(ends.ids) == 2, 30, "the two ends")
         assert sorted(ends.ids) == sorted(r["id"] for r in rows[:2])
         assert executor.in_flight() == {rows[2]["id"]}
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_an_end_notified_without_its_attempt_is_looked_up_in_the_store(
+        kit, site, celery_kit):
+    executor = ck_celery.CeleryExecutor(concurrency=1, app=Broker())
+    executor.fallback_interval = 300.0
+    executor.start(kit)
+    try:
+        [row], ends = dispatch(kit, site, executor)
+        celery_kit.store.finish_job(row["id"], "success", kit.clock.now())   # no attempt
+        assert ends.event.wait(30) and ends.ids == [row["id"]]
+    finally:
+        executor.shutdown()
+
+
+def test_an_end_of_another_attempt_frees_nothing(kit, site, celery_kit):
+    executor = ck_celery.CeleryExecutor(concurrency=1, app=Broker())
+    executor.fallback_interval = 300.0
+    executor.start(kit)
+    try:
+        [row], ends = dispatch(kit, site, executor)
+        executor._notified(f"{row['id']}:{row['attempts'] + 1},999999:1")
+        time.sleep(0.3)   # the look it asks for finds the job still running
+        assert not ends.ids and executor.in_flight() == {row["id"]}
     finally:
         executor.shutdown(wait=False)
 

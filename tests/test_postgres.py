@@ -98,8 +98,10 @@ def test_a_store_that_cannot_connect_says_so():
 class Wakes:
     def __init__(self):
         self.event = threading.Event()
+        self.payloads = []
 
-    def __call__(self):
+    def __call__(self, *payload):
+        self.payloads += payload
         self.event.set()
 
     def wait(self, timeout=30.0) -> bool:
@@ -158,7 +160,7 @@ def test_reads_and_other_writes_do_not_wake_anyone(store, listening):
 def test_the_notification_leaves_with_the_commit(store, listening):
     """A notification sent inside a rolled-back transaction is never delivered."""
     with pytest.raises(cronkit.DuplicateFiring):
-        store._notifying((store.notify_channel,),
+        store._notifying(((store.notify_channel, ""),),
                          lambda: store.add_jobs([job_row(cron_uid="c1", fire_at=NOW)] * 2))
     assert not listening.wait(0.5)
 
@@ -180,9 +182,21 @@ def test_a_job_end_wakes_the_listeners_of_ends_when_the_store_notifies_ends(
     store.claim(NOW, 1, "w:1", 1)
     listening.wait(0.5)
     ends.wait(0.5)
-    assert store.finish_job(job_id, "success", NOW) == "success"
-    assert ends.wait()
+    ends.payloads.clear()
+    assert store.finish_job(job_id, "success", NOW, attempt=1) == "success"
+    assert ends.wait() and ends.payloads == [f"{job_id}:1"]   # the job and its attempt
     assert not listening.wait(0.5)   # an end is no new work
+
+
+def test_a_batch_of_ends_wakes_the_listeners_of_ends_once_naming_each_job(store, ends):
+    store.notify_ends = True
+    ids = store.add_jobs([job_row(), job_row()])
+    store.claim(NOW, 2, "w:1", 1)
+    ends.wait(0.5)
+    ends.payloads.clear()
+    batch = ({"job_id": i, "status": "success", "now": NOW, "attempt": 1} for i in ids)
+    assert store.finish_jobs(batch) == ["success", "success"]   # any iterable
+    assert ends.wait() and ends.payloads == [",".join(f"{i}:1" for i in ids)]
 
 
 def test_a_requeue_wakes_both_channels_when_the_store_notifies_ends(store, listening, ends):
@@ -191,8 +205,10 @@ def test_a_requeue_wakes_both_channels_when_the_store_notifies_ends(store, liste
     store.claim(NOW, 1, "w:1", 1)
     listening.wait(0.5)
     ends.wait(0.5)
+    ends.payloads.clear()
     assert store.requeue_job(job_id, NOW, "retry")
     assert ends.wait() and listening.wait()
+    assert ends.payloads == [f"{job_id}:"]   # no attempt given: the job alone
 
 
 def test_job_ends_notify_no_one_by_default(store, ends):

@@ -201,6 +201,18 @@ def _claim_check(store, _ctx, rows):
     assert store.count_jobs(status="running") == 1 and store.count_jobs(status="pending") == 1
 
 
+def _lease_check(store, job, rows):
+    [leased] = store.list_jobs()
+    assert [r["id"] for r in rows] == [leased["id"]]
+    assert (leased["status"], leased["worker"]) == ("pending", "w:1")
+
+
+def _leased(store) -> int:
+    [job_id] = store.add_jobs([row(run_after=NOW + timedelta(seconds=30))])
+    store.lease(NOW, NOW + timedelta(seconds=60), 1, "w:1", 1, NOW + timedelta(seconds=90))
+    return job_id
+
+
 CASES: dict[str, tuple[Setup, Call, Check]] = {
     "add_jobs": (lambda s: None, lambda s, _: s.add_jobs([row(), row(name="other")]),
                  _add_jobs_check),
@@ -258,6 +270,21 @@ CASES: dict[str, tuple[Setup, Call, Check]] = {
         lambda s, _, got: got == 1 and s.count_jobs() == 0),
     "claim": (lambda s: s.add_jobs([row(), row()]), lambda s, _: s.claim(NOW, 1, "w:1", 1),
               _claim_check),
+    "finish_jobs": (
+        claimed,
+        lambda s, job: s.finish_jobs([{"job_id": job, "status": "success", "now": NOW,
+                                       "attempt": 1}]),
+        lambda s, job, got: got == ["success"] and s.get_job(job)["status"] == "success"),
+    "lease": (
+        lambda s: s.add_jobs([row(run_after=NOW + timedelta(seconds=30))])[0],
+        lambda s, _: s.lease(NOW, NOW + timedelta(seconds=60), 1, "w:1", 1,
+                             NOW + timedelta(seconds=90)),
+        _lease_check),
+    "start_leased": (
+        _leased,
+        lambda s, job: s.start_leased([job], NOW + timedelta(seconds=30), "w:1", 1),
+        lambda s, job, got: [r["id"] for r in got] == [job]
+        and s.get_job(job)["status"] == "running" and s.get_job(job)["attempts"] == 1),
 }
 
 

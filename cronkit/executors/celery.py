@@ -240,13 +240,15 @@ class CeleryExecutor(BaseExecutor):
     ``concurrency`` minus the jobs taken and still running, so that ``capacity -
     len(running())`` is the number of free slots.
 
-    A monitor thread learns from the store which jobs in flight ended, with one query
-    for all of them (the store's RUNNING jobs), and calls ``done(job_id)`` for each
-    (which wakes the worker). On a store that notifies job ends (PostgreSQL, whose
-    Celery workers' stores set ``notify_ends``) it looks when one is notified, and
-    every ``fallback_interval`` seconds for ends nobody notified (a job reaped, or
-    ended by another kind of process); on another store (SQLite) every
-    ``check_interval`` seconds while jobs are in flight.
+    ``done(job_id)`` (which wakes the worker) is called as soon as the job's end is
+    known. On a store that notifies job ends (PostgreSQL, whose Celery workers' stores
+    set ``notify_ends``) the notification names the job and its attempt: the slot is
+    freed at once, with no query. A monitor thread also looks at the store, with one
+    query for every job in flight (the store's RUNNING jobs): when an end was notified
+    without its attempt, and every ``fallback_interval`` seconds for ends nobody
+    notified (a job reaped, or ended by another kind of process) and for jobs a Celery
+    worker took; on another store (SQLite) every ``check_interval`` seconds while jobs
+    are in flight.
     """
 
     check_interval = 0.02
@@ -284,7 +286,7 @@ class CeleryExecutor(BaseExecutor):
         store: Any = kit.store
         channel = getattr(store, "ends_channel", None)
         if channel is not None:   # PostgreSQL: job ends are notified
-            self._pushed = bool(store.start_listener(self._ends.set, channel=channel))
+            self._pushed = bool(store.start_listener(self._notified, channel=channel))
         self._monitor = threading.Thread(target=self._watch, name="cronkit-celery-monitor",
                                          daemon=True)
         self._monitor.start()
@@ -341,6 +343,25 @@ class CeleryExecutor(BaseExecutor):
                 with self._lock:
                     self._owned.discard(job_id)
 
+    def _notified(self, payload: str) -> None:
+        """Jobs ended (the listener's thread): each of ours named with the attempt we
+        sent ends here, at once; a job of ours named without one, or none named, asks
+        the monitor for a look at the store."""
+        look = not payload
+        for item in payload.split(",") if payload else ():
+            job_id, _, attempt = item.partition(":")
+            try:
+                with self._lock:
+                    ours = self._attempts.get(int(job_id))
+                if ours is not None and attempt and ours == int(attempt):
+                    self._ended(int(job_id))
+                elif ours is not None:
+                    look = True
+            except ValueError:   # not a payload of ours
+                look = True
+        if look:
+            self._ends.set()
+
     def _interval(self) -> float:
         """Seconds until the next look at the store when no end is notified."""
         return self.fallback_interval if self._pushed and not self._draining \
@@ -384,7 +405,7 @@ class CeleryExecutor(BaseExecutor):
             self._monitor.join()
         if self._pushed:
             store: Any = self.kit.store
-            store.stop_listener(self._ends.set, channel=store.ends_channel)
+            store.stop_listener(self._notified, channel=store.ends_channel)
             self._pushed = False
 
 

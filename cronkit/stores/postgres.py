@@ -46,6 +46,7 @@ needs when many workers on many hosts use it at once.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import random
 import threading
@@ -81,8 +82,11 @@ ENDS_CHANNEL = "cronkit_ends"
 NOTIFYING = frozenset({"add_jobs", "add_unique_job", "requeue_job", "save_crontab",
                        "resume"})
 # The operations that end a RUNNING job (or put it back to PENDING): with
-# ``notify_ends`` their commit wakes the listeners of ENDS_CHANNEL.
+# ``notify_ends`` their commit wakes the listeners of ENDS_CHANNEL, with the payload
+# "id:attempt,..." of the jobs the call ends ("id:" where no attempt was given).
 ENDING = frozenset({"finish_job", "finish_jobs", "requeue_job"})
+# A payload longer than this is sent empty (PostgreSQL's limit is 8000 bytes).
+MAX_PAYLOAD = 7000
 # Store methods that are no database operation: neither retried nor refused.
 LOCAL = frozenset({"close", "after_fork"})
 
@@ -115,10 +119,15 @@ class _Try:
         self.committing = False
 
 
-def _begin_sql(xid: bool, channels: tuple[str, ...]) -> str:
+Notices = tuple[tuple[str, str], ...]
+"""The notifications a transaction sends at its COMMIT: (channel, payload) pairs, the
+payloads made of digits, colons and commas only (``_ends_payload``)."""
+
+
+def _begin_sql(xid: bool, notices: Notices) -> str:
     """The one round trip that opens a transaction: BEGIN, and in the same simple query
     the NOTIFYs it sends at COMMIT and its transaction id."""
-    columns = [f"pg_notify('{channel}', '')" for channel in channels]
+    columns = [f"pg_notify('{channel}', '{payload}')" for channel, payload in notices]
     if xid:
         columns.append("pg_current_xact_id()::text")
     return f"BEGIN; SELECT {', '.join(columns)}" if columns else "BEGIN"
@@ -267,12 +276,12 @@ class PostgresStore(SQLStore):
         """One transaction (a read: no BEGIN, its statements autocommit); with
         ``attempt``, its transaction id is noted in it, read with its BEGIN. The NOTIFYs
         of the operation (``_notifying``) go out at COMMIT, never before."""
-        channels = getattr(self._local, "channels", ())
+        notices = getattr(self._local, "notices", ())
         try:
             with self.engine.connect() as conn:
                 with conn.begin():
-                    if write or attempt is not None or channels:
-                        self._begin(conn, attempt, channels)
+                    if write or attempt is not None or notices:
+                        self._begin(conn, attempt, notices)
                     yield conn
                     if attempt is not None:
                         attempt.committing = True
@@ -294,7 +303,7 @@ class PostgresStore(SQLStore):
         return StoreError(f"store {self.url!r}: {orig}")
 
     def _begin(self, conn: sa.Connection, attempt: _Try | None,
-               channels: tuple[str, ...]) -> None:
+               notices: Notices) -> None:
         """Open the transaction on the driver's connection in one round trip (a simple
         query: BEGIN, then the NOTIFYs and the transaction id); SQLAlchemy's COMMIT or
         ROLLBACK closes it."""
@@ -304,7 +313,7 @@ class PostgresStore(SQLStore):
         assert raw is not None, "a connection from the pool has its driver connection"
         try:
             with raw.cursor() as cursor:
-                cursor.execute(_begin_sql(attempt is not None, channels))
+                cursor.execute(_begin_sql(attempt is not None, notices))
                 if attempt is not None:
                     cursor.nextset()
                     row = cursor.fetchone()
@@ -334,29 +343,30 @@ class PostgresStore(SQLStore):
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 
-    def _channels(self, name: str) -> tuple[str, ...]:
-        """The channels the operation ``name`` notifies at its COMMIT."""
+    def _notices(self, name: str, ends: str = "") -> Notices:
+        """What the operation ``name`` notifies at its COMMIT; ``ends``: the payload of
+        the jobs it ends."""
+        notices: list[tuple[str, str]] = []
         if name in NOTIFYING:
-            return (CHANNEL, ENDS_CHANNEL) if self.notify_ends and name in ENDING \
-                else (CHANNEL,)
-        return (ENDS_CHANNEL,) if self.notify_ends and name in ENDING else ()
+            notices.append((CHANNEL, ""))
+        if self.notify_ends and name in ENDING:
+            notices.append((ENDS_CHANNEL, ends))
+        return tuple(notices)
 
-    def _repeated(self, what: str, call: Callable[[], T]) -> T:
+    def _repeated(self, what: str, call: Callable[[], T], notices: Notices = ()) -> T:
         """A repeatable operation: retried as it is."""
         if getattr(self._local, "conn", None) is not None:
             return call()   # part of an enclosing operation's transaction
-        channels = self._channels(what)
-        if channels:
-            return self._retry(what, lambda attempt: self._notifying(channels, call))
+        if notices:
+            return self._retry(what, lambda attempt: self._notifying(notices, call))
         return self._retry(what, lambda attempt: call())
 
-    def _once(self, what: str, call: Callable[[], T]) -> T:
+    def _once(self, what: str, call: Callable[[], T], notices: Notices = ()) -> T:
         """An unsafe operation, made exactly-once: one transaction whose outcome is
         asked of the server when the answer to its COMMIT is lost."""
         if getattr(self._local, "conn", None) is not None:
             return call()   # part of an enclosing operation's transaction
         lost: _Try | None = None
-        channels = self._channels(what)
 
         def attempt(n: int) -> T:
             nonlocal lost
@@ -367,7 +377,7 @@ class PostgresStore(SQLStore):
                     return lost.result
                 lost = None
             this = _Try()
-            self._local.channels = channels
+            self._local.notices = notices
             try:
                 with self._transaction(this) as conn:
                     self._local.conn = conn
@@ -380,7 +390,7 @@ class PostgresStore(SQLStore):
                     lost = this
                 raise
             finally:
-                self._local.channels = ()
+                self._local.notices = ()
             return this.result
 
         return self._retry(what, attempt)
@@ -411,19 +421,19 @@ class PostgresStore(SQLStore):
                              f"{xid} committed")
         return bool(status == "committed")
 
-    def _notifying(self, channels: tuple[str, ...], call: Callable[[], T]) -> T:
-        """``call()``, whose transactions notify ``channels`` at their COMMIT."""
-        self._local.channels = channels
+    def _notifying(self, notices: Notices, call: Callable[[], T]) -> T:
+        """``call()``, whose transactions send ``notices`` at their COMMIT."""
+        self._local.notices = notices
         try:
             return call()
         finally:
-            self._local.channels = ()
+            self._local.notices = ()
 
     # -- listening ------------------------------------------------------------------
 
     def _init_listener_state(self) -> None:
         self._listen_lock = threading.Lock()
-        self._callbacks: dict[str, list[Callable[[], None]]] = {}
+        self._callbacks: dict[str, list[Callable[..., None]]] = {}
         self._listener: threading.Thread | None = None
         self._listen_stop = threading.Event()
         self._listening = threading.Event()   # LISTEN is in place
@@ -432,14 +442,17 @@ class PostgresStore(SQLStore):
     def _conninfo(self) -> str:
         return self._sa_url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-    def start_listener(self, callback: Callable[[], None] | None = None,
+    def start_listener(self, callback: Callable[..., None] | None = None,
                        timeout: float = 10.0, channel: str = CHANNEL) -> bool:
         """Call ``callback()`` whenever a job is queued or requeued, or a crontab saved,
-        in any process using this database; with ``channel=ENDS_CHANNEL``, whenever a
-        store with ``notify_ends`` ended a job (or requeued it). Starts the listener
-        thread on first use and waits up to ``timeout`` seconds for its LISTEN; True if
-        it is listening. A callback is also called each time the listener (re)connects:
-        what was sent while it was away is lost."""
+        in any process using this database; with ``channel=ENDS_CHANNEL``, call
+        ``callback(payload)`` whenever a store with ``notify_ends`` ended jobs (or
+        requeued them), ``payload`` naming them: "id:attempt" each, comma-separated
+        ("id:" where the attempt was not given, "" for jobs unknown). Starts the
+        listener thread on first use and waits up to ``timeout`` seconds for its
+        LISTEN; True if it is listening. A callback is also called (with "" on
+        ENDS_CHANNEL) each time the listener (re)connects: what was sent while it was
+        away is lost."""
         with self._listen_lock:
             callbacks = self._callbacks.setdefault(channel, [])
             if callback is not None and callback not in callbacks:
@@ -451,7 +464,7 @@ class PostgresStore(SQLStore):
                 self._listener.start()
         return self._listening.wait(timeout)
 
-    def stop_listener(self, callback: Callable[[], None] | None = None,
+    def stop_listener(self, callback: Callable[..., None] | None = None,
                       channel: str = CHANNEL) -> None:
         """Forget ``callback`` (of ``channel``); with none given, or none left on any
         channel, stop the listener."""
@@ -476,16 +489,25 @@ class PostgresStore(SQLStore):
         self._notified.clear()
         return got
 
-    def _wake(self, channels: set[str] | None = None) -> None:
-        """Call the callbacks of ``channels`` (of every channel when None)."""
+    def _wake(self, notices: Notices | None = None) -> None:
+        """Call the callbacks of the channels of ``notices`` (every callback when None,
+        as if everything had happened): those of ``notify_channel`` once, those of
+        ``ends_channel`` with each payload ("" when None)."""
+        channels = None if notices is None else {channel for channel, _ in notices}
         if channels is None or self.notify_channel in channels:
             self._notified.set()
         with self._listen_lock:
-            fns = [fn for channel, callbacks in self._callbacks.items()
-                   if channels is None or channel in channels for fn in callbacks]
-        for fn in fns:
+            wakes = list(self._callbacks.get(self.notify_channel, ())) \
+                if channels is None or self.notify_channel in channels else []
+            ends = list(self._callbacks.get(self.ends_channel, ()))
+        calls: list[tuple[Callable[..., None], tuple[str, ...]]] = [(fn, ()) for fn in wakes]
+        if ends:
+            payloads = [""] if notices is None else \
+                [payload for channel, payload in notices if channel == self.ends_channel]
+            calls += [(fn, (payload,)) for payload in payloads for fn in ends]
+        for fn, args in calls:
             try:
-                fn()
+                fn(*args)
             except Exception:  # a callback must not stop the listener
                 log.exception("listener callback %r failed", fn)
 
@@ -507,9 +529,10 @@ class PostgresStore(SQLStore):
                     delay = 0.1
                     self._wake()   # whatever was sent while we were away is lost
                     while not self._listen_stop.is_set():
-                        channels = {n.channel for n in conn.notifies(timeout=0.5, stop_after=1)}
-                        if channels:
-                            self._wake(channels)
+                        got = tuple((n.channel, n.payload)
+                                    for n in conn.notifies(timeout=0.5, stop_after=1))
+                        if got:
+                            self._wake(got)
             except psycopg.Error as exc:
                 if self._listen_stop.is_set():
                     break
@@ -531,12 +554,31 @@ class PostgresStore(SQLStore):
         super().close()
 
 
+def _ends_payload(name: str, base: Callable[..., Any], self: Any, args: tuple,
+                  kwargs: dict) -> tuple[tuple, dict, str]:
+    """The call's arguments (its iterable of ends made a list: it is read twice) and
+    the payload naming the jobs it ends: "id:attempt" each, comma-separated."""
+    bound = inspect.signature(base).bind(self, *args, **kwargs)
+    if name == "finish_jobs":
+        ends = bound.arguments["ends"] = list(bound.arguments["ends"])
+        pairs = [(end["job_id"], end.get("attempt")) for end in ends]
+    else:
+        pairs = [(bound.arguments["job_id"], bound.arguments.get("attempt"))]
+    payload = ",".join(f"{int(job_id)}:{'' if attempt is None else int(attempt)}"
+                       for job_id, attempt in pairs)
+    return bound.args[1:], bound.kwargs, payload if len(payload) <= MAX_PAYLOAD else ""
+
+
 def _repeatable(name: str) -> Callable[..., Any]:
     base = getattr(SQLStore, name)
 
     @functools.wraps(base)
     def method(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-        return self._repeated(name, lambda: base(self, *args, **kwargs))
+        ends = ""
+        if self.notify_ends and name in ENDING:
+            args, kwargs, ends = _ends_payload(name, base, self, args, kwargs)
+        return self._repeated(name, lambda: base(self, *args, **kwargs),
+                              self._notices(name, ends))
 
     return method
 
@@ -546,7 +588,10 @@ def _exactly_once(name: str) -> Callable[..., Any]:
 
     @functools.wraps(base)
     def method(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-        return self._once(name, lambda: base(self, *args, **kwargs))
+        ends = ""
+        if self.notify_ends and name in ENDING:
+            args, kwargs, ends = _ends_payload(name, base, self, args, kwargs)
+        return self._once(name, lambda: base(self, *args, **kwargs), self._notices(name, ends))
 
     return method
 
