@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -117,9 +117,16 @@ class JobLifecycle:
 
     # -- queued -----------------------------------------------------------------------
 
-    def queue(self, site: Site, rows: list[dict], ignore_duplicates: bool = False) -> list[int]:
+    def queue(self, site: Site, rows: Iterable[dict], ignore_duplicates: bool = False) -> list[int]:
+        """Insert ``rows`` (any iterable: a generator's rows are made as they are
+        inserted, unless someone listens to JobQueuedEvent) in one transaction; send
+        their events; return the new ids."""
+        listened = _listened(site, JobQueuedEvent)
+        if listened and not isinstance(rows, list):
+            rows = list(rows)
         ids = self.kit.store.add_jobs(rows, ignore_duplicates=ignore_duplicates)
-        if ids and _listened(site, JobQueuedEvent):
+        if ids and listened:
+            assert isinstance(rows, list)
             if len(ids) == len(rows):
                 queued = [Job(site, dict(r, id=i)) for r, i in zip(rows, ids, strict=True)]
             else:

@@ -279,17 +279,15 @@ class QueueManager:
         """Queue firings: (cron, run_after, fire_at or None for a forced run); a firing
         already in the store is skipped. Return the ids of the new jobs."""
         now = self.clock.now()
-        rows = [{"site": self.site.name, "type": cron.name, "name": cron.name,
+        # One transaction; the rows made as they are inserted (bounded memory for a
+        # huge crontab).
+        rows = ({"site": self.site.name, "type": cron.name, "name": cron.name,
                  "status": "pending", "priority": 0, "payload": cron.environ,
                  "run_after": run_after, "created_at": now, "cron_uid": cron.uid,
                  "fire_at": fire_at, "signature": cron.signature, "user": cron.user,
                  "progress": 0, "status_text": "", "attempts": 0, "canceled": False}
-                for cron, run_after, fire_at in entries]
-        ids: list = []
-        queue = self.site.kit.lifecycle.queue
-        for start in range(0, len(rows), 1000):   # bounded memory for huge crontabs
-            ids.extend(queue(self.site, rows[start:start + 1000], ignore_duplicates=True))
-        return ids
+                for cron, run_after, fire_at in entries)
+        return self.site.kit.lifecycle.queue(self.site, rows, ignore_duplicates=True)
 
     # -- queries --------------------------------------------------------------
 

@@ -129,8 +129,9 @@ class JobStore(ABC):
     @abstractmethod
     @unsafe
     @writes
-    def add_jobs(self, rows: list[JobRow], ignore_duplicates: bool = False) -> list[int]:
-        """Insert job rows in one transaction; return their ids in order. A second job
+    def add_jobs(self, rows: Iterable[JobRow], ignore_duplicates: bool = False) -> list[int]:
+        """Insert job rows (a list, or any iterable: rows made as they are inserted) in
+        one transaction; return their ids in order. A second job
         for one cron firing (site, cron_uid, fire_at) raises DuplicateFiring and inserts
         nothing, or with ``ignore_duplicates`` is skipped (and has no id in the result).
         Unsafe: a plain job would be inserted twice, a firing's id lost."""

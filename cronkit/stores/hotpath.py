@@ -19,6 +19,8 @@ from typing import Any
 from ..exceptions import DuplicateFiring, StoreError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The page cache of each hot-path connection, in KiB (SQLite's default is 2,000).
+CACHE_KIB = 8192
 
 
 def to_micros(value: datetime) -> int:
@@ -125,6 +127,10 @@ class HotPath:
             conn.isolation_level = None
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
+            # A queue of a million jobs keeps its claim path (the claim-order index,
+            # the rows at its head) in this connection's cache: the cost of a claim
+            # stays flat with the backlog. Pages are held only once read.
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()

@@ -64,7 +64,9 @@ class JobQueries(JobStore):
         """Serialise the claims that take jobs of limited types, from here to the end of
         the claim's transaction."""
 
-    def add_jobs(self, rows: list[JobRow], ignore_duplicates: bool = False) -> list[int]:
+    def add_jobs(self, rows: Iterable[JobRow], ignore_duplicates: bool = False) -> list[int]:
+        if not isinstance(rows, list):     # made as they are inserted: one executemany
+            return insert_jobs(self, rows, ignore_duplicates)  # type: ignore[arg-type]
         if not rows:
             return []
         hot = self._hot_stmts
