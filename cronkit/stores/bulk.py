@@ -24,14 +24,13 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from .hotpath import CACHE_KIB, Statement, from_micros, to_db
+from .hotpath import Statement, from_micros, to_db
 from .schema import UTCDateTime, insert, job_values, jobs
 
 if TYPE_CHECKING:
     from .sql import SQLStore
 
 _COLUMNS = [c.name for c in jobs.columns if c.name != "id"]
-_SMALL_CACHE = -2000     # SQLite's default (KiB)
 _LAST_ID = f"SELECT max(id) FROM {jobs.name}"
 _IDS_AFTER = f"SELECT id FROM {jobs.name} WHERE id > ? ORDER BY id"
 
@@ -99,15 +98,9 @@ def insert_jobs(store: SQLStore, rows: Iterable[dict[str, Any]],
         return []
     statement = _inserts(store)[1 if ignore_duplicates else 0]
     with hot.write(store.url) as conn:
-        # A batch appends: it gains nothing from the connection's large page cache, and
-        # would fill it (100,000 rows: some 16 MB held by the process).
-        conn.execute(f"PRAGMA cache_size={_SMALL_CACHE}")
-        try:
-            last = conn.execute(_LAST_ID).fetchone()[0] or 0
-            conn.executemany(statement.sql, statement.args(rows))
-            return [found for (found,) in conn.execute(_IDS_AFTER, (last,))]
-        finally:
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        last = conn.execute(_LAST_ID).fetchone()[0] or 0
+        conn.executemany(statement.sql, statement.args(rows))
+        return [found for (found,) in conn.execute(_IDS_AFTER, (last,))]
 
 
 _CRON_JOBS = (f"SELECT id, cron_uid, signature, run_after, fire_at, status FROM {jobs.name} "
