@@ -123,7 +123,9 @@ class Worker:
         # A job whose end waits for the writer holds no thread: its slot is free.
         busy = self.executor.running() - kit.lifecycle.writer.unwritten()
         free = room - len(busy)
-        claimed = kit.lifecycle.claim(now, free) if free > 0 else []
+        if free <= 0:     # every slot busy: a job's end wakes the worker
+            return self._until_held(now, self.poll_interval)
+        claimed = kit.lifecycle.claim(now, free)
         for row in claimed:
             self.executor.submit(row, self._finished)
         if claimed and len(claimed) == free:
@@ -149,6 +151,13 @@ class Worker:
         return delay if delay > 0 else (0.0 if claimed else self.poll_interval)
 
     # -- claim-ahead --------------------------------------------------------------
+
+    def _until_held(self, now: datetime, delay: float) -> float:
+        """``delay``, or the seconds until the first held job is due if sooner."""
+        if not self.held:
+            return delay
+        first = min(r["run_after"] for r in self.held.values())
+        return min(delay, (first - now).total_seconds())
 
     def _lease_ahead(self, now: datetime) -> int:
         """Lease the plain jobs due within the horizon (up to ``lease_limit`` held);

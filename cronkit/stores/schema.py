@@ -283,14 +283,13 @@ def job_values(row: dict[str, Any]) -> dict[str, Any]:
     """A job row as given to ``add_jobs`` as the values of its INSERT (every column)."""
     values = dict(_JOB_DEFAULTS)
     values.update(row)
-    values["payload"] = json.dumps(row.get("payload") or {})
-    values["result"] = _json_or_none(row.get("result"))
-    values["after_ids"] = _json_or_none(row.get("after_ids") or None)
+    payload = row.get("payload")
+    values["payload"] = json.dumps(payload) if payload else "{}"
+    result = row.get("result")
+    values["result"] = None if result is None else json.dumps(result)
+    after = row.get("after_ids")
+    values["after_ids"] = json.dumps(after) if after else None
     return values
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def _read_json_columns(data: dict[str, Any]) -> dict[str, Any]:
