@@ -602,15 +602,20 @@ class IListeningStore(Interface):
     None of these methods is a retried database operation."""
 
     notify_channel = Attribute("The channel notifications are sent on (str).")
+    ends_channel = Attribute("The channel job ends are notified on, by a store whose "
+                             "``notify_ends`` is set (a Celery worker's) (str).")
 
-    def start_listener(callback=None, timeout=10.0):
+    def start_listener(callback=None, timeout=10.0, channel=None):
         """Call ``callback()`` whenever a job is queued or requeued, or a crontab saved,
-        by any process on this database (once more after every reconnection). Start
-        listening on first use and wait up to ``timeout`` seconds for it; return True
-        if listening."""
+        by any process on this database (once more after every reconnection); with
+        ``channel`` the ``ends_channel``, call ``callback(payload)`` whenever jobs
+        ended, ``payload`` naming them ("id:attempt", comma-separated; "" after a
+        reconnection). Start listening on first use and wait up to ``timeout`` seconds
+        for it; return True if listening."""
 
-    def stop_listener(callback=None):
-        """Forget ``callback``; with none given, or none left, stop listening."""
+    def stop_listener(callback=None, channel=None):
+        """Forget ``callback`` (of ``channel``); with none given, or none left, stop
+        listening."""
 
     def wait_for_notify(timeout):
         """Sleep until a notification arrives or ``timeout`` seconds pass; return True
