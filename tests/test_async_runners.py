@@ -8,7 +8,6 @@ import asyncio
 import gc
 import os
 import threading
-import time
 import warnings
 
 import pytest
@@ -16,26 +15,11 @@ import pytest
 import cronkit
 from cronkit import LogStatus, Status
 from tests import jobrunners
+from tests.helpers import finished, wait_for
 
 
 def _register(site, name, run, **attrs):
     site.register_runner(type(name, (cronkit.Runner,), {"run": run, **attrs}), name=name)
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-
-
-def finished(site, job_id):
-    job = site.jobs.get(job_id)
-    return job if job.finished else None
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from cronkit.executors import celery as ck_celery
 from cronkit.executors import make_executor
 from tests import jobrunners
 from tests.children import child_env
+from tests.helpers import wait_for
 from tests.test_postgres import (
     ROOT,
     prepare,
@@ -331,13 +332,6 @@ def start_dispatcher_with(url, broker, error_timeout):
             "kit.worker(concurrency=4, executor='celery', poll_interval=0.2).run_forever()")
     return subprocess.Popen([sys.executable, "-c", code], env=celery_env(url, broker), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_two_celery_workers_and_two_dispatchers_run_everything_exactly_once(pg_db, broker, kit):

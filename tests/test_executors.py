@@ -19,19 +19,9 @@ import cronkit
 from cronkit import Status
 from tests import jobrunners
 from tests.children import child_env
+from tests.helpers import finished, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -47,11 +37,6 @@ def proc_worker(real_kit):
     worker = real_kit.worker(concurrency=2, executor="processes", poll_interval=0.05).start()
     yield worker
     worker.stop(wait=False)
-
-
-def finished(site, job_id):
-    job = site.jobs.get(job_id)
-    return job if job.finished else None
 
 
 def test_each_job_runs_in_its_own_process(real_kit, proc_worker):

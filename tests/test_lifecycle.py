@@ -20,6 +20,7 @@ from cronkit import FinishedCronJobEvent, JobFinishedEvent, LogStatus, Status
 from cronkit.events import JobRetriedEvent, JobStartedEvent
 from cronkit.executors.celery import execute_adopted
 from tests import jobrunners
+from tests.helpers import wait_for
 
 RECORDED = (JobFinishedEvent, FinishedCronJobEvent, JobRetriedEvent, JobStartedEvent)
 
@@ -114,14 +115,6 @@ def site(kit):
     for name, cls in jobrunners.RUNNERS.items():
         site.register_runner(cls, name=name)
     return site
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
 
 
 def add_cron(site, name="ok", periodicity="*/5 * * * *", **options):

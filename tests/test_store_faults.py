@@ -12,7 +12,6 @@ import logging
 import os
 import subprocess
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from cronkit.exceptions import StoreError, StoreGone
 from cronkit.stores import open_store
 from cronkit.stores.sql import SQLStore
 from tests.children import child_env, command
+from tests.helpers import wait_for
 from tests.servers import free_port
 
 NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
@@ -32,14 +32,6 @@ NOW = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 class Ok(cronkit.Runner):
     def run(self):
         return None
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
 
 
 class _FullDiskStore(SQLStore):
