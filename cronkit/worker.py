@@ -32,6 +32,9 @@ log = logging.getLogger("cronkit.worker")
 
 
 class Worker:
+    #: Jobs due sooner than this (seconds) are not leased ahead but claimed when due.
+    NOT_AHEAD = 0.05
+
     def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
                  reap_interval: float | None = None, cleanup_interval: float = 3600.0,
@@ -133,8 +136,9 @@ class Worker:
             return 0.0 if len(busy) < room else self.poll_interval
         nxt = store.next_due()
         ahead = 0     # asked of the store only when the next job falls in the horizon
+        soonest = now + timedelta(seconds=self.NOT_AHEAD)
         if nxt is not None and self.claim_ahead and \
-                now < nxt <= now + timedelta(seconds=self.claim_ahead):
+                soonest < nxt <= now + timedelta(seconds=self.claim_ahead):
             ahead = self._lease_ahead(now)
         held = min(self.held.values(), key=lambda r: r["run_after"])["run_after"] \
             if self.held else None
@@ -166,7 +170,10 @@ class Worker:
         if not self.claim_ahead or room <= 0:
             return 0
         kit = self.kit
-        rows = kit.store.lease(now, now + timedelta(seconds=self.claim_ahead), room,
+        # A job due within NOT_AHEAD is claimed at its time: a lease and a start would
+        # be two writes where its claim is one.
+        rows = kit.store.lease(now + timedelta(seconds=self.NOT_AHEAD),
+                               now + timedelta(seconds=self.claim_ahead), room,
                                kit.worker_id, os.getpid(),
                                now + timedelta(seconds=self.lease),
                                limited=kit.lifecycle.limits())

@@ -74,9 +74,7 @@ class JobQueries(JobStore):
             return insert_jobs(self, rows, ignore_duplicates)  # type: ignore[arg-type]
         values = job_values(rows[0])
         if not ignore_duplicates and hot is not None and self._hot is not None:
-            with self._hot.write(self.url) as conn:
-                cur = conn.execute(hot.insert.sql, hot.insert.args(values))
-                return [cur.fetchone()[0]]
+            return [self._hot.write_one(self.url, hot.insert, values)[0][0]]
         stmt = self._stmts.insert_ignore if ignore_duplicates else self._stmts.insert_job
         with self._tx() as conn:
             res = conn.execute(stmt, values).first()
@@ -369,10 +367,8 @@ class JobQueries(JobStore):
                                       attempt, result)
         hot = self._hot_stmts
         if hot is not None and self._hot is not None:
-            stmt = hot.finish[variant]
-            with self._hot.write(self.url) as conn:
-                row = conn.execute(stmt.sql, stmt.args(params)).fetchone()
-            return row[0] if row else None
+            rows = self._hot.write_one(self.url, hot.finish[variant], params)
+            return rows[0][0] if rows else None
         with self._tx() as conn:
             found = conn.execute(self._stmts.finish[variant], params).first()
         return found[0] if found else None
