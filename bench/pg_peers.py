@@ -12,12 +12,13 @@ counted from its jobs table (``status = 'succeeded'``).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.pg_celery import _stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1000
@@ -35,18 +36,6 @@ def _spawn_workers(dsn: str, processes: int, concurrency: int) -> list[subproces
     return [subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              start_new_session=True) for _ in range(processes)]
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _count(conn: Any, statuses: tuple[str, ...]) -> int:

@@ -431,14 +431,20 @@ def _after(value: Any) -> list[int]:
 async def submit_job(request: Request, kit: Cronkit) -> Response:
     site = _site(request, kit)
     data = await body_object(request, SUBMIT_FIELDS)
+    type_, payload = _type_and_payload(data)
+    job = site.submit(type_, payload, **submit_options(data))
+    return JSONResponse(job_json(job, history=True), 201)
+
+
+def _type_and_payload(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A submission's job type and payload, as a body gives them; WebError (422)."""
     type_ = data.get("type")
     if not isinstance(type_, str) or not type_:
         raise WebError(422, "type (the job type's name) is required", "type")
     payload = data.get("payload", {})
     if not isinstance(payload, dict):
         raise WebError(422, "payload must be a JSON object", "payload")
-    job = site.submit(type_, payload, **submit_options(data))
-    return JSONResponse(job_json(job, history=True), 201)
+    return type_, payload
 
 
 def batch_spec(index: int, data: Any) -> dict[str, Any]:
@@ -450,12 +456,7 @@ def batch_spec(index: int, data: Any) -> dict[str, Any]:
         for key in data:
             if key not in SUBMIT_FIELDS:
                 raise WebError(422, f"unknown field {key!r}", key)
-        type_ = data.get("type")
-        if not isinstance(type_, str) or not type_:
-            raise WebError(422, "type (the job type's name) is required", "type")
-        payload = data.get("payload", {})
-        if not isinstance(payload, dict):
-            raise WebError(422, "payload must be a JSON object", "payload")
+        type_, payload = _type_and_payload(data)
         options = submit_options(data)
     except WebError as exc:
         field = str(index) if exc.field is None else f"{index}.{exc.field}"
