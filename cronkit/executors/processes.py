@@ -192,7 +192,8 @@ class ProcessExecutor(BaseExecutor):
                 # cancel was asked (cancel(force=True), which may not have ended the job
                 # yet when this thread sees the death), it ends CANCELED.
                 lifecycle = self.kit.lifecycle
-                if code < 0 and self.kit.store.is_canceled(row["id"]):
+                # (None: reaped elsewhere, its status unknown: "process vanished".)
+                if code is not None and code < 0 and self.kit.store.is_canceled(row["id"]):
                     lifecycle.finish(row, Status.CANCELED, "canceled (killed)")
                 else:
                     lifecycle.finish(row, Status.FAILED, describe_exit(code))
