@@ -140,16 +140,13 @@ class Worker:
         if nxt is not None and self.claim_ahead and \
                 soonest < nxt <= now + timedelta(seconds=self.claim_ahead):
             ahead = self._lease_ahead(now)
-        held = min(self.held.values(), key=lambda r: r["run_after"])["run_after"] \
-            if self.held else None
-        if nxt is None:
-            return self.poll_interval if held is None else (held - now).total_seconds()
+        if nxt is None:      # (a held job is pending: then nxt is never None)
+            return self._until_held(now, self.poll_interval)
         delay = (nxt - now).total_seconds()
         # The service wakes early to lease it ahead (see step()).
         self._early = self.claim_ahead / 2 if self.claim_ahead and delay > self.claim_ahead \
             and not ahead else 0.0
-        if held is not None:
-            delay = min(delay, (held - now).total_seconds())
+        delay = self._until_held(now, delay)
         # Due but not claimable (its cron is running, or every slot is busy): wait for
         # a job to finish (it wakes us) or the poll, never spin.
         return delay if delay > 0 else (0.0 if claimed else self.poll_interval)
