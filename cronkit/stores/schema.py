@@ -22,7 +22,7 @@ from .hotpath import from_micros, to_micros
 # Every change of the tables below (a column, an index, a constraint) bumps this and adds
 # a migration to MIGRATIONS: tests/contracts/test_schema.py holds a database made by
 # version 1 and fails when migrating it does not give what a fresh database gets.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 T = TypeVar("T")
 
@@ -119,6 +119,9 @@ jobs = sa.Table(
     # for (a JSON list of ids; NULL for a job that waits for none).
     sa.Column("result", sa.Text),
     sa.Column("after_ids", sa.Text),
+    # Version 7: the W3C trace context (``traceparent``) of the span that submitted the
+    # job, so that its run, in whichever process, continues that trace (NULL: none).
+    sa.Column("trace", sa.String(200)),
     sa.Index("ix_cronkit_jobs_due", "status", "run_after"),
     sa.Index("ix_cronkit_jobs_site", "site", "status", "id"),
     sa.Index("ix_cronkit_jobs_site_id", "site", "id"),
@@ -161,6 +164,24 @@ pauses = sa.Table(
     sa.Column("site", sa.String(200), primary_key=True),
     sa.Column("type", sa.String(200), primary_key=True),
     sa.Column("paused_at", UTCDateTime, nullable=False),
+)
+
+# Version 7: the workers of the store, each registered by itself and heartbeating: what
+# `cronkit workers` and /api/v1/workers show. ``state`` is running, paused, draining or
+# stopped; one whose heartbeat is older than its kit's error timeout is reported lost.
+workers = sa.Table(
+    "cronkit_workers", metadata,
+    sa.Column("id", sa.String(300), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("executor", sa.String(50), nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime),
+    sa.Column("version", sa.String(50), nullable=False, default=""),
+    sa.Column("info", sa.Text, nullable=False, default="{}"),   # JSON: sites, queues...
 )
 
 JOB_COLUMNS = [c.name for c in jobs.columns]
@@ -224,11 +245,18 @@ def _migrate_6(conn: sa.Connection) -> None:
         _index(jobs, name).create(conn)
 
 
+def _migrate_7(conn: sa.Connection) -> None:
+    """Version 7: a job's trace context (NULL for the jobs there), the workers table."""
+    _add_columns(conn, jobs, ("trace",))
+    workers.create(conn, checkfirst=True)
+
+
 # Versioned schema: MIGRATIONS[n] brings a database from version n to n + 1. Each one is
 # idempotent (it creates only what is missing), as _migrate_1 makes the latest tables.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {0: _migrate_1, 1: _migrate_2,
                                                           2: _migrate_3, 3: _migrate_4,
-                                                          4: _migrate_5, 5: _migrate_6}
+                                                          4: _migrate_5, 5: _migrate_6,
+                                                          6: _migrate_7}
 
 
 def read_version(value: Any, url: str) -> int:
