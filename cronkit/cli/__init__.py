@@ -72,7 +72,15 @@ from .jobs import (
     cmd_jobs_watch,
 )
 from .profiles import cmd_cleanup, cmd_profile_export, cmd_profile_load, cmd_types
-from .serve import _web_options, _worker_options, cmd_run, cmd_web, cmd_worker
+from .serve import (
+    _log_options,
+    _ops_options,
+    _web_options,
+    _worker_options,
+    cmd_run,
+    cmd_web,
+    cmd_worker,
+)
 
 __all__ = [
     "BAR_WIDTH", "LIST_LIMIT", "PROG", "WATCH_INTERVAL", "Context", "Terminated", "UsageError",
@@ -150,13 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     # worker, run, web
     p = command(commands, "worker", "run due jobs until SIGINT / SIGTERM", "g1", cmd_worker)
     _worker_options(p)
+    _ops_options(p)
     p = command(commands, "run", "the worker and the dashboard", "g1", cmd_run)
-    p.add_argument("--profile", metavar="PATH", help="a ZCML profile to load first")
     p.add_argument("--no-web", action="store_true", help="the worker only")
     _worker_options(p)
     _web_options(p)
     p = command(commands, "web", "serve the dashboard and the REST API", "g1", cmd_web)
     _web_options(p)
+    _log_options(p)
 
     # jobs
     jobs = group("jobs", "submit, follow and steer jobs")

@@ -137,8 +137,8 @@ def cmd_web(ctx: Context) -> int:
 def cmd_run(ctx: Context) -> int:
     args = ctx.args
     _logging(args.log_level)
-    if args.profile:
-        _load_zcml(ctx, args.profile)
+    for path in args.profile:
+        _load_zcml(ctx, path)
     if not args.no_web:
         _credentials(args)   # a blank one is refused before the worker starts
     serve, why = (None, None) if args.no_web else _web_serve()
@@ -192,8 +192,13 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease", type=_positive_float, metavar="SECONDS",
                         help="how long a job held ahead stays this worker's without a "
                         "renewal: a killed worker's held jobs come back after it (default 5)")
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"), help="default info")
+    parser.add_argument("--profile", metavar="PATH", action="append", default=[],
+                        help="a ZCML profile to load first (repeatable; default: "
+                             "$CRONKIT_PROFILE, paths separated by ':')")
+    parser.add_argument("--drain-timeout", dest="drain_timeout", type=_non_negative,
+                        metavar="SECONDS", help="on SIGTERM, how long running jobs may take "
+                        "to end before they are canceled (default 30)")
+    _log_options(parser)
     parser.add_argument("--error-timeout", dest="error_timeout", type=_positive_float,
                         metavar="SECONDS", help="a running job with no heartbeat for this long "
                         "is failed 'worker lost' or retried (default 60)")
@@ -201,6 +206,25 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                         help="delete successful jobs finished N days ago (default 30, 0 keeps)")
     parser.add_argument("--all-backlog-days", dest="all_backlog_days", type=_days,
                         metavar="M", help="delete every finished job after M days (default 60, 0 keeps)")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"), help="default info")
+    parser.add_argument("--log-format", dest="log_format", default="text",
+                        choices=("text", "json"),
+                        help="text lines (default), or one JSON object per line")
+
+
+def _ops_options(parser: argparse.ArgumentParser) -> None:
+    """What a worker that serves no dashboard serves for operators."""
+    parser.add_argument("--metrics-port", dest="metrics_port", type=_port, metavar="PORT",
+                        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics")
+    parser.add_argument("--health-port", dest="health_port", type=_port, metavar="PORT",
+                        help="serve /healthz and /readyz at http://127.0.0.1:PORT/")
+    parser.add_argument("--ops-host", dest="ops_host", default="127.0.0.1", metavar="HOST",
+                        help="the address --metrics-port and --health-port listen on "
+                             "(default 127.0.0.1)")
 
 
 def _size(text: str) -> int:
