@@ -16,6 +16,20 @@ pytest_plugins = ["tests.servers"]
 START = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 
+def pytest_collection_finish(session):
+    """The buildout test's build starts now, in the background, when it is to run."""
+    if any(item.nodeid.startswith("tests/test_buildout.py") for item in session.items):
+        from tests.test_buildout import start_in_background
+        start_in_background()
+
+
+def pytest_sessionfinish(session):
+    import sys
+    module = sys.modules.get("tests.test_buildout")
+    if module is not None:
+        module.stop_background()
+
+
 @pytest.fixture
 def clock():
     return cronkit.FakeClock(START)
