@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import re
 import signal
@@ -13,6 +12,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
+from .. import logs
+from ..exceptions import CronkitError
 from .common import (
     Context,
     Terminated,
@@ -36,9 +37,13 @@ SIZE_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
 WEB_EXTRAS = ("max_body", "secure_cookies", "forwarded_allow_ips")
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(args: argparse.Namespace) -> None:
+    """``--log-level`` and ``--log-format`` (cronkit.logs.setup): a format whose
+    library is missing is a one-line error."""
+    try:
+        logs.setup(args.log_level, args.log_format)
+    except CronkitError as exc:
+        raise UsageError(f"--log-format {args.log_format}: {exc}") from None
 
 
 def _worker(ctx: Context) -> Worker:
@@ -59,7 +64,7 @@ def _worker(ctx: Context) -> Worker:
 
 
 def cmd_worker(ctx: Context) -> int:
-    _logging(ctx.args.log_level)
+    _logging(ctx.args)
     worker = _worker(ctx)
     ctx.note(f"cronkit worker on {getattr(ctx.kit.store, 'url', ctx.store)} "
              f"({ctx.args.executor or ctx.kit.executor}, concurrency {ctx.args.concurrency}); "
@@ -126,6 +131,7 @@ def _serve(ctx: Context, serve: Serve) -> None:
 
 def cmd_web(ctx: Context) -> int:
     _credentials(ctx.args)   # a blank one is refused before anything starts
+    _logging(ctx.args)
     serve, why = _web_serve()
     if serve is None:
         raise UsageError(f"the dashboard is not available ({why}): "
@@ -136,7 +142,7 @@ def cmd_web(ctx: Context) -> int:
 
 def cmd_run(ctx: Context) -> int:
     args = ctx.args
-    _logging(args.log_level)
+    _logging(args)
     for path in args.profile:
         _load_zcml(ctx, path)
     if not args.no_web:

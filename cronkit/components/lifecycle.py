@@ -21,16 +21,18 @@ sends FinishedCronJobEvent; then JobFinishedEvent, as for every job.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from zope.component import getGlobalSiteManager
 from zope.interface import implementedBy, implementer
 
+from .. import logs, tracing
 from ..events import (
     Event,
     FinishedCronJobEvent,
@@ -94,6 +96,23 @@ def _alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+class _Counted:
+    """An iterable of rows that counts them and keeps the first (a one-job
+    submission's, for its log line), not the others (a big sync's are not held)."""
+
+    def __init__(self, rows: Iterable[dict]):
+        self.rows = rows
+        self.count = 0
+        self.first: dict | None = None
+
+    def __iter__(self) -> Iterator[dict]:
+        for row in self.rows:
+            self.count += 1
+            if self.first is None:
+                self.first = row
+            yield row
+
+
 @implementer(IJobLifecycle)
 class JobLifecycle:
     """The kit's job lifecycle; see the module docstring and IJobLifecycle."""
@@ -120,8 +139,22 @@ class JobLifecycle:
     def queue(self, site: Site, rows: Iterable[dict], ignore_duplicates: bool = False) -> list[int]:
         """Insert ``rows`` (any iterable: a generator's rows are made as they are
         inserted, unless someone listens to JobQueuedEvent) in one transaction; send
-        their events; return the new ids."""
+        their events and log them; return the new ids. Traced, a submission span
+        covers the insert and each row holds its traceparent."""
+        tracer = tracing.tracer()
+        if tracer is not None:
+            with tracing.submitting(tracer, site.name) as (span, traceparent):
+                ids = self._queue(site, tracing.with_trace(rows, traceparent),
+                                  ignore_duplicates)
+                tracing.submitted(span, ids)
+                return ids
+        return self._queue(site, rows, ignore_duplicates)
+
+    def _queue(self, site: Site, rows: Iterable[dict], ignore_duplicates: bool) -> list[int]:
         listened = _listened(site, JobQueuedEvent)
+        logged = logs.jobs_log.isEnabledFor(logging.INFO)
+        if logged and not isinstance(rows, list):
+            rows = _Counted(rows)
         if listened and not isinstance(rows, list):
             rows = list(rows)
         ids = self.kit.store.add_jobs(rows, ignore_duplicates=ignore_duplicates)
@@ -133,14 +166,39 @@ class JobLifecycle:
                 queued = [Job(site, self.kit.store.get_job(i)) for i in ids]
             for job in queued:
                 notify(JobQueuedEvent(site=site, job=job))
+        if ids and logged:
+            self._log_queued(site, rows, ids)
         if ids:
             self.kit.wake()
         return ids
 
+    def _log_queued(self, site: Site, rows: Iterable[dict], ids: list[int]) -> None:
+        """One line per job queued; a batch is one line, its jobs' at DEBUG."""
+        known = rows if isinstance(rows, list) else (
+            [rows.first] if isinstance(rows, _Counted) and rows.count == 1 and rows.first else [])
+        if len(ids) > 1:
+            logs.queued_batch(site.name, len(ids))
+        if len(ids) == len(known) and (len(ids) == 1 or logs.jobs_log.isEnabledFor(logging.DEBUG)):
+            for row, job_id in zip(known, ids, strict=True):
+                logs.queued(Job(site, dict(row, id=job_id)),
+                            logging.INFO if len(ids) == 1 else logging.DEBUG)
+
     def queue_unique(self, site: Site, row: dict, running: bool = False) -> tuple[int, bool]:
+        tracer = tracing.tracer()
+        if tracer is not None:
+            with tracing.submitting(tracer, site.name) as (span, traceparent):
+                found = self._queue_unique(site, dict(row, trace=traceparent), running)
+                tracing.submitted(span, [found[0]])
+                span.set_attribute("cronkit.job.merged", not found[1])
+                return found
+        return self._queue_unique(site, row, running)
+
+    def _queue_unique(self, site: Site, row: dict, running: bool) -> tuple[int, bool]:
         job_id, created = self.kit.store.add_unique_job(row, running=running)
         if created:
             notify(JobQueuedEvent(site=site, job=Job(site, dict(row, id=job_id))))
+            if logs.jobs_log.isEnabledFor(logging.INFO):
+                logs.queued(Job(site, dict(row, id=job_id)))
             self.kit.wake()
         return job_id, created
 
@@ -205,13 +263,18 @@ class JobLifecycle:
         if job._debug:    # a debug run changes nothing: no status, no event
             yield RunRequest(site, job, False)
             return job
+        span = tracing.run_started(job, row)    # None when tracing is off
         if job.cron_uid is not None:
-            return (yield from self._firing_steps(site, job))
+            return (yield from self._firing_steps(site, job, span))
         notify(JobStartedEvent(site=site, job=job))
+        if logs.jobs_log.isEnabledFor(logging.INFO):
+            logs.started(job)
         out = yield RunRequest(site, job, False)
         if self._retried(job, out):
+            tracing.run_ended(span, "retried", out.exc or out.error)
             return job.refresh()
         status, message, progress, result = end_of(out)
+        tracing.run_ended(span, status, (out.exc or message) if status == Status.FAILED else None)
         if written is not None and self.writer.running:
             end = PendingEnd(job, status, None if message is None else storable_text(message),
                              progress, result, self.kit.clock.now(), written)
@@ -221,15 +284,19 @@ class JobLifecycle:
         self.finish(job, status, message, progress=progress, result=result)
         return job
 
-    def _firing_steps(self, site: Site, job: Job) -> Generator[RunRequest, Outcome, Job]:
+    def _firing_steps(self, site: Site, job: Job,
+                      span: Any = None) -> Generator[RunRequest, Outcome, Job]:
         assert job.cron_uid is not None
         cron, crontab_on, version = load_cron(site, job.cron_uid)
         if cron is None:
+            tracing.run_ended(span, Status.CANCELED, "the cron no longer exists")
             self.finish(job, Status.CANCELED, f"cron {job.cron_uid!r} no longer exists")
             return job
         job.cron = cron
         notify(StartedCronJobEvent(site=site, cron=cron, job_id=job.id))
         notify(JobStartedEvent(site=site, job=job))
+        if logs.jobs_log.isEnabledFor(logging.INFO):
+            logs.started(job)
         start = self.kit.clock.now()
         manager = site.cron_manager(cron)
         skipped, missed = manager.skip_reason(job, crontab_on, start)
@@ -246,6 +313,7 @@ class JobLifecycle:
             if self._retried(job, out):
                 # Still one firing: the same job (site, cron, time) runs again later,
                 # and the cron's next firing is queued when this one ends.
+                tracing.run_ended(span, "retried", out.exc or out.error)
                 return job.refresh()
             status, message, log = firing_end_of(out, cron.name)
             if (job.attempts or 1) > 1:
@@ -253,6 +321,7 @@ class JobLifecycle:
         # "all": the next firing follows this one (or, if this one was missed, the first
         # still within the grace); else the next time is counted from now.
         base = manager.next_base(job, start, missed)
+        tracing.run_ended(span, status, message if status != Status.SUCCESS else None)
         self.finish(job, status, message, progress=100 if status == Status.SUCCESS else None,
                     log=log, log_date=start, cron=cron, base=base, version=version)
         return job
@@ -312,6 +381,8 @@ class JobLifecycle:
         job.status, job.run_after, job.message = Status.PENDING, run_after, text
         notify(JobRetriedEvent(site=job.site, job=job, attempt=attempt, run_after=run_after,
                                reason=why, timestamp=now))
+        if logs.jobs_log.isEnabledFor(logging.INFO):
+            logs.retried(job, attempt, why, run_after, delay)
         self.kit.wake()
         return True
 
@@ -382,7 +453,11 @@ class JobLifecycle:
             site.log_added(cron.uid, entry, version)
             notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id,
                                         timestamp=now))
+            if logs.crons_log.isEnabledFor(logging.INFO):
+                logs.cron_logged(site.name, cron, entry, job.id)
         notify(JobFinishedEvent(site=site, job=job, timestamp=now))
+        if logs.jobs_log.isEnabledFor(logging.INFO):
+            logs.finished(job, now)
         if self._may_wait_on(job):
             self.continue_after(site, [job.id], now)
 

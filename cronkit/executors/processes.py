@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..exceptions import CronkitError
 from ..jobs import Status
 from .base import BaseExecutor
@@ -69,6 +70,7 @@ def _forked_child(kit: Cronkit, row: dict, parent: int) -> None:
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
+        tracing.flush()     # os._exit runs no atexit: the run's span is exported first
         os._exit(0)
 
 
@@ -93,6 +95,7 @@ def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: f
     try:
         kit.execute(dict(row, pid=os.getpid()))
     finally:
+        tracing.flush()     # os._exit runs no atexit: the run's span is exported first
         os._exit(0)
 
 

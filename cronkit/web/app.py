@@ -14,7 +14,7 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from .. import logs
 from ..exceptions import CronkitError
 from . import api, pages
 from .security import (
@@ -183,9 +184,12 @@ def make_server(kit: Cronkit, host: str = "127.0.0.1", port: int = 8080, token: 
     allowed = None if (token or password) else [*LOOPBACK_HOSTS, host.strip("[]")]
     app = create_app(kit, auth_token=token, password=password, secret_key=secret_key,
                      allowed_hosts=allowed, max_body=max_body, secure_cookies=secure_cookies)
+    # Once cronkit.logs.setup configured the process's logging (the commands that
+    # serve, with --log-format), uvicorn's loggers go through it: no config of their own.
+    extra: dict[str, Any] = {"log_config": None} if logs.configured() else {}
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
                             access_log=False, proxy_headers=bool(proxies),
-                            forwarded_allow_ips=proxies)
+                            forwarded_allow_ips=proxies, **extra)
     return uvicorn.Server(config)
 
 
