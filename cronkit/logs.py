@@ -169,3 +169,12 @@ def configured() -> bool:
     handler is its own): the dashboard then lets uvicorn's loggers go through it."""
     return _installed is not None and _installed in logging.getLogger().handlers
 
+
+def through_root(*names: str) -> None:
+    """Send the records of the loggers ``names`` (uvicorn's) to the root's handler
+    only: their own handlers (a logging config applied before) are removed."""
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import re
 import signal
@@ -37,13 +38,19 @@ SIZE_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
 WEB_EXTRAS = ("max_body", "secure_cookies", "forwarded_allow_ips")
 
 
-def _logging(args: argparse.Namespace) -> None:
+def _logging(ctx: Context) -> None:
     """``--log-level`` and ``--log-format`` (cronkit.logs.setup): a format whose
-    library is missing is a one-line error."""
+    library is missing is a one-line error. In JSON, what the command says on stderr
+    (its notes, Python's warnings) is logged too: every line is a JSON object."""
+    args = ctx.args
     try:
-        logs.setup(args.log_level, args.log_format)
+        configured = logs.setup(args.log_level, args.log_format)
     except CronkitError as exc:
         raise UsageError(f"--log-format {args.log_format}: {exc}") from None
+    if configured and args.log_format == "json":
+        cli_log = logging.getLogger("cronkit.cli")
+        ctx.note = lambda *parts: cli_log.info(" ".join(map(str, parts)))  # type: ignore[method-assign]
+        logging.captureWarnings(True)
 
 
 def _worker(ctx: Context) -> Worker:
@@ -64,7 +71,7 @@ def _worker(ctx: Context) -> Worker:
 
 
 def cmd_worker(ctx: Context) -> int:
-    _logging(ctx.args)
+    _logging(ctx)
     worker = _worker(ctx)
     ctx.note(f"cronkit worker on {getattr(ctx.kit.store, 'url', ctx.store)} "
              f"({ctx.args.executor or ctx.kit.executor}, concurrency {ctx.args.concurrency}); "
@@ -131,7 +138,7 @@ def _serve(ctx: Context, serve: Serve) -> None:
 
 def cmd_web(ctx: Context) -> int:
     _credentials(ctx.args)   # a blank one is refused before anything starts
-    _logging(ctx.args)
+    _logging(ctx)
     serve, why = _web_serve()
     if serve is None:
         raise UsageError(f"the dashboard is not available ({why}): "
@@ -142,7 +149,7 @@ def cmd_web(ctx: Context) -> int:
 
 def cmd_run(ctx: Context) -> int:
     args = ctx.args
-    _logging(args)
+    _logging(ctx)
     for path in args.profile:
         _load_zcml(ctx, path)
     if not args.no_web:

@@ -186,7 +186,10 @@ def make_server(kit: Cronkit, host: str = "127.0.0.1", port: int = 8080, token: 
                      allowed_hosts=allowed, max_body=max_body, secure_cookies=secure_cookies)
     # Once cronkit.logs.setup configured the process's logging (the commands that
     # serve, with --log-format), uvicorn's loggers go through it: no config of their own.
-    extra: dict[str, Any] = {"log_config": None} if logs.configured() else {}
+    extra: dict[str, Any] = {}
+    if logs.configured():
+        extra["log_config"] = None
+        logs.through_root("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
                             access_log=False, proxy_headers=bool(proxies),
                             forwarded_allow_ips=proxies, **extra)
