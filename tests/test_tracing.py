@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -348,3 +349,42 @@ def test_flush_without_tracing_does_nothing():
     tracing.flush()
     assert tracing.tracer() is None
 
+
+
+@pytest.mark.usefixtures("contract_runners")
+def test_a_celery_worker_continues_the_trace_of_the_row(pg_db, redis_url, spans):
+    """Submitted here (the span in memory), dispatched by ``cronkit worker --executor
+    celery``, run by a real Celery worker configured by the OTEL environment only."""
+    import redis
+
+    from tests.test_celery import celery_env, start_dispatchers
+    from tests.test_postgres import stop_workers
+
+    redis.Redis.from_url(redis_url).flushall()
+    kit = cronkit.Cronkit(store=pg_db)
+    env = celery_env(pg_db, redis_url) | {"OTEL_TRACES_EXPORTER": "console",
+                                          "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    celery = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "cronkit.executors.celery", "worker",
+         "-P", "solo", "-c", "1", "-n", "traced@%h", "--loglevel", "warning",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    dispatcher = start_dispatchers(pg_db, redis_url, 1, concurrency=2)
+    try:
+        site = kit.site("plone")
+        job = site.submit("noop")
+        done = wait_for(lambda: finished(site, job.id), 120, "the Celery worker to run it")
+        assert done.status == Status.SUCCESS and done.pid == celery.pid
+    finally:
+        stop_workers(dispatcher)
+        celery.send_signal(signal.SIGTERM)    # a warm shutdown: its spans are flushed
+        out, err = celery.communicate(timeout=60)
+        kit.close()
+    [submit] = named(spans, SUBMIT)
+    runs = [s for s in spans_in(out + err) if s["name"] == RUN]   # Celery logs stdout
+    assert len(runs) == 1, err
+    [run] = runs
+    assert run["parent_id"] == f"0x{submit.context.span_id:016x}"
+    assert run["context"]["trace_id"] == f"0x{submit.context.trace_id:032x}"
+    assert run["attributes"]["cronkit.job.id"] == job.id
+    assert run["attributes"]["cronkit.job.status"] == "success"
