@@ -152,6 +152,14 @@ def test_a_delayed_job_says_when_it_is_due(kit, site, json_lines):
     assert queued["message"].endswith(f"queued, due {job.run_after.isoformat()}")
 
 
+def test_a_continuation_says_what_it_waits_for(kit, site, json_lines):
+    first = site.submit("export")
+    then = site.submit("export", after=first)
+    [queued] = [r for r in json_lines.json() if r.get("job_id") == then.id]
+    assert queued["message"].endswith(f"queued to run after job {first.id}")
+    assert queued["run_after"] is None
+
+
 def test_a_unique_submission_is_logged_once(kit, site, json_lines):
     job = site.submit("export", {"n": 1}, unique=True)
     site.submit("export", {"n": 1}, unique=True)     # merged: nothing queued

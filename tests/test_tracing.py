@@ -388,3 +388,18 @@ def test_a_celery_worker_continues_the_trace_of_the_row(pg_db, redis_url, spans)
     assert run["context"]["trace_id"] == f"0x{submit.context.trace_id:032x}"
     assert run["attributes"]["cronkit.job.id"] == job.id
     assert run["attributes"]["cronkit.job.status"] == "success"
+
+
+def test_the_otel_environment_turns_tracing_on_in_this_process(kit, site, monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setattr(tracing._state, "environ_read", False)
+    tracing.reset()
+    try:
+        assert tracing.tracer() is not None
+        assert isinstance(tracing._state.provider, TracerProvider)
+    finally:
+        tracing._state.provider.shutdown()
+        tracing.reset()
+    monkeypatch.setattr(tracing._state, "environ_read", False)
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    assert tracing.tracer() is None and tracing._state.environ_read
