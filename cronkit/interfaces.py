@@ -568,6 +568,29 @@ class IJobStore(Interface):
         """Return the job's history records ({date, status, comment}), oldest first.
         Repeatable."""
 
+    def register_worker(row):
+        """Insert a worker's row (id, host, pid, executor, concurrency, state,
+        started_at, heartbeat, version, info: a JSON object), or replace the row of its
+        id; its stopped_at is cleared. Return None. Repeatable."""
+
+    def worker_heartbeat(worker_id, now, state=None, info=None):
+        """Set the worker's heartbeat to ``now``, and its ``state`` (running, paused,
+        draining) and ``info`` when given; return whether its row exists (False: it was
+        deleted, and the worker registers again). Repeatable."""
+
+    def stop_worker(worker_id, now):
+        """Mark the worker stopped at ``now`` (state "stopped", stopped_at, heartbeat);
+        return whether its row exists. Repeatable."""
+
+    def list_workers():
+        """Return every worker row (``info`` a dict), newest first (by started_at,
+        then id). Repeatable."""
+
+    def delete_workers(before):
+        """Delete the workers stopped before ``before`` and those whose heartbeat is
+        older than ``before`` (lost long ago); return how many. Unsafe: a retry counts
+        none."""
+
 
 class IStore(ICrontabStore, IJobStore):
     """A whole store, built from its URL by ``cronkit.stores.open_store``."""

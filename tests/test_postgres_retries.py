@@ -264,6 +264,12 @@ CASES: dict[str, tuple[Setup, Call, Check]] = {
         lambda s: s.add_jobs([row(cron_uid="c1", fire_at=NOW)]),
         lambda s, _: s.delete_pending_cron_jobs("plone", ["c1"]),
         lambda s, _, got: got == 1 and s.count_jobs() == 0),
+    "delete_workers": (
+        lambda s: s.register_worker({"id": "h:1", "host": "h", "pid": 1, "executor": "threads",
+                                     "concurrency": 1, "state": "stopped", "started_at": NOW,
+                                     "heartbeat": NOW, "version": "", "info": {}}),
+        lambda s, _: s.delete_workers(NOW + timedelta(days=1)),
+        lambda s, _, got: got == 1 and s.list_workers() == []),
     "cleanup": (
         lambda s: s.finish_job(claimed(s), "success", NOW - timedelta(days=40)),
         lambda s, _: s.cleanup(NOW - timedelta(days=30), None),

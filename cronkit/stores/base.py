@@ -39,6 +39,9 @@ SiteRow = dict[str, Any]
 """A site: name, marked, activated, version."""
 CrontabData = dict[str, Any]
 """A site's crontab: version, activated, crons (CronRows, each with its ``logs``)."""
+WorkerRow = dict[str, Any]
+"""A worker: every column of ``cronkit_workers`` (id, host, pid, executor, concurrency,
+state, started_at, heartbeat, stopped_at, version), ``info`` a dict."""
 Statuses = str | Iterable[str] | None
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -412,7 +415,48 @@ class JobStore(ABC):
         """Return the job's history records ({date, status, comment}), oldest first."""
 
 
-class Store(CrontabStore, JobStore):
+class WorkerStore(ABC):
+    """The workers of the store, each registered and heartbeating by itself (part of
+    IJobStore): what ``cronkit workers`` and /api/v1/workers show."""
+
+    @abstractmethod
+    @repeatable
+    @writes
+    def register_worker(self, row: WorkerRow) -> None:
+        """Insert the worker ``row`` (every column but ``stopped_at``, which is cleared;
+        ``info`` a JSON object), or replace the row of its ``id``."""
+
+    @abstractmethod
+    @repeatable
+    @writes
+    def worker_heartbeat(self, worker_id: str, now: datetime, state: str | None = None,
+                         info: Mapping[str, Any] | None = None) -> bool:
+        """Set the worker's heartbeat to ``now``, and its ``state`` and ``info`` when
+        given; return whether its row exists (False: it was deleted, and the worker
+        registers again)."""
+
+    @abstractmethod
+    @repeatable
+    @writes
+    def stop_worker(self, worker_id: str, now: datetime) -> bool:
+        """Mark the worker stopped at ``now`` (state "stopped", stopped_at and heartbeat
+        ``now``); return whether its row exists."""
+
+    @abstractmethod
+    @repeatable
+    def list_workers(self) -> list[WorkerRow]:
+        """Return every worker row, newest first (by started_at, then id)."""
+
+    @abstractmethod
+    @unsafe
+    @writes
+    def delete_workers(self, before: datetime) -> int:
+        """Delete the workers stopped before ``before`` and those, whatever their state,
+        whose last heartbeat is older than ``before`` (lost long ago); return how many.
+        Unsafe: a retry counts none."""
+
+
+class Store(CrontabStore, JobStore, WorkerStore):
     """A whole store, built from its URL (IStore)."""
 
     url: str

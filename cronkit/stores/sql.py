@@ -18,9 +18,12 @@ opened (and whether it is still there) in ``sqlitefile.py``, the job queries in
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,7 +34,7 @@ from zope.interface import implementer
 
 from ..exceptions import CronkitError, ReadOnlyStore, StoreError, StoreGone
 from ..interfaces import ICrontabStore, IJobStore, IStore
-from .base import Store
+from .base import Store, WorkerRow, WorkerStore
 from .crontabs import CrontabQueries
 from .hotpath import HotPath, refused
 from .jobqueries import JobQueries
@@ -44,6 +47,7 @@ from .schema import (
     chunks,
     crons,
     history,
+    insert,
     job_row,
     job_values,
     jobs,
@@ -55,6 +59,7 @@ from .schema import (
     read_version,
     sites,
     stored_version,
+    workers,
 )
 from .sqlitefile import ASKED, SQLiteFile, split_mode
 from .statements import HotStatements, hot_statements, job_statements
@@ -65,8 +70,60 @@ __all__ = ["CRON_COLUMNS", "JOB_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SQLSt
 _job_row, _raw_job_row, _job_values, _chunks = job_row, raw_job_row, job_values, chunks
 
 
+class WorkerQueries(WorkerStore):
+    """The workers table (``cronkit_workers``); mixed into SQLStore."""
+
+    dialect: str
+
+    @abstractmethod
+    def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]:
+        """One transaction (a write one unless ``write`` is false)."""
+
+    def register_worker(self, row: WorkerRow) -> None:
+        values = {c.name: row.get(c.name) for c in workers.columns}
+        values["info"] = json.dumps(dict(row.get("info") or {}))
+        values["version"] = values["version"] or ""
+        values["stopped_at"] = None
+        stmt = insert(self.dialect, workers).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[workers.c.id],
+            set_={k: v for k, v in values.items() if k != "id"})
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def worker_heartbeat(self, worker_id: str, now: datetime, state: str | None = None,
+                         info: Mapping[str, Any] | None = None) -> bool:
+        values: dict[str, Any] = {"heartbeat": now}
+        if state is not None:
+            values["state"] = state
+        if info is not None:
+            values["info"] = json.dumps(dict(info))
+        with self._tx() as conn:
+            return bool(conn.execute(workers.update().where(workers.c.id == worker_id)
+                                     .values(**values)).rowcount)
+
+    def stop_worker(self, worker_id: str, now: datetime) -> bool:
+        with self._tx() as conn:
+            return bool(conn.execute(workers.update().where(workers.c.id == worker_id).values(
+                state="stopped", stopped_at=now, heartbeat=now)).rowcount)
+
+    def list_workers(self) -> list[WorkerRow]:
+        q = sa.select(workers).order_by(workers.c.started_at.desc(), workers.c.id)
+        with self._tx(write=False) as conn:
+            found = [dict(r._mapping) for r in conn.execute(q)]
+        for found_row in found:
+            found_row["info"] = json.loads(found_row["info"] or "{}")
+        return found
+
+    def delete_workers(self, before: datetime) -> int:
+        stopped = sa.and_(workers.c.state == "stopped", workers.c.stopped_at < before)
+        with self._tx() as conn:
+            return int(conn.execute(workers.delete().where(
+                sa.or_(stopped, workers.c.heartbeat < before))).rowcount)
+
+
 @implementer(ICrontabStore, IJobStore, IStore)
-class SQLStore(CrontabQueries, JobQueries, Store):
+class SQLStore(CrontabQueries, JobQueries, WorkerQueries, Store):
     """A store on SQLAlchemy Core: ``sqlite:///path``, ``postgresql://...``, ``memory://``.
 
     ``read_only=True`` (or ``mode=ro`` in the URL) opens it read-only; ``mode=rw`` opens

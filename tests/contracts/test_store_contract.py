@@ -731,6 +731,83 @@ def test_marking_keeps_the_crontab(store):
     assert store.crontab_version("plone") == version
 
 
+# -- workers -----------------------------------------------------------------------------
+
+
+def worker_row(worker_id="h:1", started=NOW, **fields):
+    """A worker's row as the worker registers it."""
+    data = {"id": worker_id, "host": "h", "pid": 1, "executor": "threads", "concurrency": 4,
+            "state": "running", "started_at": started, "heartbeat": started,
+            "version": "1.0", "info": {"sites": ["plone"], "claim_ahead": 0}}
+    data.update(fields)
+    return data
+
+
+def test_a_registered_worker_reads_back_as_written(store):
+    store.register_worker(worker_row())
+    [got] = store.list_workers()
+    assert got == {**worker_row(), "stopped_at": None}
+    assert got["heartbeat"].tzinfo is not None
+
+
+def test_registering_a_worker_again_replaces_its_row(store):
+    store.register_worker(worker_row())
+    store.stop_worker("h:1", NOW + timedelta(seconds=1))
+    again = worker_row(started=NOW + timedelta(seconds=2), pid=2, info={"sites": []})
+    store.register_worker(again)
+    store.register_worker(again)   # repeatable
+    assert store.list_workers() == [{**again, "stopped_at": None}]
+
+
+def test_workers_are_listed_newest_first(store):
+    for i in range(3):
+        store.register_worker(worker_row(f"h:{i}", started=NOW + timedelta(seconds=i)))
+    assert [w["id"] for w in store.list_workers()] == ["h:2", "h:1", "h:0"]
+
+
+def test_a_worker_heartbeat_sets_its_time_and_what_is_given(store):
+    store.register_worker(worker_row())
+    later = NOW + timedelta(seconds=10)
+    assert store.worker_heartbeat("h:1", later) is True
+    [got] = store.list_workers()
+    assert got["heartbeat"] == later and got["state"] == "running"
+    assert store.worker_heartbeat("h:1", later, state="paused", info={"sites": ["x"]}) is True
+    [got] = store.list_workers()
+    assert got["state"] == "paused" and got["info"] == {"sites": ["x"]}
+
+
+def test_a_worker_heartbeat_without_a_row_says_so_and_writes_nothing(store):
+    assert store.worker_heartbeat("gone:1", NOW) is False
+    assert store.stop_worker("gone:1", NOW) is False
+    assert store.list_workers() == []
+
+
+def test_a_stopped_worker_keeps_its_row_with_its_stop_time(store):
+    store.register_worker(worker_row())
+    at = NOW + timedelta(minutes=1)
+    assert store.stop_worker("h:1", at) is True
+    [got] = store.list_workers()
+    assert got["state"] == "stopped" and got["stopped_at"] == at and got["heartbeat"] == at
+
+
+def test_delete_workers_removes_the_long_stopped_and_long_lost_ones(store):
+    store.register_worker(worker_row("stopped:old"))
+    store.stop_worker("stopped:old", NOW)
+    store.register_worker(worker_row("stopped:new"))
+    store.stop_worker("stopped:new", NOW + timedelta(hours=2))
+    store.register_worker(worker_row("lost:old"))      # heartbeat NOW, never stopped
+    store.register_worker(worker_row("alive"))
+    store.worker_heartbeat("alive", NOW + timedelta(hours=2))
+    assert store.delete_workers(NOW + timedelta(hours=1)) == 2
+    assert sorted(w["id"] for w in store.list_workers()) == ["alive", "stopped:new"]
+    assert store.delete_workers(NOW + timedelta(hours=1)) == 0
+
+
+def test_a_naive_datetime_for_a_worker_is_a_store_error(store):
+    with pytest.raises(cronkit.StoreError):
+        store.register_worker(worker_row(started=datetime(2008, 1, 1)))
+
+
 # -- the contract itself -----------------------------------------------------------------
 
 
@@ -1029,6 +1106,7 @@ def _filled(store):
     store.add_jobs([firing("c1", at=NOW + timedelta(minutes=1))])
     store.mark_site("plone")
     store.pause("zope", "mail", NOW)
+    store.register_worker(worker_row())
     return {"pending": pending, "running": running}
 
 
@@ -1054,6 +1132,7 @@ READ_CALLS = {
     "schema_version": lambda s, ids: s.schema_version(),
     "sites": lambda s, ids: s.sites(),
     "stale_jobs": lambda s, ids: s.stale_jobs(NOW + timedelta(days=1)),
+    "list_workers": lambda s, ids: s.list_workers(),
 }
 
 WRITE_CALLS = {
@@ -1085,13 +1164,17 @@ WRITE_CALLS = {
     "resume": lambda s, ids: s.resume("zope", "mail"),
     "save_crontab": lambda s, ids: s.save_crontab("plone", False, [], ["c1"], [], []),
     "update_job": lambda s, ids: s.update_job(ids["pending"], progress=5),
+    "register_worker": lambda s, ids: s.register_worker(worker_row("h:ro")),
+    "worker_heartbeat": lambda s, ids: s.worker_heartbeat("h:1", NOW),
+    "stop_worker": lambda s, ids: s.stop_worker("h:1", NOW),
+    "delete_workers": lambda s, ids: s.delete_workers(NOW + timedelta(days=9)),
 }
 
 
 def _state(store, ids):
     return (store.list_jobs(), store.sites(), store.load_crontab("plone"),
             store.history(ids["running"]), store.history(ids["pending"]),
-            store.pauses("plone"), store.pauses("zope"))
+            store.pauses("plone"), store.pauses("zope"), store.list_workers())
 
 
 def test_the_contract_lists_every_read_and_write_of_a_read_only_store():
