@@ -27,18 +27,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import CronkitError
-
-try:
-    from opentelemetry import trace as _trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-except ImportError:   # pragma: no cover - the otel extra is installed by the test extra
-    _trace = None     # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -69,7 +64,31 @@ class _State:
 
 
 _state = _State()
-_propagator = TraceContextTextMapPropagator() if _trace is not None else None
+#: ``opentelemetry.trace`` and the W3C propagator, once imported (see ``_api``).
+_trace: Any = None
+_propagator: Any = None
+
+
+def _api() -> Any:
+    """``opentelemetry.trace``, imported on first need; None when it is not installed."""
+    global _trace, _propagator
+    if _trace is None:
+        try:
+            from opentelemetry import trace
+            from opentelemetry.trace.propagation.tracecontext import (
+                TraceContextTextMapPropagator,
+            )
+        except ImportError:  # pragma: no cover - the otel extra is installed by the test extra
+            return None
+        _propagator = TraceContextTextMapPropagator()
+        _trace = trace
+    return _trace
+
+
+def _environ_asks() -> bool:
+    """Whether the environment configures OpenTelemetry (an exporter or a provider)."""
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    return exporters not in ("", "none") or "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _version() -> str:
@@ -80,11 +99,12 @@ def _version() -> str:
 def enable(tracer_provider: TracerProvider | None = None) -> None:
     """Trace jobs with ``tracer_provider`` (by default the global one, or one built
     from the OTEL_* environment when none is set). CronkitError without OpenTelemetry."""
-    if _trace is None:     # pragma: no cover - the otel extra is installed by the test extra
+    api = _api()
+    if api is None:     # pragma: no cover - the otel extra is installed by the test extra
         raise CronkitError(MISSING)
     provider = tracer_provider
     if provider is None:
-        provider = _trace.get_tracer_provider()
+        provider = api.get_tracer_provider()
         if _unset(provider):
             provider = from_environment() or provider
     _state.mode, _state.provider = "on", provider
@@ -107,10 +127,21 @@ def _unset(provider: Any) -> bool:
 
 
 def tracer() -> Tracer | None:
-    """The tracer of cronkit's spans, or None when tracing is off (a check only)."""
-    if _state.mode is not None or _trace is None:
+    """The tracer of cronkit's spans, or None when tracing is off (a check only:
+    OpenTelemetry is not even imported until someone imports it or the environment
+    configures it)."""
+    if _state.mode is not None:
         return _state.tracer
-    provider = _trace.get_tracer_provider()
+    api = _trace
+    if api is None:
+        if "opentelemetry.trace" not in sys.modules and (
+                _state.environ_read or not _environ_asks()):
+            _state.environ_read = True
+            return None
+        api = _api()
+        if api is None:   # pragma: no cover - the otel extra is installed by the test extra
+            return None
+    provider = api.get_tracer_provider()
     if _unset(provider):
         if _state.environ_read:
             return None
@@ -132,7 +163,7 @@ def from_environment() -> TracerProvider | None:
     for an exporter that is not installed."""
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")]
     names = [n for n in names if n and n != "none"]
-    if not names or _trace is None:
+    if not names or _api() is None:
         return None
     try:
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource

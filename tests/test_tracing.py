@@ -403,3 +403,19 @@ def test_the_otel_environment_turns_tracing_on_in_this_process(kit, site, monkey
     monkeypatch.setattr(tracing._state, "environ_read", False)
     monkeypatch.delenv("OTEL_TRACES_EXPORTER")
     assert tracing.tracer() is None and tracing._state.environ_read
+
+
+def test_opentelemetry_is_imported_only_when_needed(monkeypatch):
+    monkeypatch.setattr(tracing, "_trace", None)
+    monkeypatch.delitem(sys.modules, "opentelemetry.trace")
+    monkeypatch.setattr(tracing._state, "environ_read", False)
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    tracing.reset()
+    assert tracing.tracer() is None and tracing._trace is None     # a check, no import
+    monkeypatch.setattr(tracing._state, "environ_read", False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    try:
+        assert tracing.tracer() is not None and tracing._trace is not None
+    finally:
+        tracing._state.provider.shutdown()
+        tracing.reset()
