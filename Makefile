@@ -4,8 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := web,postgres,celery,test,dev,docs
+# What `make run` needs: the dashboard, metrics and JSON logs; nothing to test or build docs.
+RUN_EXTRAS := web,ops
+# Where `make run` serves the dashboard: `make run PORT=8081`; a HOST off loopback needs
+# CRONKIT_TOKEN or CRONKIT_PASSWORD in the environment (the dashboard refuses otherwise).
+HOST ?= 127.0.0.1
+PORT ?= 8080
 # Re-install whenever the package metadata changes (the version is in cronkit/__init__.py).
+# STAMP: everything installed (`make test`); RUN_STAMP: what `make run` needs, which a
+# full install also brings (so `make run` after `make test` installs nothing).
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
@@ -16,6 +25,11 @@ PYTEST_ARGS ?=
 $(STAMP): setup.cfg pyproject.toml cronkit/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $@ $(RUN_STAMP)
+
+$(RUN_STAMP): setup.cfg pyproject.toml cronkit/__init__.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(RUN_EXTRAS)]'
 	touch $@
 
 # PostgreSQL, Redis and Chromium from Debian; a fast no-op once installed.
@@ -33,9 +47,9 @@ test: .venv system-deps
 docs: .venv
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-run: .venv
+run: $(RUN_STAMP)
 	$(BIN)/cronkit run --store sqlite:///cronkit.db --profile examples/site.zcml \
-		--import examples.runners
+		--import examples.runners --host $(HOST) --port $(PORT)
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
