@@ -144,7 +144,9 @@ class StartedCronJobEvent(Event):
 @implementer(i.IFinishedCronJobEvent)
 @dataclass(frozen=True, kw_only=True)
 class FinishedCronJobEvent(Event):
-    """A cron firing ended; ``log`` says how (``status`` and ``messages`` too)."""
+    """A cron firing ended; ``log`` says how (``status`` and ``messages`` too);
+    ``missed``: how many firings its Log records as not run (the firing itself when it
+    was skipped as missed, and those a "missed: N more" message counts)."""
 
     site: Site | None = _live()
     cron: Cron | None = _live()
@@ -153,6 +155,7 @@ class FinishedCronJobEvent(Event):
     job_id: int | None = None
     status: str | None = None
     messages: tuple[str, ...] | None = None
+    missed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()

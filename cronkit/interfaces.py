@@ -313,7 +313,8 @@ class IStartedCronJobEvent(IEvent):
 
 
 class IFinishedCronJobEvent(IEvent):
-    """A cron firing ended; ``log`` (``status``, ``messages``) says how."""
+    """A cron firing ended; ``log`` (``status``, ``messages``) says how; ``missed``:
+    how many firings that Log records as not run."""
 
 
 class IJobQueuedEvent(IEvent):

@@ -142,6 +142,12 @@ def missed_note(cron: Cron, after: datetime, until: datetime) -> str | None:
     """The Log message for the firings of ``cron`` due after ``after`` and up to
     ``until`` that will not run (misfire "once" or "skip" counts the next time from
     ``until``), or None when there are none."""
+    return missed_firings(cron, after, until)[1]
+
+
+def missed_firings(cron: Cron, after: datetime, until: datetime) -> tuple[int, str | None]:
+    """How many firings of ``cron`` due after ``after`` and up to ``until`` will not run
+    (at most MISSED_CAP), and their Log message (see ``missed_note``)."""
     n, first, last, t = 0, None, None, after
     while n < MISSED_CAP:
         nxt = cron.next_after(t)
@@ -150,10 +156,10 @@ def missed_note(cron: Cron, after: datetime, until: datetime) -> str | None:
         t = nxt
         n, first, last = n + 1, first or t, t
     if first is None or last is None:
-        return None
+        return 0, None
     count = f"at least {n}" if n == MISSED_CAP else str(n)
     span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
-    return f"missed: {count} more firing(s) not run (misfire {cron.misfire!r}), due {span}"
+    return n, f"missed: {count} more firing(s) not run (misfire {cron.misfire!r}), due {span}"
 
 
 def load_cron(site: Site, uid: str) -> tuple[Cron | None, bool, int]:
