@@ -10,13 +10,36 @@ running jobs end first, and ``run_forever()`` then raises the StoreGone (``cronk
 worker`` exits with it). It stops rather than reopen: jobs it runs belong to the old
 file, and their ends written into a new one could close other jobs of the same ids; a
 supervisor that restarts it opens the file there is now. A read-only store cannot be
-worked on: ``run_forever()`` and ``start()`` refuse it at once (ReadOnlyStore)."""
+worked on: ``run_forever()`` and ``start()`` refuse it at once (ReadOnlyStore).
+
+A worker registers itself in the store (``cronkit_workers``: host, pid, executor,
+concurrency, version, and in ``info`` its claim-ahead and drain timeout) when it starts,
+heartbeats its row with its jobs' heartbeat (registering again if the row was deleted),
+shows its state (running, paused, draining) there and ends it "stopped". Its periodic
+cleanup deletes the rows of workers stopped, or lost, more than ``WORKERS_KEPT`` seconds
+ago. ``cronkit.workers`` reads them (``cronkit workers``, /api/v1/workers).
+
+Shutdown (SIGTERM or SIGINT, or ``stop()``) drains: one log line (the jobs running, the
+timeout), the row "draining", no more claims, the jobs held ahead under a lease given
+back at once; then up to ``drain_timeout`` seconds (real time) for the running jobs to
+end by themselves, heartbeating them. The jobs still running are then interrupted
+(``JobLifecycle.interrupt``): their canceled flag asks their runner to stop, and their
+end, whatever it is, puts them back to PENDING, due now, to run again elsewhere (with a
+history record "interrupted by the worker's shutdown"; a cron firing stays the same row,
+so it still runs once). After ``drain_grace`` more seconds a job's child process
+(processes executor) is killed, and its job goes back to PENDING the same way; a thread
+cannot be killed: its job is put back to PENDING as it is, and the thread abandoned
+(``abandoned``; ``cronkit worker`` then exits without waiting for it). A second signal
+skips what is left of the waits. No job is left RUNNING. With the celery executor the
+dispatcher only stops sending: the Celery workers run on what they took (their own warm
+shutdown applies)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from datetime import datetime, timedelta
@@ -24,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from .exceptions import ReadOnlyStore, StoreError, StoreGone
 from .executors import make_executor
+from .jobs import Status
 
 if TYPE_CHECKING:
     from .kit import Cronkit
@@ -34,16 +58,32 @@ log = logging.getLogger("cronkit.worker")
 class Worker:
     #: Jobs due sooner than this (seconds) are not leased ahead but claimed when due.
     NOT_AHEAD = 0.05
+    #: The rows of workers stopped or lost longer ago than this (seconds) are deleted.
+    WORKERS_KEPT = 86400.0
 
     def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
                  reap_interval: float | None = None, cleanup_interval: float = 3600.0,
                  max_backoff: float = 30.0, check_interval: float = 1.0,
                  claim_ahead: float = 1.0, lease: float | None = None,
-                 lease_limit: int = 256):
+                 lease_limit: int = 256, drain_timeout: float = 30.0,
+                 drain_grace: float = 5.0):
         self.kit = kit
         self.concurrency = concurrency
+        #: The executor's name, as the worker's row shows it.
+        self.executor_name = executor if isinstance(executor, str) else type(executor).__name__
         self.executor = make_executor(executor, concurrency) if isinstance(executor, str) else executor
+        #: Seconds (real time) a stopping worker waits for its running jobs, then the
+        #: seconds it gives those it interrupted to stop before it kills them.
+        self.drain_timeout = max(0.0, float(drain_timeout))
+        self.drain_grace = max(0.0, float(drain_grace))
+        #: Threads left running an interrupted job when the worker stopped.
+        self.abandoned = 0
+        self._paused = False
+        self._draining = False
+        self._hurry = threading.Event()    # a second stop signal: skip the waits
+        self._registered = False
+        self.started_at: datetime | None = None
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval or max(0.2, kit.error_timeout / 4)
         self.reap_interval = reap_interval or max(0.2, kit.error_timeout / 2)
@@ -113,6 +153,8 @@ class Worker:
             running |= kit.lifecycle.writer.unwritten()     # ended, the end not yet written
             if running:
                 store.heartbeat(running, now)
+            if self._registered and not store.worker_heartbeat(kit.worker_id, now, self.state):
+                self.register(now)      # its row was deleted (cleaned up): it comes back
             if self.held:       # a job canceled (or lost) while held is dropped
                 kept = store.renew_leases(self.held, kit.worker_id,
                                           now + timedelta(seconds=self.lease))
@@ -121,7 +163,10 @@ class Worker:
             kit.reap(now)
         if self.cleanup_interval and self._due("cleanup", self.cleanup_interval, now):
             kit.cleanup(now=now)
+            store.delete_workers(now - timedelta(seconds=self.WORKERS_KEPT))
         self.executor.expire(now)
+        if self._paused:      # claims nothing; its running jobs go on
+            return self.poll_interval
         room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
         # A job whose end waits for the writer holds no thread: its slot is free.
         busy = self.executor.running() - kit.lifecycle.writer.unwritten()
@@ -237,6 +282,59 @@ class Worker:
     def _finished(self, job_id: int) -> None:
         self._wake.set()
 
+    # -- its row in the store ---------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """What its row says: running, paused or draining (stopped once stopped)."""
+        if self._draining:
+            return "draining"
+        return "paused" if self._paused else "running"
+
+    def info(self) -> dict:
+        """The JSON object of its row's ``info``."""
+        return {"claim_ahead": self.claim_ahead, "lease": self.lease,
+                "drain_timeout": self.drain_timeout, "poll_interval": self.poll_interval,
+                "heartbeat_interval": self.heartbeat_interval}
+
+    def register(self, now: datetime | None = None) -> None:
+        """Insert (or replace) this worker's row, heartbeat ``now`` (the kit's clock)."""
+        from . import __version__
+        now = now or self.kit.clock.now()
+        if self.started_at is None:
+            self.started_at = now
+        self.kit.store.register_worker({
+            "id": self.kit.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "executor": self.executor_name, "concurrency": self.concurrency,
+            "state": self.state, "started_at": self.started_at, "heartbeat": now,
+            "version": __version__, "info": self.info()})
+        self._registered = True
+
+    def _show_state(self) -> None:
+        """Write its state now (not at the next heartbeat); a store error is only said."""
+        if not self._registered:
+            return
+        try:
+            if not self.kit.store.worker_heartbeat(self.kit.worker_id, self.kit.clock.now(),
+                                                   self.state):
+                self.register()
+        except StoreError as exc:
+            log.warning("worker %s: cannot write its state %s: %s", self.kit.worker_id,
+                        self.state, exc)
+
+    def pause(self) -> None:
+        """Stop claiming (the jobs held ahead are given back); running jobs go on. Its
+        row says "paused"."""
+        self._paused = True
+        self._release_held()
+        self._show_state()
+
+    def resume(self) -> None:
+        """Claim again after ``pause()``."""
+        self._paused = False
+        self._show_state()
+        self._wake.set()
+
     # -- the service ------------------------------------------------------------
 
     def wake(self) -> None:
@@ -256,17 +354,28 @@ class Worker:
         listen = getattr(self.kit.store, "start_listener", None)
         if listen is not None:   # PostgreSQL: LISTEN/NOTIFY wakes idle workers at once
             listen(self.kit.wake)
+        self.register()
         self.kit.reap()
         self.kit.restore()   # ServerRestartEvent: cron jobs wiped from the queue come back
 
+    def _signaled(self, signum: int, frame: object) -> None:
+        """SIGTERM / SIGINT: drain (see the module docstring); a second one skips what
+        is left of the drain's waits."""
+        if self._stop.is_set():
+            log.warning("worker %s: %s again: not waiting any longer", self.kit.worker_id,
+                        signal.Signals(signum).name)
+            self._hurry.set()
+        self.stop(wait=False)
+
     def run_forever(self, install_signals: bool = True) -> None:
-        """Run until stop() or SIGINT/SIGTERM; running jobs end before it returns. A
-        store whose file was deleted or replaced stops it too: it then raises that
-        StoreGone (in the thread of ``start()``, only ``stopped_by`` keeps it)."""
+        """Run until stop() or SIGINT/SIGTERM, then drain (see the module docstring):
+        no job is left RUNNING when it returns. A store whose file was deleted or
+        replaced stops it too: it then raises that StoreGone (in the thread of
+        ``start()``, only ``stopped_by`` keeps it)."""
         # First: a SIGTERM while it reaps and restores (at start-up) stops it cleanly.
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self.stop())
+                signal.signal(sig, self._signaled)
         self._prepare()
         log.info("worker %s started (%s, concurrency %d)", self.kit.worker_id,
                  type(self.executor).__name__, self.concurrency)
@@ -277,17 +386,93 @@ class Worker:
                     self._wake.wait(delay)
                 self._wake.clear()
         finally:
+            self._draining = True
             self._release_held()
             stop = getattr(self.kit.store, "stop_listener", None)
             if stop is not None:
                 stop(self.kit.wake)
             self.kit._wakers.remove(self.wake)
-            self.executor.shutdown(wait=True)
+            self._drain()
+            self.executor.shutdown(wait=not self.abandoned)
             if getattr(self.executor, "group_commit", False):
                 self.kit.lifecycle.writer.stop()   # every end handed in is written first
+            self._stopped()
             log.info("worker %s stopped", self.kit.worker_id)
         if self.stopped_by is not None and threading.current_thread() is not self._thread:
             raise self.stopped_by
+
+    # -- the drain ----------------------------------------------------------------
+
+    def _busy(self) -> set[int]:
+        """The jobs this worker runs whose end is not yet handed to the writer."""
+        return self.executor.running() - self.kit.lifecycle.writer.unwritten()
+
+    def _wait_running(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` (real time) for the running jobs to end, heartbeating
+        them and this worker's row; True if none is left."""
+        deadline = time.monotonic() + seconds
+        beat = time.monotonic() + self.heartbeat_interval
+        while self._busy():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._hurry.is_set():
+                return False
+            if time.monotonic() >= beat:
+                beat = time.monotonic() + self.heartbeat_interval
+                try:
+                    self.kit.store.heartbeat(self.executor.running(), self.kit.clock.now())
+                except StoreError as exc:
+                    log.warning("worker %s: heartbeat failed while draining: %s",
+                                self.kit.worker_id, exc)
+                self._show_state()
+            self._wake.wait(min(left, 0.1, self.heartbeat_interval))
+            self._wake.clear()
+        return True
+
+    def _drain(self) -> None:
+        """Wait for the running jobs, then interrupt, then kill (see the module
+        docstring)."""
+        kit, busy = self.kit, self._busy()
+        log.info("worker %s draining: %d job(s) running; waiting up to %g s for them to end",
+                 kit.worker_id, len(busy), self.drain_timeout)
+        self._show_state()
+        if not busy or self._wait_running(self.drain_timeout):
+            return
+        if not getattr(self.executor, "interruptible", True):
+            return      # Celery: the jobs taken are its workers'; shutdown() hands on
+        try:
+            stopped = kit.lifecycle.interrupt(sorted(self._busy()),
+                                              getattr(self.executor, "interrupting", None))
+        except StoreError as exc:
+            log.error("worker %s: cannot interrupt its jobs: %s", kit.worker_id, exc)
+            return
+        log.warning("worker %s: %d job(s) still running after %g s: asked to stop; they go "
+                    "back to the queue", kit.worker_id, len(stopped), self.drain_timeout)
+        if self._wait_running(self.drain_grace):
+            return
+        left = sorted(self._busy())
+        for job_id in left:
+            self.executor._stop_job(job_id)     # a process is killed; a thread is asked
+        if self._wait_running(min(self.drain_grace, 5.0) or 0.5):
+            return
+        left = sorted(self._busy())
+        for job_id in left:    # threads that do not stop: their jobs are put back as they are
+            try:
+                kit.lifecycle.finish(kit.store.get_job(job_id), Status.CANCELED,
+                                     "canceled: the worker shut down")
+            except StoreError as exc:
+                log.error("worker %s: cannot end job %s: %s", kit.worker_id, job_id, exc)
+        self.abandoned = len(left)
+        log.warning("worker %s: %d job(s) did not stop; their threads are left behind",
+                    kit.worker_id, len(left))
+
+    def _stopped(self) -> None:
+        """Mark its row stopped (a store error is only said: it is then lost, later)."""
+        if not self._registered:
+            return
+        try:
+            self.kit.store.stop_worker(self.kit.worker_id, self.kit.clock.now())
+        except StoreError as exc:
+            log.warning("worker %s: cannot mark itself stopped: %s", self.kit.worker_id, exc)
 
     def start(self) -> Worker:
         """Run the service in a background thread (for embedding and tests); errors of
@@ -299,6 +484,8 @@ class Worker:
         return self
 
     def stop(self, wait: bool = True) -> None:
+        """Stop: the service drains (see the module docstring) and returns; with
+        ``wait``, wait for it (a worker of ``start()``)."""
         self._stop.set()
         self._wake.set()
         if wait and self._thread is not None and self._thread is not threading.current_thread():

@@ -81,6 +81,7 @@ from .serve import (
     cmd_web,
     cmd_worker,
 )
+from .workers import cmd_workers, workers_options
 
 __all__ = [
     "BAR_WIDTH", "LIST_LIMIT", "PROG", "WATCH_INTERVAL", "Context", "Terminated", "UsageError",
@@ -91,7 +92,7 @@ __all__ = [
     "cmd_jobs_history", "cmd_jobs_list", "cmd_jobs_pause", "cmd_jobs_paused", "cmd_jobs_resume",
     "cmd_jobs_run", "cmd_jobs_status", "cmd_jobs_submit",
     "cmd_jobs_watch", "cmd_profile_export", "cmd_profile_load", "cmd_run", "cmd_types",
-    "cmd_web", "cmd_worker",
+    "cmd_web", "cmd_worker", "cmd_workers",
     # private, kept for the tests
     "_Follower", "_ProgressView", "_silence", "_sleep",
 ]
@@ -228,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(jobs, "paused", "what of the site is paused", "g2",
             cmd_jobs_paused)
 
+    p = command(commands, "workers", "the workers of the store (running, paused, draining, "
+                "lost)", "g1", cmd_workers)
+    workers_options(p)
     p = command(commands, "types", "the job types and their parameters", "g1", cmd_types)
     p.add_argument("names", nargs="*", metavar="NAME", help="only these types")
 

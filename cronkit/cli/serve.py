@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -67,6 +68,8 @@ def _worker(ctx: Context) -> Worker:
         options["claim_ahead"] = args.claim_ahead
     if args.lease is not None:
         options["lease"] = args.lease
+    if getattr(args, "drain_timeout", None) is not None:
+        options["drain_timeout"] = args.drain_timeout
     return ctx.kit.worker(concurrency=args.concurrency, executor=args.executor, **options)
 
 
@@ -77,6 +80,11 @@ def cmd_worker(ctx: Context) -> int:
              f"({ctx.args.executor or ctx.kit.executor}, concurrency {ctx.args.concurrency}); "
              "Ctrl-C to stop")
     worker.run_forever()
+    if worker.abandoned:   # threads that ignored the drain: their jobs are queued again
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

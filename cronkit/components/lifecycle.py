@@ -51,7 +51,7 @@ from ..jobs import Job, Status
 from ..model import Cron, Log, LogStatus
 from ..model.validation import storable_text
 from ..runner import Outcome, call_runner, runner_factory
-from .cron_manager import load_cron, missed_note
+from .cron_manager import load_cron, missed_firings
 from .crontab_registry_manager import check_environ_of
 from .endwriter import EndWriter, PendingEnd
 from .outcomes import (
@@ -67,6 +67,7 @@ from .outcomes import (
 
 if TYPE_CHECKING:
     from ..kit import Cronkit
+    from ..metrics import Metrics
     from ..site import Site
 
 
@@ -130,6 +131,11 @@ class JobLifecycle:
         self._limits: tuple[tuple, dict[str, TypeLimit]] | None = None
         #: Group commit of plain jobs' ends while a worker runs (see endwriter.py).
         self.writer = EndWriter(self)
+        #: The kit's Prometheus metrics (cronkit.metrics.enable), or None: not counted.
+        self.metrics: Metrics | None = None
+        #: The runs a shutting-down worker of this process stopped: job id -> attempt.
+        #: Their end, whatever it is, puts the job back to PENDING (see interrupt()).
+        self.interrupted: dict[int, int] = {}
 
     def _job(self, job: Job | dict) -> Job:
         return job if isinstance(job, Job) else Job(self.kit.site(job["site"]), job)
@@ -151,6 +157,9 @@ class JobLifecycle:
         return self._queue(site, rows, ignore_duplicates)
 
     def _queue(self, site: Site, rows: Iterable[dict], ignore_duplicates: bool) -> list[int]:
+        metrics = self.metrics
+        if metrics is not None:
+            rows = counted = metrics.tally(rows)
         listened = _listened(site, JobQueuedEvent)
         logged = logs.jobs_log.isEnabledFor(logging.INFO)
         if logged and not isinstance(rows, list):
@@ -168,6 +177,8 @@ class JobLifecycle:
                 notify(JobQueuedEvent(site=site, job=job))
         if ids and logged:
             self._log_queued(site, rows, ids)
+        if ids and metrics is not None:
+            metrics.queued(site.name, counted, ids)
         if ids:
             self.kit.wake()
         return ids
@@ -195,6 +206,8 @@ class JobLifecycle:
 
     def _queue_unique(self, site: Site, row: dict, running: bool) -> tuple[int, bool]:
         job_id, created = self.kit.store.add_unique_job(row, running=running)
+        if created and self.metrics is not None:
+            self.metrics.queued_one(site.name, row["type"])
         if created:
             notify(JobQueuedEvent(site=site, job=Job(site, dict(row, id=job_id))))
             if logs.jobs_log.isEnabledFor(logging.INFO):
@@ -269,13 +282,15 @@ class JobLifecycle:
         notify(JobStartedEvent(site=site, job=job))
         if logs.jobs_log.isEnabledFor(logging.INFO):
             logs.started(job)
+        if self.metrics is not None:
+            self.metrics.started(job)
         out = yield RunRequest(site, job, False)
         if self._retried(job, out):
             tracing.run_ended(span, "retried", out.exc or out.error)
             return job.refresh()
         status, message, progress, result = end_of(out)
         tracing.run_ended(span, status, (out.exc or message) if status == Status.FAILED else None)
-        if written is not None and self.writer.running:
+        if written is not None and self.writer.running and job.id not in self.interrupted:
             end = PendingEnd(job, status, None if message is None else storable_text(message),
                              progress, result, self.kit.clock.now(), written)
             if self.writer.put(end):
@@ -297,6 +312,8 @@ class JobLifecycle:
         notify(JobStartedEvent(site=site, job=job))
         if logs.jobs_log.isEnabledFor(logging.INFO):
             logs.started(job)
+        if self.metrics is not None:
+            self.metrics.started(job)
         start = self.kit.clock.now()
         manager = site.cron_manager(cron)
         skipped, missed = manager.skip_reason(job, crontab_on, start)
@@ -323,7 +340,8 @@ class JobLifecycle:
         base = manager.next_base(job, start, missed)
         tracing.run_ended(span, status, message if status != Status.SUCCESS else None)
         self.finish(job, status, message, progress=100 if status == Status.SUCCESS else None,
-                    log=log, log_date=start, cron=cron, base=base, version=version)
+                    log=log, log_date=start, cron=cron, base=base, version=version,
+                    missed=skipped is not None and missed and crontab_on and cron.activated)
         return job
 
     # -- progress ---------------------------------------------------------------------
@@ -356,7 +374,8 @@ class JobLifecycle:
         """Whether the failed run ``out`` of ``job`` is retried: it raised cronkit.Retry,
         or an exception its runner's ``retry_on`` names (any exception when it names
         none), and attempts are left."""
-        if out.status != Status.FAILED or out.unknown or job._ended is not None:
+        if out.status != Status.FAILED or out.unknown or job._ended is not None \
+                or job.id in self.interrupted:
             return False
         if isinstance(out.exc, Retry):
             return self._retry_if_allowed(job, out.exc.reason, delay=out.exc.delay, asked=True)
@@ -383,6 +402,8 @@ class JobLifecycle:
                                reason=why, timestamp=now))
         if logs.jobs_log.isEnabledFor(logging.INFO):
             logs.retried(job, attempt, why, run_after, delay)
+        if self.metrics is not None:
+            self.metrics.retried(job)
         self.kit.wake()
         return True
 
@@ -392,12 +413,13 @@ class JobLifecycle:
                progress: int | None = None, log: LogEntry | None = None,
                now: datetime | None = None, *, log_date: datetime | None = None,
                cron: Cron | None = None, base: datetime | None = None,
-               version: int | None = None, result: Any = None) -> str | None:
+               version: int | None = None, result: Any = None,
+               missed: bool = False) -> str | None:
         self.finishing += 1
         try:
             return self._finish(self._job(job), Status(status), message, progress, log,
                                 now or self.kit.clock.now(), log_date, cron, base, version,
-                                result)
+                                result, missed)
         finally:
             self.finishing -= 1
             if self.exit_after_finish and not self.finishing:
@@ -406,9 +428,11 @@ class JobLifecycle:
     def _finish(self, job: Job, status: Status, message: str | None, progress: int | None,
                 log: LogEntry | None, now: datetime, log_date: datetime | None,
                 cron: Cron | None, base: datetime | None, version: int | None,
-                result: Any = None) -> str | None:
+                result: Any = None, missed: bool = False) -> str | None:
         site, store = job.site, self.kit.store
-        note = None
+        if job.id in self.interrupted and not job._debug:
+            return self._requeue_interrupted(job, now)
+        note, not_run = None, int(missed)   # firings not run: this one if missed, and those between
         if message is not None:
             message = storable_text(message)
         if job.cron_uid is not None:
@@ -422,7 +446,8 @@ class JobLifecycle:
                 if (site.cron_manager(cron).reschedule(base, version=version)
                         and job.fire_at is not None and base > job.fire_at):
                     # Counted from later than this firing: those due between do not run.
-                    note = missed_note(cron, job.fire_at, base)
+                    between, note = missed_firings(cron, job.fire_at, base)
+                    not_run += between
         final = store.finish_job(job.id, status, now, message, progress=progress,
                                  attempt=job.attempts, result=result)
         if final is None:      # ended already, or another attempt owns the job
@@ -438,13 +463,14 @@ class JobLifecycle:
         entry = log or log_of(job.status, message)
         if note is not None:
             entry = (entry[0], [*entry[1], note])
-        self._ended(job, cron, entry, log_date or now, now)
+        self._ended(job, cron, entry, log_date or now, now, missed=not_run)
         return final
 
     def _ended(self, job: Job, cron: Cron | None, log: LogEntry, date: datetime,
-               now: datetime) -> None:
+               now: datetime, missed: int = 0) -> None:
         """What follows an end the caller wrote at ``now``: the firing's Log (dated
-        ``date``) and event, then JobFinishedEvent."""
+        ``date``) and event (``missed``: the firings not run it records), then
+        JobFinishedEvent."""
         site = job.site
         if cron is not None:
             entry = Log(date, log[0], log[1])
@@ -452,12 +478,16 @@ class JobLifecycle:
                 site.name, cron.uid, entry.to_dict() | {"date": date}, cron.logs_limit)
             site.log_added(cron.uid, entry, version)
             notify(FinishedCronJobEvent(site=site, cron=cron, log=entry, job_id=job.id,
-                                        timestamp=now))
+                                        timestamp=now, missed=missed))
+            if self.metrics is not None:
+                self.metrics.fired(site.name, cron.uid, entry.status, missed)
             if logs.crons_log.isEnabledFor(logging.INFO):
                 logs.cron_logged(site.name, cron, entry, job.id)
         notify(JobFinishedEvent(site=site, job=job, timestamp=now))
         if logs.jobs_log.isEnabledFor(logging.INFO):
             logs.finished(job, now)
+        if self.metrics is not None:
+            self.metrics.finished(job)
         if self._may_wait_on(job):
             self.continue_after(site, [job.id], now)
 
@@ -504,6 +534,59 @@ class JobLifecycle:
             elif all(s == "success" for s in statuses.values()):
                 store.update_job(row["id"], run_after=now, status_text="")
                 self.kit.wake()
+
+    # -- interrupted by a worker's shutdown ---------------------------------------------
+
+    def interrupt(self, job_ids: Iterable[int],
+                  tell: Callable[[int], None] | None = None) -> list[int]:
+        """A draining worker stops the runs of ``job_ids``: each still RUNNING is
+        remembered with its attempt, ``tell(job_id)`` is called (the processes
+        executor tells the job's child first), then its canceled flag is set, which its
+        runner's cancel check reads. Its end, whatever it is, then puts the job back to
+        PENDING (``_requeue_interrupted``). A job whose cancel a user asked already is
+        left to end CANCELED. Return the ids interrupted."""
+        store, now, done = self.kit.store, self.kit.clock.now(), []
+        for job_id in job_ids:
+            try:
+                row = store.get_job(job_id)
+            except NoSuchJob:
+                continue
+            if row["status"] != Status.RUNNING or row["canceled"]:
+                continue
+            self.interrupted[job_id] = row["attempts"]
+            if tell is not None:
+                tell(job_id)
+            store.cancel_job(job_id, now)
+            done.append(job_id)
+        return done
+
+    def _requeue_interrupted(self, job: Job, now: datetime) -> str | None:
+        """The end of a run its worker's shutdown interrupted: the job goes back to
+        PENDING, due now, to run again (elsewhere), its attempts kept and its canceled
+        flag cleared, with a history record; JobRetriedEvent. Only while that attempt
+        still owns the job: a later end of the same attempt changes nothing. A cron
+        firing stays the same row (one firing, run once). Return "pending" or None."""
+        store, attempt = self.kit.store, self.interrupted[job.id]
+        try:
+            row = store.get_job(job.id)
+        except NoSuchJob:
+            return None
+        if row["status"] != Status.RUNNING or row["attempts"] != attempt:
+            return None
+        why = "interrupted by the worker's shutdown"
+        store.update_job(job.id, canceled=False)
+        if not store.requeue_job(job.id, now, why, attempt=attempt):
+            return None
+        store.add_history(job.id, now, f"attempt {attempt} {why}; queued again", "retry")
+        job.status, job.run_after, job.message = Status.PENDING, now, why
+        notify(JobRetriedEvent(site=job.site, job=job, attempt=attempt, run_after=now,
+                               reason=why, timestamp=now))
+        if logs.jobs_log.isEnabledFor(logging.INFO):
+            logs.retried(job, attempt, why, now, 0.0)
+        if self.metrics is not None:
+            self.metrics.retried(job)
+        self.kit.wake()
+        return Status.PENDING.value
 
     # -- canceled ---------------------------------------------------------------------
 

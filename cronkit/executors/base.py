@@ -23,6 +23,9 @@ log = logging.getLogger("cronkit.executors")
 class BaseExecutor:
     #: How many claimed jobs may wait for a free slot beyond ``capacity``.
     prefetch = 0
+    #: Whether a draining worker stops the jobs still running after its drain timeout
+    #: (see Worker); Celery's run in its workers, which drain themselves.
+    interruptible = True
 
     def __init__(self, concurrency: int = 6):
         self.capacity = concurrency

@@ -253,6 +253,8 @@ class CeleryExecutor(BaseExecutor):
 
     check_interval = 0.02
     fallback_interval = 1.0
+    #: A draining dispatcher hands on what it sent; the Celery workers run them on.
+    interruptible = False
 
     def __init__(self, concurrency: int = 6, app: Celery | None = None):
         self._concurrency = concurrency

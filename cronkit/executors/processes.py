@@ -63,9 +63,20 @@ def die_with_parent(parent: int, lifecycle: Any = None) -> None:
         os._exit(1)
 
 
+def on_interrupt(lifecycle: Any, row: dict) -> None:
+    """In a job's child: SIGUSR1 from its draining worker (``interrupting``) says the
+    run is interrupted by the worker's shutdown (before its canceled flag is set):
+    its end then puts the job back to PENDING, as in the worker (JobLifecycle.interrupt)."""
+    def interrupted(signum: int, frame: Any) -> None:
+        lifecycle.interrupted[row["id"]] = row.get("attempts") or 0
+
+    signal.signal(signal.SIGUSR1, interrupted)
+
+
 def _forked_child(kit: Cronkit, row: dict, parent: int) -> None:
     faulthandler.disable()  # a crash is reported by the parent, from the exit status
     die_with_parent(parent, kit.lifecycle)
+    on_interrupt(kit.lifecycle, row)
     kit.store.after_fork()
     try:
         kit.execute(dict(row, pid=os.getpid()))
@@ -89,6 +100,7 @@ def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: f
         factory = getattr(factory, part)
     kit = Cronkit(store=store_url, error_timeout=error_timeout)
     die_with_parent(parent, kit.lifecycle)     # now it may finish writing an end first
+    on_interrupt(kit.lifecycle, row)
     kit.site(row["site"]).register_runner(factory, name=row["type"])
     if started is not None:
         started.set()       # started up (an interpreter, imports): the timeout counts from now
@@ -204,6 +216,17 @@ class ProcessExecutor(BaseExecutor):
             self._procs.pop(row["id"], None)
             self._remove(row["id"])
             done(row["id"])
+
+    def interrupting(self, job_id: int) -> None:
+        """Tell a job's child that its worker's shutdown interrupts it (SIGUSR1, see
+        ``on_interrupt``; a child still starting up dies of it, and its end here puts
+        the job back to PENDING all the same)."""
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.is_alive() and proc.pid:
+            try:
+                os.kill(proc.pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
 
     def _stop_job(self, job_id: int) -> None:
         proc = self._procs.get(job_id)

@@ -1,0 +1,135 @@
+"""A worker's shutdown (SIGTERM, SIGINT): it drains, and no job is left RUNNING.
+
+Real ``cronkit worker`` processes on a SQLite file, with the runners of
+``tests/drainrunners.py``: a job that ends within the drain timeout ends as it would;
+one that does not is asked to stop (its canceled flag), killed after the grace
+(processes executor), and goes back to PENDING with a history record, to run again.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import cronkit
+from tests import drainrunners  # noqa: F401  (registers the runners here too)
+from tests.children import child_env
+from tests.helpers import ROOT, wait_for
+
+INTERRUPTED = "interrupted by the worker's shutdown"
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'drain.db'}"
+
+
+@pytest.fixture
+def kit(store_url):
+    kit = cronkit.Cronkit(store=store_url)
+    yield kit
+    kit.close()
+
+
+def start_worker(store_url, *options):
+    """``cronkit worker`` in a process of its own, stderr captured."""
+    argv = [sys.executable, "-m", "cronkit", "worker", "--store", store_url,
+            "--import", "tests.drainrunners", "--poll", "0.1", "--concurrency", "4",
+            "--claim-ahead", "0", *options]
+    return subprocess.Popen(argv, env=child_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def running(kit, *ids):
+    return all(kit.store.get_job(i)["status"] == "running" for i in ids)
+
+
+def stop(proc, *signals, timeout=60):
+    for sig in signals:
+        proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return err
+
+
+def assert_interrupted(kit, job_id):
+    job = kit.store.get_job(job_id)
+    assert job["status"] == "pending" and job["message"] == INTERRUPTED
+    assert job["canceled"] is False and job["worker"] is None and job["attempts"] == 1
+    assert any(INTERRUPTED in h["comment"] for h in kit.store.history(job_id))
+
+
+def assert_none_running(kit):
+    assert kit.store.count_jobs(status="running") == 0
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_sigterm_lets_jobs_end_within_the_drain_timeout_and_requeues_the_others(
+        kit, store_url, executor):
+    site = kit.site("default")
+    quick = site.submit("drain-quick", payload={"seconds": 1}).id
+    polite = site.submit("drain-polite", payload={"seconds": 120}).id
+    proc = start_worker(store_url, "--executor", executor, "--drain-timeout", "4")
+    wait_for(lambda: running(kit, quick, polite), what="both jobs running")
+    err = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, err
+    assert "draining: 2 job(s) running; waiting up to 4 s" in err
+    assert kit.store.get_job(quick)["status"] == "success"
+    assert_interrupted(kit, polite)
+    assert_none_running(kit)
+    [row] = kit.store.list_workers()
+    assert row["state"] == "stopped" and row["executor"] == executor
+
+
+def test_a_process_that_ignores_the_stop_is_killed_after_the_grace(kit, store_url):
+    site = kit.site("default")
+    stubborn = site.submit("drain-stubborn", payload={"seconds": 120}).id
+    proc = start_worker(store_url, "--executor", "processes", "--drain-timeout", "0.5")
+    wait_for(lambda: running(kit, stubborn), what="the job running")
+    pid = wait_for(lambda: kit.store.get_job(stubborn)["pid"], what="its child's pid")
+    err = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, err
+    assert "asked to stop" in err
+    assert_interrupted(kit, stubborn)
+    assert_none_running(kit)
+    with pytest.raises(ProcessLookupError):
+        import os
+        os.kill(pid, 0)
+
+
+def test_a_second_signal_skips_the_wait_and_a_stuck_thread_is_left_behind(kit, store_url):
+    site = kit.site("default")
+    stubborn = site.submit("drain-stubborn", payload={"seconds": 120}).id
+    proc = start_worker(store_url, "--drain-timeout", "300")
+    wait_for(lambda: running(kit, stubborn), what="the job running")
+    proc.send_signal(signal.SIGINT)
+    wait_for(lambda: kit.store.list_workers()[0]["state"] == "draining", what="draining")
+    err = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, err
+    assert "SIGTERM again: not waiting any longer" in err
+    assert "did not stop; their threads are left behind" in err
+    assert_interrupted(kit, stubborn)
+    assert_none_running(kit)
+
+
+def test_an_interrupted_job_runs_again_in_another_worker(kit, store_url):
+    site = kit.site("default")
+    polite = site.submit("drain-polite", payload={"seconds": 120}).id
+    proc = start_worker(store_url, "--drain-timeout", "0")
+    wait_for(lambda: running(kit, polite), what="the job running")
+    stop(proc, signal.SIGTERM)
+    assert_interrupted(kit, polite)
+    kit.store.update_job(polite, payload={"seconds": 0})
+    again = start_worker(store_url)
+    try:
+        wait_for(lambda: kit.store.get_job(polite)["status"] == "success", what="its second run")
+    finally:
+        stop(again, signal.SIGTERM)
+    assert kit.store.get_job(polite)["attempts"] == 2
