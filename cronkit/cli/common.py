@@ -80,8 +80,9 @@ def _bar(progress: int | None) -> str:
 
 
 class _ProgressView:
-    """Draws a job's progress bar on ``stream``: redrawn in place on a terminal, one line
-    per change otherwise (logs, pipes)."""
+    """Shows a job's progress on ``stream``: a bar redrawn in place on a terminal; one
+    plain line per change otherwise (logs, pipes: ``job 7 running 50%  text``), no bar
+    and no carriage return. Either way the output ends with a newline."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -96,14 +97,16 @@ class _ProgressView:
         self.last = state
         lines = (job.status_text or "").strip().splitlines()
         text = _one_line(lines[-1]) if lines else ""
-        line = f"job {job.id} {_bar(job.progress)} {job.status.value}"
-        line += f"  {text}" if text else ""
         if self.tty:
+            line = f"job {job.id} {_bar(job.progress)} {job.status.value}"
+            line += f"  {text}" if text else ""
             pad = max(0, self.width - len(line))
             self.stream.write("\r" + line + " " * pad)
             self.width = len(line)
         else:
-            self.stream.write(line + "\n")
+            progress = max(0, min(100, job.progress or 0))
+            line = f"job {job.id} {job.status.value} {progress}%"
+            self.stream.write(line + (f"  {text}" if text else "") + "\n")
         self.stream.flush()
 
     def end(self) -> None:
@@ -159,17 +162,63 @@ class Context:
         if problem is not None:
             raise UsageError(f"invalid --site {self.site_name!r}: {problem}")
         self._kit: Cronkit | None = None
+        self._site_checked = False
+
+    @property
+    def one_shot(self) -> bool:
+        """Whether the command does one thing and ends (not ``worker``, ``run``, ``web``)."""
+        return getattr(self.args, "command", None) not in SERVING
 
     @property
     def kit(self) -> Cronkit:
         if self._kit is None:
             from ..kit import Cronkit
-            self._kit = Cronkit(store=self.store)
+            self._kit = Cronkit(store=self._open_store())
         return self._kit
+
+    def _open_store(self) -> Any:
+        """The store URL, or for a one-shot command on PostgreSQL the store itself,
+        opened with a budget of ONE_SHOT_RETRY seconds for its calls (connecting
+        included): an unreachable server is an error in seconds, not after the
+        minute of retries a worker rides out a failover with."""
+        from ..stores import store_url
+        url = store_url(self.store)
+        scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+        if not self.one_shot or scheme not in ("postgresql", "postgres"):
+            return self.store
+        from ..stores import postgres
+        # Its retries are not announced: in these seconds the error comes, in one line.
+        quiet, postgres.log.disabled = postgres.log.disabled, True
+        try:
+            return postgres.PostgresStore(url, retry_for=ONE_SHOT_RETRY)
+        finally:
+            postgres.log.disabled = quiet
 
     @property
     def site(self) -> Site:
+        if not self._site_checked:
+            self._check_site()
+            self._site_checked = True
         return self.kit.site(self.site_name)
+
+    def _check_site(self) -> None:
+        """A command that lists what a site holds (LISTING) refuses a name the store
+        does not know, which it would show as an empty site; the ``default`` site is
+        always known. The commands that create what they name take any; those that
+        name a cron or a job say when it is not in the site."""
+        args = self.args
+        command = getattr(args, "command", None)
+        if self.site_name == "default" or (
+                command, getattr(args, f"{command}_action", None)) not in LISTING:
+            return
+        kit = self.kit
+        known = set(kit.site_names()) | set(kit.store.paused_sites())
+        if self.site_name in known or kit.store.list_jobs(site=self.site_name, limit=1):
+            return
+        names = ", ".join(repr(n) for n in sorted(known)) or "none"
+        raise UsageError(f"no site {self.site_name!r} in store "
+                         f"{shown_store(getattr(kit.store, 'url', self.store))} (--site): "
+                         f"no crontab, job or pause of that site; the sites it knows: {names}")
 
     def print(self, *parts: object) -> None:
         print(*parts, file=self.out)
@@ -183,6 +232,23 @@ class Context:
 
 
 _LEVELS = ("g0", "g1", "g2")   # the top parser, a command, a subcommand
+#: The commands that serve until stopped: they ride out a store's outage.
+SERVING = ("worker", "run", "web")
+#: How long a one-shot command's store calls (connecting included) may retry, seconds.
+ONE_SHOT_RETRY = 3.0
+#: The commands that list what a site holds: a site the store does not know is an error.
+LISTING = {("crons", "list"), ("jobs", "list"), ("jobs", "paused"), ("profile", "export")}
+
+
+def shown_store(url: str | None, quoted: bool = True) -> str:
+    """A store URL as messages show it: without its password (quoted by default)."""
+    from ..stores import store_url
+    url = store_url(url)
+    text = repr(url) if quoted else url
+    if "@" in url:
+        from ..stores.postgres import hide_password
+        return hide_password(text, url)
+    return text
 
 
 def _merged(args: argparse.Namespace, name: str) -> Any:
@@ -198,12 +264,22 @@ def _imports(args: argparse.Namespace) -> list[str]:
     return [m for level in _LEVELS for m in (getattr(args, f"{level}_imports", None) or [])]
 
 
-def import_modules(names: list[str]) -> None:
-    """Import the modules that register runners, the current directory first on the
-    path (as uvicorn and celery do)."""
-    cwd = os.getcwd()
-    if names and cwd not in sys.path:
+def current_folder_on_path() -> None:
+    """Put the current folder first on the module path, as ``python -m cronkit`` has it
+    (and uvicorn and celery do): the console script's path starts with its own folder,
+    so ``--import``, ZCML dotted names and ``--profile`` modules would not be found."""
+    try:
+        cwd = os.getcwd()
+    except OSError:  # pragma: no cover - the folder was deleted under us: nothing to import
+        return
+    if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def import_modules(names: list[str]) -> None:
+    """Import the modules that register runners, the current folder first on the
+    path (:func:`current_folder_on_path`)."""
+    current_folder_on_path()
     for name in names:
         try:
             importlib.import_module(name)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..exceptions import UnknownRunner
+from ..exceptions import CronkitError, ProfileError, UnknownRunner
 from .common import Context, UsageError, _table
+
+if TYPE_CHECKING:
+    from ..model import Crontab
 
 T = TypeVar("T")
 
@@ -68,9 +72,28 @@ def _profiles(fn: Callable[..., T], *args: Any) -> T:
         raise UsageError(f"profiles are not available in this install ({exc})") from None
 
 
-def _load_zcml(ctx: Context, path: str) -> None:
-    _profile_path(path)
+def _load_zcml(ctx: Context, path: str, where: str = "") -> None:
+    if not Path(path).is_file():
+        raise UsageError(f"no such profile file: {path}{where}")
     _profiles(ctx.kit.load_profile, path)
+
+
+def load_profiles(ctx: Context) -> list[str]:
+    """``worker`` and ``run``: load each ``--profile`` in order, else each path of
+    ``$CRONKIT_PROFILE`` (separated by ``os.pathsep``, empty entries skipped); return
+    the paths loaded."""
+    paths: list[str] = list(ctx.args.profile or [])
+    where = " (--profile)"
+    if not paths:
+        paths = [p for p in os.environ.get("CRONKIT_PROFILE", "").split(os.pathsep) if p]
+        where = " ($CRONKIT_PROFILE)"
+    for path in paths:
+        if Path(path).suffix.lower() != ".zcml":
+            raise UsageError(f"invalid profile {path!r}{where}: a worker loads ZCML "
+                             "profiles (.zcml); import a crons .xml file with "
+                             "'cronkit profile load'")
+        _load_zcml(ctx, path, where)
+    return paths
 
 
 def _unprintable(text: str) -> bool:
@@ -90,14 +113,37 @@ def cmd_profile_load(ctx: Context) -> int:
     if suffix == ".zcml":
         _load_zcml(ctx, str(path))
         ctx.print(f"loaded ZCML profile {shown_path}")
-    elif suffix == ".xml":
-        crontab = _profiles(ctx.site.import_crons, str(path))
+    elif suffix in (".xml", ".json"):
+        crontab = (_profiles(ctx.site.import_crons, str(path)) if suffix == ".xml"
+                   else _profiles(_import_json, ctx, str(path)))
         ctx.print(f"imported {shown_path} into site {ctx.site_name!r}: "
                   f"{len(crontab.crons)} cron(s)")
     else:
-        raise UsageError(f"unknown profile type {path.name!r}: expected a .zcml or a "
-                         "crons .xml file")
+        raise UsageError(f"unknown profile type {path.name!r}: expected a .zcml, a "
+                         "crons .xml or a crontab .json file (profile export --format json)")
     return 0
+
+
+def _import_json(ctx: Context, path: str) -> Crontab:
+    """Apply a crontab dump (``profile export --format json``, ``Crontab.dump()``) to the
+    site's crontab as a crons.xml import does: each of its crons is added, or edited by
+    uid; other crons are kept; its ``activated`` switches the crontab. Logs are history,
+    not definitions: they are not imported. Whole or not at all."""
+    from ..model import Crontab
+    from ..profiles import CronEntry, apply_entries, decode_profile, limits, read_profile
+    max_bytes, max_crons = limits()
+    text = decode_profile(read_profile(path, max_bytes), path)
+    try:
+        loaded = Crontab.load(text)
+    except CronkitError as exc:
+        raise ProfileError(str(exc), file=path) from None
+    if len(loaded.crons) > max_crons:
+        raise ProfileError(f"more than {max_crons} crons: over the limit for a profile "
+                           "(cronkit.profiles.MAX_PROFILE_CRONS)", file=path)
+    entries = [CronEntry(uid, {k: v for k, v in cron.definition().items() if k != "uid"},
+                         file=path) for uid, cron in loaded.crons.items()]
+    return apply_entries(ctx.site.crontab, entries, default_activated=True,
+                         activated=loaded.activated, source=path)
 
 
 def cmd_profile_export(ctx: Context) -> int:

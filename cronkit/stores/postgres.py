@@ -164,6 +164,15 @@ def _materialize_locking_in(element: Any) -> Any:
     return None
 
 
+def hide_password(text: str, url: str) -> str:
+    """``text`` with the store URL ``url`` in it shown without its password."""
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return text
+    return text.replace(url, shown)
+
+
 @implementer(IListeningStore)
 class PostgresStore(SQLStore):
     """The store for ``postgresql://`` and ``postgresql+psycopg://`` URLs (psycopg 3).
@@ -189,8 +198,8 @@ class PostgresStore(SQLStore):
             super().__init__(url, read_only=read_only)
         except StoreError as exc:
             if str(exc).startswith("cannot open store"):
-                raise
-            raise StoreError(f"cannot open store {url!r}: {exc}") from None
+                raise StoreError(hide_password(str(exc), url)) from None
+            raise StoreError(hide_password(f"cannot open store {url!r}: {exc}", url)) from None
 
     def _migrate(self) -> None:
         self._retry("opening the store", lambda attempt: SQLStore._migrate(self))
@@ -217,9 +226,12 @@ class PostgresStore(SQLStore):
         try:
             self._sa_url = sa.engine.make_url(engine_url(url))
             # Dead peers are noticed by the kernel, not after a two-hour TCP timeout.
+            # A connect takes at most what the calls may spend retrying (a one-shot
+            # command's few seconds), and 10 s.
             connect_args: dict[str, Any] = {
-                "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
-                "keepalives_interval": 5, "keepalives_count": 3, "application_name": "cronkit"}
+                "connect_timeout": max(1, min(10, round(self.retry_for))), "keepalives": 1,
+                "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                "application_name": "cronkit"}
             if self.read_only:
                 connect_args["options"] = "-c default_transaction_read_only=on"
             # Autocommit at the driver: a read is its one statement (READ COMMITTED gives
@@ -336,10 +348,12 @@ class PostgresStore(SQLStore):
             except _ConnectionLost as exc:
                 attempt += 1
                 if time.monotonic() + delay > deadline:
-                    raise StoreError(f"{exc} (gave up {what} after {attempt} attempts "
-                                     f"in {self.retry_for:g} s)") from None
+                    raise StoreError(hide_password(f"{exc} (gave up {what} after {attempt} "
+                                                   f"attempts in {self.retry_for:g} s)",
+                                                   self.url)) from None
                 if attempt == 1:
-                    log.warning("%s: connection lost (%s); retrying", what, exc)
+                    log.warning("%s: connection lost (%s); retrying", what,
+                                hide_password(str(exc), self.url))
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 

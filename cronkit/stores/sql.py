@@ -122,6 +122,11 @@ class WorkerQueries(WorkerStore):
                 sa.or_(stopped, workers.c.heartbeat < before))).rowcount)
 
 
+#: What a malformed SQLite URL's message ends with: the two forms of a file's URL.
+SQLITE_FORMS = ("; a SQLite store URL is sqlite:///relative.db (three slashes: a path from "
+                "the current folder) or sqlite:////abs/path.db (four: an absolute path)")
+
+
 @implementer(ICrontabStore, IJobStore, IStore)
 class SQLStore(CrontabQueries, JobQueries, WorkerQueries, Store):
     """A store on SQLAlchemy Core: ``sqlite:///path``, ``postgresql://...``, ``memory://``.
@@ -179,6 +184,10 @@ class SQLStore(CrontabQueries, JobQueries, WorkerQueries, Store):
             sa_url = sa.engine.make_url(url)
         except sa.exc.ArgumentError as exc:
             raise StoreError(f"invalid store URL {self.url!r}: {exc}") from None
+        if sa_url.host or sa_url.database == "":
+            raise StoreError(f"invalid store URL {self.url!r}: "
+                             + ("no file path" if sa_url.database == "" and not sa_url.host
+                                else f"{sa_url.host!r} would be a host") + SQLITE_FORMS)
         if sa_url.query:
             raise StoreError(f"invalid store URL {self.url!r}: unknown option(s) "
                              f"{', '.join(sorted(sa_url.query))} (a SQLite store URL takes "
