@@ -133,3 +133,56 @@ def test_an_interrupted_job_runs_again_in_another_worker(kit, store_url):
     finally:
         stop(again, signal.SIGTERM)
     assert kit.store.get_job(polite)["attempts"] == 2
+
+
+# -- in this process: the end of an interrupted run ---------------------------------------
+
+
+@pytest.fixture
+def fake_kit(clock):
+    kit = cronkit.Cronkit(store="memory://", clock=clock)
+    yield kit
+    kit.close()
+
+
+def test_a_late_end_of_the_interrupted_attempt_never_closes_the_next_one(fake_kit, clock):
+    kit = fake_kit
+    job_id = kit.site("plone").submit("drain-quick").id
+    [first] = kit.lifecycle.claim(clock.now(), 1)
+    assert kit.lifecycle.interrupt([job_id]) == [job_id]
+    assert kit.store.is_canceled(job_id)        # what the runner's cancel check reads
+    assert kit.lifecycle.finish(first, cronkit.Status.CANCELED) == "pending"
+    assert_interrupted(kit, job_id)
+    [second] = kit.lifecycle.claim(clock.now(), 1)
+    assert second["attempts"] == 2
+    assert kit.lifecycle.finish(first, cronkit.Status.SUCCESS) is None
+    again = kit.store.get_job(job_id)
+    assert again["status"] == "running" and again["attempts"] == 2 and not again["canceled"]
+
+
+def test_a_job_canceled_by_a_user_is_not_interrupted_but_ends_canceled(fake_kit, clock):
+    kit = fake_kit
+    site = kit.site("plone")
+    job_id = site.submit("drain-quick").id
+    [row] = kit.lifecycle.claim(clock.now(), 1)
+    site.jobs.cancel(job_id)
+    assert kit.lifecycle.interrupt([job_id]) == []
+    assert kit.lifecycle.finish(row, cronkit.Status.SUCCESS) == "canceled"
+
+
+def test_an_interrupted_cron_firing_stays_one_firing(fake_kit, clock):
+    kit = fake_kit
+    site = kit.site("plone")
+    site.crontab.add_cron(cronkit.Cron(name="drain-polite", uid="c1", periodicity="* * * * *",
+                                       environ={"seconds": 120}))
+    site.crontab.save()
+    [firing] = kit.store.list_jobs(cron_uid="c1")
+    clock.advance(minutes=1)
+    worker = kit.worker(concurrency=1, claim_ahead=0, drain_timeout=0, drain_grace=30)
+    worker.start()
+    wait_for(lambda: kit.store.get_job(firing["id"])["status"] == "running", what="running")
+    worker.stop()
+    assert_interrupted(kit, firing["id"])
+    [again] = kit.store.list_jobs(cron_uid="c1")     # the same firing, and only it
+    assert again["id"] == firing["id"] and again["fire_at"] == firing["fire_at"]
+    assert site.crontab.by_uid("c1").logs == []      # not logged: it has not run yet

@@ -502,6 +502,15 @@ async def retry(request: Request, kit: Cronkit) -> Response:
 
 
 @endpoint
+async def list_workers(request: Request, kit: Cronkit) -> Response:
+    """The workers of the store (``cronkit.workers``); ``all=true``: the stopped ones too."""
+    from ..workers import list_workers as workers_json
+    stopped = query_bool(request, "all")
+    return JSONResponse(workers_json(kit.store, kit.clock.now(), kit.error_timeout,
+                                     include_stopped=stopped))
+
+
+@endpoint
 async def list_types(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(types_json(_site(request, kit)))
 
@@ -513,6 +522,7 @@ J = S + "/jobs/{job_id:int}"
 routes = [
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/sites", list_sites, methods=["GET"]),
+    Route("/workers", list_workers, methods=["GET"]),
     Route(S + "/crontab", get_crontab, methods=["GET"]),
     Route(S + "/crontab", patch_crontab, methods=["PATCH"]),
     Route(S + "/pause", pause, methods=["POST"]),

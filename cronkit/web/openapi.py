@@ -228,6 +228,28 @@ SCHEMAS = {
         "properties": {"queued": {"type": "boolean"},
                        "job": {"allOf": [_ref("Job")], "nullable": True}},
     },
+    "Worker": {
+        "type": "object",
+        "description": "a worker registered in the store (what `cronkit workers --json` "
+                       "shows); lost: not stopped, and no heartbeat for the error timeout",
+        "required": ["id", "host", "pid", "executor", "concurrency", "state", "status",
+                     "lost", "started_at", "heartbeat", "stopped_at", "version", "info",
+                     "jobs"],
+        "properties": {
+            "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+            "executor": {"type": "string"}, "concurrency": {"type": "integer"},
+            "state": {"type": "string", "enum": ["running", "paused", "draining", "stopped"]},
+            "status": {"type": "string",
+                       "enum": ["running", "paused", "draining", "stopped", "lost"]},
+            "lost": {"type": "boolean"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "heartbeat": {"type": "string", "format": "date-time"},
+            "stopped_at": {"type": "string", "format": "date-time", "nullable": True},
+            "version": {"type": "string"}, "info": {"type": "object"},
+            "jobs": {"type": "array", "items": {"type": "integer"},
+                     "description": "the ids of the jobs it runs"},
+        },
+    },
 }
 
 SITE = {"name": "site", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -370,6 +392,12 @@ PATHS = {
         "retryJob", "Submit a failed or canceled job again", {
             "201": _json(_ref("Job"), "the new job"), **SITE_ERRORS,
             "409": _error("not failed or canceled, or " + READ_ONLY)}, [SITE, JOB_ID], tag="jobs")},
+    "/workers": {"get": _op("listWorkers", "The workers of the store, newest first", {
+        "200": _json({"type": "array", "items": _ref("Worker")},
+                     "the workers not stopped (with all=true, the stopped ones too)"),
+        "400": _error("all is not true or false"), **COMMON_ERRORS},
+        [{"name": "all", "in": "query", "description": "true: the stopped workers too",
+          "schema": {"type": "boolean", "default": False}}], tag="workers")},
     "/sites/{site}/types": {"get": _op(
         "listTypes", "Job types with their help and parameter format", {
             "200": _json({"type": "array", "items": _ref("JobType")}, "the job types"),
