@@ -28,7 +28,7 @@ import os
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import CronkitError, StoreError
@@ -260,15 +260,13 @@ class StoreCollector:
 def worker_states(kit: Cronkit, now: datetime | None = None) -> Tally[str]:
     """How many workers of the store are in each state; one that is not stopped and has
     not heartbeated for ``kit.error_timeout`` seconds is "lost"."""
+    from .workers import worker_status
     now = now or kit.clock.now()
-    before = now - timedelta(seconds=kit.error_timeout)
     states: Tally[str] = Tally()
     for row in kit.store.list_workers():
-        state = row.get("state") or "running"
-        if state == "stopped":
-            continue
-        beat = row.get("heartbeat")
-        states["lost" if beat is None or beat < before else state] += 1
+        state = worker_status(row, now, kit.error_timeout)
+        if state != "stopped":
+            states[state] += 1
     return states
 
 

@@ -170,3 +170,9 @@ def test_worker_health_port_as_a_real_process(db_url, tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=WAIT)
+
+
+def test_loopback_names():
+    from cronkit.health import is_loopback
+    assert is_loopback("localhost") and is_loopback("127.0.0.2") and is_loopback("[::1]")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")

@@ -254,10 +254,24 @@ def test_worker_states_count_lost_workers(kit, clock):
     now = clock.now()
     rows = [{"state": "running", "heartbeat": now}, {"state": "paused", "heartbeat": now},
             {"state": "running", "heartbeat": now - timedelta(seconds=61)},
-            {"state": "stopped", "heartbeat": now - timedelta(days=1)}, {"state": None,
-                                                                         "heartbeat": None}]
-    kit.store.list_workers = lambda: rows      # the rows C's store op gives
-    assert metrics.worker_states(kit) == {"running": 1, "paused": 1, "lost": 2}
+            {"state": "draining", "heartbeat": now - timedelta(seconds=59)},
+            {"state": "stopped", "heartbeat": now - timedelta(days=1)}]
+    kit.store.list_workers = lambda: rows
+    assert metrics.worker_states(kit) == {"running": 1, "paused": 1, "draining": 1,
+                                          "lost": 1}
+
+
+def test_workers_alive_are_read_from_the_store_at_scrape(kit, clock):
+    m = metrics.enable(kit)
+    worker = kit.worker(concurrency=1)
+    worker.start()
+    try:
+        wait_for(lambda: m.registry.get_sample_value("cronkit_workers_alive") == 1, WAIT,
+                 "the worker's registration")
+        assert m.registry.get_sample_value("cronkit_workers", {"state": "running"}) == 1
+    finally:
+        worker.stop()
+    assert m.registry.get_sample_value("cronkit_workers_alive") == 0
 
 
 # -- a real worker process ----------------------------------------------------------
@@ -285,11 +299,11 @@ def worker_process(tmp_path, db_url):
     (tmp_path / "metrics_runners.py").write_text(RUNNERS)
     procs = []
 
-    def start(*options):
+    def start(*options, **env):
         proc = subprocess.Popen(
             [*command("cronkit"), "worker", "--store", db_url, "--import", "metrics_runners",
              "--concurrency", "2", "--poll", "0.2", *options],
-            env=child_env(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
+            env=child_env(tmp_path, **env), cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         return proc
@@ -312,9 +326,15 @@ def _get(url, **kwargs):
         return None
 
 
-def test_worker_metrics_port_serves_what_it_ran(kit, site, db_url, worker_process):
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_worker_metrics_port_serves_what_it_ran(kit, site, db_url, worker_process, executor,
+                                                tmp_path):
     port = free_port()
-    proc = worker_process("--metrics-port", str(port))
+    env = {}
+    if executor == "processes":    # each job counted in its child: multi-process mode
+        (tmp_path / "prom").mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
+    proc = worker_process("--metrics-port", str(port), "--executor", executor, **env)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_for(lambda: _get(url) is not None or proc.poll() is not None, WAIT, "the port")
     assert proc.poll() is None, proc.communicate()
@@ -387,3 +407,54 @@ def test_counting_a_batch_asks_the_store_nothing_more(kit, site):
                                        {"site": "plone", "type": "fine"}) == 2
     assert m.registry.get_sample_value("cronkit_jobs_submitted_total",
                                        {"site": "plone", "type": "boom"}) == 1
+
+
+def test_a_job_canceled_before_it_ran_is_counted_with_no_run_time(kit, site):
+    m = metrics.enable(kit)
+    job = site.submit("fine", delay=60)
+    site.jobs.cancel(job.id)
+    registry = m.registry
+    assert registry.get_sample_value("cronkit_jobs_finished_total", {
+        "site": "plone", "type": "fine", "status": "canceled"}) == 1
+    assert registry.get_sample_value("cronkit_job_duration_seconds_count",
+                                     {"type": "fine"}) is None
+
+
+def test_a_unique_submission_counts_once_and_its_merge_not_at_all(kit, site):
+    m = metrics.enable(kit)
+    site.submit("fine", unique=True)
+    site.submit("fine", unique=True)
+    assert m.registry.get_sample_value("cronkit_jobs_submitted_total",
+                                       {"site": "plone", "type": "fine"}) == 1
+
+
+def test_rows_left_out_as_duplicates_are_not_counted(kit, site):
+    m = metrics.enable(kit)
+    job = site.submit("boom")
+    m.queued("plone", [{"type": "fine"}, {"type": "fine"}], [job.id])   # one inserted
+    assert m.registry.get_sample_value("cronkit_jobs_submitted_total",
+                                       {"site": "plone", "type": "boom"}) == 2
+    assert m.registry.get_sample_value("cronkit_jobs_submitted_total",
+                                       {"site": "plone", "type": "fine"}) is None
+
+
+def test_multiprocess_mode_reads_the_shared_folder(kit, site, tmp_path, monkeypatch):
+    (tmp_path / "prom").mkdir()       # a folder of its own: every *.db in it is read
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    m = metrics.enable(kit)
+    text = generate_latest(m.registry).decode()
+    assert "cronkit_store_up 1.0" in text
+    metrics.disable(kit)
+    assert m.registry.get_sample_value("cronkit_store_up") is None
+
+
+def test_web_metrics_without_prometheus_client_names_the_extra(kit, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from cronkit.web import create_app
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    client = TestClient(create_app(kit))          # the app starts without metrics
+    response = client.get("/metrics")
+    assert response.status_code == 501
+    assert response.text == "metrics need prometheus_client: pip install 'cronkit[ops]'\n"
+    assert client.get("/healthz").status_code == 200

@@ -94,6 +94,8 @@ def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: f
     from importlib import import_module
 
     from ..kit import Cronkit
+    from ..metrics import enable as enable_metrics
+    from ..metrics import multiprocess_dir
     module, _, qualname = factory_ref.partition(":")
     factory: Any = import_module(module)
     for part in qualname.split("."):
@@ -102,6 +104,8 @@ def _spawned_child(store_url: str, row: dict, factory_ref: str, error_timeout: f
     die_with_parent(parent, kit.lifecycle)     # now it may finish writing an end first
     on_interrupt(kit.lifecycle, row)
     kit.site(row["site"]).register_runner(factory, name=row["type"])
+    if multiprocess_dir() is not None:   # prometheus_client's multi-process mode: the
+        enable_metrics(kit)              # worker's scrape sums this child's counts
     if started is not None:
         started.set()       # started up (an interpreter, imports): the timeout counts from now
     try:

@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import logs
 from ..exceptions import CronkitError
-from . import api, pages
+from . import api, ops, pages
 from .security import (
     MAX_BODY,
     AuthMiddleware,
@@ -144,12 +144,14 @@ def create_app(kit: Cronkit, auth_token: str | None = None, password: str | None
     ]
     routes = [
         Mount("/api/v1", routes=api.routes),
+        *ops.routes,
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         *pages.routes,
     ]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
     app.state.kit = kit
+    ops.enable_metrics(kit)
     app.state.auth = {"token": auth_token, "password": password}
     app.state.login_throttle = LoginThrottle(kit.clock)
     app.state.sessions = sessions

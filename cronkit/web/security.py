@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ..clock import Clock
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OPEN_PATHS = ("/static/", "/login", "/api/v1/openapi.json", "/favicon.ico")
+OPEN_PATHS = ("/static/", "/login", "/api/v1/openapi.json", "/favicon.ico", "/healthz",
+              "/readyz")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -158,7 +159,7 @@ class AuthMiddleware:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         path = scope["path"]
-        api = path.startswith("/api/")
+        api = path.startswith("/api/") or path == "/metrics"   # a scraper sends a token
         scope["cronkit.auth"] = "open"
         if self.enabled:
             session = scope.get("session", {})
