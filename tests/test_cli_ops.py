@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -362,3 +366,42 @@ def test_jobs_watch_off_a_terminal_writes_plain_lines_ending_with_a_newline(
     assert out == f"job {job.id} (steps): success\n"
     assert err == f"job {job.id} pending 0%\njob {job.id} success 100%  step 2\n"
     assert json.dumps(err).count("\\r") == 0
+
+
+# -- the deployment page's workers run something ------------------------------------------
+
+
+def test_the_deployment_pages_workers_know_the_runner_of_every_cron_they_load(
+        folder, store, capsys):
+    from cronkit.cli.profiles import load_profiles
+    from cronkit.runner import runner_factory
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "deployment.rst").read_text()
+    commands = re.findall(r"^\s*\$ (cronkit worker .*)$", text, re.MULTILINE)
+    assert len(commands) >= 3
+    shutil.copytree(root / "examples", folder / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for command in commands:
+        argv = shlex.split(command, comments=True)
+        args = cli.build_parser().parse_args(["--store", store, *argv[1:]])
+        ctx = Context(args, sys.stdout, sys.stderr)
+        try:
+            assert load_profiles(ctx), f"{command}: loads no profile, knows no runner"
+            crons = list(ctx.kit.site("default").crontab.crons.values())
+            assert crons, f"{command}: no cron to run"
+            for cron in crons:
+                assert runner_factory(ctx.kit.site("default"), cron.name) is not None, \
+                    f"{command}: no runner {cron.name!r}: its cron would log NOTRUN"
+        finally:
+            ctx.close()
+            cronkit.unregister_runner("heartbeat")
+            runners = sys.modules.get("examples.runners")
+            if runners is not None:
+                cronkit.unsubscribe(cronkit.FinishedCronJobEvent, runners.noted)
+    # and the module the Celery workers import registers that runner
+    env = env_of(folder)
+    done = subprocess.run([*script_command("cronkit"), "--import", "examples.jobs", "types",
+                           "heartbeat"], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert "CRONKIT_IMPORTS=examples.jobs" in text

@@ -12,9 +12,11 @@ import argparse
 import configparser
 import doctest
 import importlib
+import importlib.util
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +47,7 @@ PG_PLACEHOLDER = "postgresql://cronkit:secret@db.example.org/cronkit"
 REDIS_PLACEHOLDER = "redis://redis.example.org:6379/0"
 SERVICE_TIMEOUT = 60.0
 COMMAND_TIMEOUT = 60.0
-LANGUAGES = {"python", "xml", "console", "ini"}
+LANGUAGES = {"python", "xml", "console", "ini", "text"}
 
 
 # -- reading the blocks ---------------------------------------------------------------------
@@ -185,13 +187,17 @@ def _is_service(argv: list[str]) -> bool:
 
 
 def _pip_install(page: Page, block: Block, argv: list[str]) -> None:
-    """``pip install 'cronkit[a,b]'`` is not run (no network in tests): its extras must exist."""
+    """``pip install 'cronkit[a,b]' [other-package]`` is not run (no network in tests):
+    cronkit's extras must exist; another package is only named."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     extras = set(cfg["options.extras_require"])
     for arg in argv[2:]:
         match = re.fullmatch(r"cronkit(?:\[([\w,-]+)\])?", arg)
-        assert match, f"{page.where(block)}: unexpected pip argument {arg!r}"
+        if match is None:
+            assert re.fullmatch(r"[A-Za-z0-9][\w.-]*", arg), \
+                f"{page.where(block)}: unexpected pip argument {arg!r}"
+            continue
         for extra in (match.group(1) or "").split(","):
             assert not extra or extra in extras, f"{page.where(block)}: no extra {extra!r}"
 
@@ -316,8 +322,9 @@ def run_console(page: Page, block: Block) -> None:
         command = _substitute(page, command)
         argv = shlex.split(command, comments=True)
         if argv[0] == "export":
-            name, _, value = argv[1].partition("=")
-            page.env[name] = value
+            for assignment in argv[1:]:
+                name, _, value = assignment.partition("=")
+                page.env[name] = value
             continue
         if argv[:2] == ["pip", "install"]:
             _pip_install(page, block, argv)
@@ -392,7 +399,12 @@ def run_unit(page: Page, block: Block) -> None:
         assert watch.returncode == 0, watch.stdout + watch.stderr
 
 
-RUNNERS = {"python": run_python, "xml": run_xml, "console": run_console, "ini": run_unit}
+def show_text(page: Page, block: Block) -> None:
+    """A ``text`` block illustrates output (a table a command prints): nothing to run."""
+
+
+RUNNERS = {"python": run_python, "xml": run_xml, "console": run_console, "ini": run_unit,
+           "text": show_text}
 
 
 def _receivers() -> dict[type, set]:
@@ -404,6 +416,19 @@ def _receivers() -> dict[type, set]:
         return ref() if isinstance(ref, weakref.ref) else ref
     return {cls: {live(r) for r in cls.signal.receivers.values()} for cls in walk(Event)
             if "signal" in cls.__dict__}
+
+
+def scratch_env(folder: Path) -> dict:
+    """The scratch folder of a page, as a reader's: the repository's ``examples/`` copied
+    in (``--profile examples/site.zcml``, ``--import examples.jobs`` work as from the
+    repository root), a SQLite store of its own, and the folder *not* on PYTHONPATH: the
+    console script finds the reader's modules there as the current folder's."""
+    shutil.copytree(ROOT / "examples", folder / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = child_env(CRONKIT_STORE=f"sqlite:///{folder / 'cronkit.db'}")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep)
+                                        if Path(p).resolve() != folder.resolve())
+    return env
 
 
 @pytest.fixture
@@ -426,7 +451,7 @@ def test_the_examples_of_the_page_run(page_name, tmp_path, monkeypatch, substitu
     def once(key):
         return lambda placeholder: cache.setdefault(key, substitutes[key](placeholder))
 
-    env = child_env(tmp_path, CRONKIT_STORE=f"sqlite:///{tmp_path / 'cronkit.db'}")
+    env = scratch_env(tmp_path)
     env["_substitutes"] = {key: once(key) for key in substitutes}
     page = Page(page_name, tmp_path, env)
     monkeypatch.chdir(tmp_path)
@@ -448,6 +473,90 @@ def test_the_examples_of_the_page_run(page_name, tmp_path, monkeypatch, substitu
         for module in page.modules:
             sys.modules.pop(module, None)
 
+
+
+# -- the shell sessions of the other pages ------------------------------------------------
+
+
+def _all_pages() -> list[str]:
+    pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.rst")
+             if "_build" not in p.parts]
+    return sorted(pages) + ["../README.rst"]
+
+
+def sessions_of(page: str) -> list[Block]:
+    """Every literal block of a page that is a shell session (its first line starts with
+    ``$ ``): ``code-block:: console`` blocks and ``::`` blocks alike."""
+    blocks_of("index.rst")   # registers the directives and roles read without Sphinx
+    path = DOCS / page
+    tree = publish_doctree(path.read_text(), source_path=str(path),
+                           settings_overrides={"report_level": 5, "halt_level": 5})
+    return [Block(n.get("language") or "console", n.astext(), n.get("line") or n.line or 0)
+            for n in tree.findall(nodes.literal_block) if n.astext().startswith("$ ")]
+
+
+OTHER_PAGES = [p for p in _all_pages() if p not in PAGES and sessions_of(p)]
+
+
+def check_service(page: Page, block: Block, argv: list[str]) -> None:
+    """A command that serves until stopped is not started here: argparse must accept
+    it, and what it loads must be there (its profiles, its modules)."""
+    from cronkit.cli import build_parser
+    from cronkit.cli.common import _imports
+    try:
+        args = build_parser().parse_args(argv[1:])
+    except Exception as exc:  # noqa: BLE001 - the parser's UsageError, or worse
+        pytest.fail(f"{page.where(block)}: `{shlex.join(argv)}`: {exc}")
+    for path in getattr(args, "profile", None) or []:
+        assert (page.folder / path).is_file(), f"{page.where(block)}: no profile {path}"
+    for module in _imports(args):
+        here = page.folder / Path(*module.split("."))
+        assert (here.with_suffix(".py").is_file() or (here / "__init__.py").is_file()
+                or importlib.util.find_spec(module) is not None), \
+            f"{page.where(block)}: no module {module}"
+
+
+def run_session(page: Page, block: Block) -> None:
+    """Run a shell session of a narrative page: ``export`` and ``pip install`` as on the
+    how-to pages; a service is checked (check_service); any other ``cronkit`` command
+    runs through the console script in the scratch folder, exit code 0, or 2 when its
+    expected output is an error line, and its output is compared."""
+    for command, expected in _commands(block):
+        argv = shlex.split(command, comments=True)
+        if argv[0] == "export":
+            for assignment in argv[1:]:
+                name, _, value = assignment.partition("=")
+                page.env[name] = value
+            continue
+        if argv[:2] == ["pip", "install"]:
+            _pip_install(page, block, argv)
+            continue
+        assert argv[0] == "cronkit", f"{page.where(block)}: how would the test run {argv[0]!r}?"
+        if _is_service(argv):
+            check_service(page, block, argv)
+            continue
+        env = {k: v for k, v in page.env.items() if not k.startswith("_")}
+        done = subprocess.run([*script_command("cronkit"), *argv[1:]], cwd=page.folder,
+                              env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        got = done.stdout.strip() or done.stderr.strip()
+        error = expected.startswith("cronkit: error:")
+        assert done.returncode == (2 if error else 0), f"{page.where(block)}: `{command}` " \
+            f"exited {done.returncode}:\n{done.stdout}{done.stderr}"
+        if expected and expected != "...":
+            assert CHECKER.check_output(expected + "\n", got + "\n", FLAGS), \
+                f"{page.where(block)}: `{command}`\nexpected:\n{expected}\ngot:\n{got}"
+
+
+@pytest.mark.parametrize("page_name", OTHER_PAGES)
+def test_the_shell_sessions_of_the_page_run(page_name, tmp_path):
+    page = Page(page_name, tmp_path, scratch_env(tmp_path))
+    for block in sessions_of(page_name):
+        run_session(page, block)
+
+
+def test_the_shell_sessions_of_every_page_are_checked():
+    assert {"cli.rst", "logging.rst"} <= set(OTHER_PAGES)
+    assert not set(OTHER_PAGES) & set(PAGES)
 
 
 # -- the Sphinx site ------------------------------------------------------------------------
