@@ -405,3 +405,25 @@ def test_the_deployment_pages_workers_know_the_runner_of_every_cron_they_load(
                           timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     assert "CRONKIT_IMPORTS=examples.jobs" in text
+
+
+def test_store_urls_are_shown_without_their_password():
+    from cronkit.cli.common import shown_store
+    from cronkit.stores.postgres import hide_password
+    url = "postgresql://cronkit:s3cret@db.example.org/cronkit"
+    assert shown_store(url) == "'postgresql://cronkit:***@db.example.org/cronkit'"
+    assert shown_store(url, quoted=False) == "postgresql://cronkit:***@db.example.org/cronkit"
+    assert shown_store("sqlite:///cronkit.db") == "'sqlite:///cronkit.db'"
+    assert hide_password("store 'not a url'", "not a url") == "store 'not a url'"
+
+
+def test_a_json_profile_over_the_crons_limit_is_refused_whole(run, folder, monkeypatch):
+    import cronkit.profiles
+    (folder / "two.json").write_text(json.dumps({"crons": [
+        {"uid": uid, "name": "local", "periodicity": "@daily"} for uid in ("a", "b")]}))
+    monkeypatch.setattr(cronkit.profiles, "MAX_PROFILE_CRONS", 1)
+    code, _, err = run("profile", "load", "two.json")
+    assert code == 2
+    assert one_error(err) == ("cronkit: error: two.json: more than 1 crons: over the limit "
+                              "for a profile (cronkit.profiles.MAX_PROFILE_CRONS)")
+    assert run("crons", "list", "--json")[1].count('"uid"') == 0
