@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -93,62 +94,149 @@ class _TypeTally:
             yield row
 
 
+#: The counters: name (without ``_total``) -> (help, labels).
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cronkit_jobs_submitted": ("Jobs queued (cron firings too).", ("site", "type")),
+    "cronkit_jobs_started": ("Job attempts started.", ("site", "type")),
+    "cronkit_jobs_retried": ("Job attempts that failed or were lost and are retried.",
+                             ("site", "type")),
+    "cronkit_jobs_finished": ("Jobs ended, by final status (success, failed, canceled).",
+                              ("site", "type", "status")),
+    "cronkit_cron_firings": ("Cron firings ended, by the status of their Log (OK, WARN, "
+                             "FAILURE, NOTRUN).", ("site", "cron", "status")),
+    "cronkit_cron_missed_firings": ("Cron firings that did not run because they were "
+                                    "missed (misfire policy or grace).", ("site", "cron")),
+    "cronkit_store_errors": ("Store operations that failed (StoreError), by operation.",
+                             ("operation",)),
+}
+#: The histograms: name -> (help, labels, buckets).
+HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    "cronkit_job_duration_seconds": ("Run time of the jobs that ended after they started "
+                                     "(start to end).", ("type",), DURATION_BUCKETS),
+    "cronkit_job_lateness_seconds": ("How late a job attempt started after it was due "
+                                     "(started_at - run_after).", ("type",),
+                                     LATENESS_BUCKETS),
+}
+
+
+class _LocalCounts:
+    """The counts of this process in plain dicts under one lock: an increment costs a
+    fraction of a microsecond (prometheus_client's own objects cost several); exposed
+    at scrape as counter and histogram families."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[tuple[str, ...], float]] = {n: {} for n in COUNTERS}
+        #: name -> labels -> [count per bucket (the last: above every bound), sum]
+        self._hists: dict[str, dict[tuple[str, ...], list]] = {n: {} for n in HISTOGRAMS}
+
+    def inc(self, name: str, labels: tuple[str, ...], n: float = 1) -> None:
+        counts = self._counts[name]
+        with self._lock:
+            counts[labels] = counts.get(labels, 0.0) + n
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        bounds = HISTOGRAMS[name][2]
+        index = bisect_left(bounds, value)          # the first bound >= value (le)
+        hists = self._hists[name]
+        with self._lock:
+            found = hists.get(labels)
+            if found is None:
+                found = hists[labels] = [[0] * (len(bounds) + 1), 0.0]
+            found[0][index] += 1
+            found[1] += value
+
+    def describe(self) -> list[Metric]:
+        return self._families(False)
+
+    def collect(self) -> list[Metric]:
+        return self._families(True)
+
+    def _families(self, filled: bool) -> list[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+        with self._lock:
+            counts = {n: dict(c) for n, c in self._counts.items()} if filled else {}
+            hists = {n: {k: (list(v[0]), v[1]) for k, v in h.items()}
+                     for n, h in self._hists.items()} if filled else {}
+        out: list[Metric] = []
+        for name, (text, labels) in COUNTERS.items():
+            counter = CounterMetricFamily(name, text, labels=list(labels))
+            for key, value in sorted(counts.get(name, {}).items()):
+                counter.add_metric(list(key), value)
+            out.append(counter)
+        for name, (text, labels, bounds) in HISTOGRAMS.items():
+            hist = HistogramMetricFamily(name, text, labels=list(labels))
+            for key, (buckets, total) in sorted(hists.get(name, {}).items()):
+                cumulative, running = [], 0
+                for bound, n in zip((*map(floatToGoString, bounds), "+Inf"), buckets,
+                                    strict=True):
+                    running += n
+                    cumulative.append((bound, running))
+                hist.add_metric(list(key), cumulative, total)
+            out.append(hist)
+        return out
+
+
+class _SharedCounts:
+    """The counts in prometheus_client's own objects, for its multi-process mode (their
+    values live in the shared folder's files, which the registry's collector reads)."""
+
+    def __init__(self) -> None:
+        import prometheus_client as pc
+        self._metrics: dict[str, Any] = {}
+        for name, (text, labels) in COUNTERS.items():
+            self._metrics[name] = pc.Counter(name, text, list(labels), registry=None)
+        for name, (text, labels, bounds) in HISTOGRAMS.items():
+            self._metrics[name] = pc.Histogram(name, text, list(labels), buckets=bounds,
+                                               registry=None)
+        self._children: dict[tuple, Any] = {}
+
+    def _child(self, name: str, labels: tuple[str, ...]) -> Any:
+        key = (name, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metrics[name].labels(*labels)
+        return child
+
+    def inc(self, name: str, labels: tuple[str, ...], n: float = 1) -> None:
+        self._child(name, labels).inc(n)
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        self._child(name, labels).observe(value)
+
+
 class Metrics:
     """The metrics of one kit in this process (see the module docstring).
 
     The lifecycle calls the hooks (``queued``, ``started``, ``retried``, ``finished``,
-    ``fired``); the store's methods report their errors to ``store_error``. Each
-    labelled child is looked up once and kept: a hook costs a dict look-up and an
-    increment."""
+    ``fired``); the store's methods report their errors to ``store_error``. A hook
+    costs a dict update under a lock (about a microsecond per job event)."""
 
     def __init__(self, kit: Cronkit, registry: CollectorRegistry | None = None,
                  per_cron: bool = True):
         pc = prometheus()
         self.kit = kit
         self.per_cron = per_cron
-        shared = multiprocess_dir()
-        if shared is not None:      # the counts live in files; the registry reads them all
-            from prometheus_client import multiprocess
-            home: CollectorRegistry | None = None
-            self.registry = registry if registry is not None else pc.CollectorRegistry()
-            multiprocess.MultiProcessCollector(self.registry, path=shared)
-        else:
-            self.registry = home = registry if registry is not None else pc.CollectorRegistry()
+        self.registry = registry if registry is not None else pc.CollectorRegistry()
         # The store's gauges first: an error of the scrape is counted before the
         # counters are read, in the scrape that saw it.
         self.collector = StoreCollector(kit, self)
         self.registry.register(self.collector)
-        c, h = pc.Counter, pc.Histogram
-        self.submitted = c("cronkit_jobs_submitted", "Jobs queued (cron firings too).",
-                           ["site", "type"], registry=home)
-        self.started_ = c("cronkit_jobs_started", "Job attempts started.",
-                          ["site", "type"], registry=home)
-        self.retried_ = c("cronkit_jobs_retried", "Job attempts that failed or were lost "
-                          "and are retried.", ["site", "type"], registry=home)
-        self.finished_ = c("cronkit_jobs_finished", "Jobs ended, by final status (success, "
-                           "failed, canceled).", ["site", "type", "status"], registry=home)
-        self.duration = h("cronkit_job_duration_seconds", "Run time of the jobs that "
-                          "ended after they started (start to end).", ["type"],
-                          buckets=DURATION_BUCKETS, registry=home)
-        self.lateness = h("cronkit_job_lateness_seconds", "How late a job attempt started "
-                          "after it was due (started_at - run_after).", ["type"],
-                          buckets=LATENESS_BUCKETS, registry=home)
-        self.firings = c("cronkit_cron_firings", "Cron firings ended, by the status of "
-                         "their Log (OK, WARN, FAILURE, NOTRUN).", ["site", "cron", "status"],
-                         registry=home)
-        self.missed = c("cronkit_cron_missed_firings", "Cron firings that did not run "
-                        "because they were missed (misfire policy or grace).",
-                        ["site", "cron"], registry=home)
-        self.store_errors = c("cronkit_store_errors", "Store operations that failed "
-                              "(StoreError), by operation.", ["operation"], registry=home)
-        self._children: dict[tuple, Any] = {}
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        #: What collects the counts, in the registry (for disable).
+        self.collectors: list[Any] = [self.collector]
+        shared = multiprocess_dir()
+        self.counts: _LocalCounts | _SharedCounts
+        if shared is not None:     # the counts live in files; the registry reads them all
+            from prometheus_client import multiprocess
+            self.counts = _SharedCounts()
+            reader = multiprocess.MultiProcessCollector(None, path=shared)
+            self.registry.register(reader)
+            self.collectors.append(reader)
+        else:
+            self.counts = _LocalCounts()
+            self.registry.register(self.counts)
+            self.collectors.append(self.counts)
 
     # -- the lifecycle's hooks ------------------------------------------------------
 
@@ -158,42 +246,45 @@ class Metrics:
 
     def queued(self, site: str, rows: Iterable[dict], ids: list[int]) -> None:
         """``ids`` were queued from ``rows`` (what ``tally`` gave)."""
+        if isinstance(rows, list) and len(rows) == 1 == len(ids):    # the common case
+            self.counts.inc("cronkit_jobs_submitted", (site, rows[0]["type"]))
+            return
         types = rows.types if isinstance(rows, _TypeTally) else Tally(r["type"] for r in rows)
         if sum(types.values()) != len(ids):     # duplicates left out: ask the store
             types = Tally(self.kit.store.get_job(i)["type"] for i in ids)
         for type_, n in types.items():
-            self._child(self.submitted, site, type_).inc(n)
+            self.counts.inc("cronkit_jobs_submitted", (site, type_), n)
 
     def queued_one(self, site: str, type_: str) -> None:
-        self._child(self.submitted, site, type_).inc()
+        self.counts.inc("cronkit_jobs_submitted", (site, type_))
 
     def started(self, job: Job) -> None:
         type_ = job.type
-        self._child(self.started_, job.site.name, type_).inc()
+        self.counts.inc("cronkit_jobs_started", (job.site.name, type_))
         late = _seconds(job.started_at or self.kit.clock.now(), job.run_after)
         if late is not None:
-            self._child(self.lateness, type_).observe(late)
+            self.counts.observe("cronkit_job_lateness_seconds", (type_,), late)
 
     def retried(self, job: Job) -> None:
-        self._child(self.retried_, job.site.name, job.type).inc()
+        self.counts.inc("cronkit_jobs_retried", (job.site.name, job.type))
 
     def finished(self, job: Job) -> None:
         type_ = job.type
-        self._child(self.finished_, job.site.name, type_, str(job.status)).inc()
+        self.counts.inc("cronkit_jobs_finished", (job.site.name, type_, str(job.status)))
         took = _seconds(job.finished_at, job.started_at)
         if took is not None:
-            self._child(self.duration, type_).observe(took)
+            self.counts.observe("cronkit_job_duration_seconds", (type_,), took)
 
     def fired(self, site: str, cron_uid: str, status: str, missed: int = 0) -> None:
         """A firing of ``cron_uid`` ended with a Log of ``status``; ``missed`` firings
         did not run (the firing itself when skipped as missed, those its Log counts)."""
         cron = cron_uid if self.per_cron else ""
-        self._child(self.firings, site, cron, str(status)).inc()
+        self.counts.inc("cronkit_cron_firings", (site, cron, str(status)))
         if missed:
-            self._child(self.missed, site, cron).inc(missed)
+            self.counts.inc("cronkit_cron_missed_firings", (site, cron), missed)
 
     def store_error(self, operation: str) -> None:
-        self._child(self.store_errors, operation).inc()
+        self.counts.inc("cronkit_store_errors", (operation,))
 
 
 class StoreCollector:
@@ -358,13 +449,8 @@ def disable(kit: Cronkit) -> None:
         return
     kit.lifecycle.metrics = None
     _stop_counting_store_errors(kit)
-    for metric in (metrics.collector, metrics.submitted, metrics.started_, metrics.retried_,
-                   metrics.finished_, metrics.duration, metrics.lateness, metrics.firings,
-                   metrics.missed, metrics.store_errors):
-        try:
-            metrics.registry.unregister(metric)
-        except KeyError:       # multi-process mode: the counters live in files
-            pass
+    for collector in metrics.collectors:
+        metrics.registry.unregister(collector)
 
 
 def metrics_of(kit: Cronkit) -> Metrics | None:
