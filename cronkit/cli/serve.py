@@ -25,8 +25,9 @@ from .common import (
     _port,
     _positive_float,
     _positive_int,
+    shown_store,
 )
-from .profiles import _load_zcml
+from .profiles import load_profiles
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -75,11 +76,17 @@ def _worker(ctx: Context) -> Worker:
 
 def cmd_worker(ctx: Context) -> int:
     _logging(ctx)
+    load_profiles(ctx)
     worker = _worker(ctx)
-    ctx.note(f"cronkit worker on {getattr(ctx.kit.store, 'url', ctx.store)} "
+    ctx.note(f"cronkit worker on {shown_store(getattr(ctx.kit.store, 'url', ctx.store), False)} "
              f"({ctx.args.executor or ctx.kit.executor}, concurrency {ctx.args.concurrency}); "
              "Ctrl-C to stop")
-    worker.run_forever()
+    servers = _ops_servers(ctx)
+    try:
+        worker.run_forever()
+    finally:
+        for server in servers:
+            server.stop()
     if worker.abandoned:   # threads that ignored the drain: their jobs are queued again
         logging.shutdown()
         sys.stdout.flush()
@@ -158,8 +165,7 @@ def cmd_web(ctx: Context) -> int:
 def cmd_run(ctx: Context) -> int:
     args = ctx.args
     _logging(ctx)
-    for path in args.profile:
-        _load_zcml(ctx, path)
+    load_profiles(ctx)
     if not args.no_web:
         _credentials(args)   # a blank one is refused before the worker starts
     serve, why = (None, None) if args.no_web else _web_serve()
@@ -235,6 +241,35 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", dest="log_format", default="text",
                         choices=("text", "json"),
                         help="text lines (default), or one JSON object per line")
+
+
+def _ops_servers(ctx: Context) -> list:
+    """The servers of ``--metrics-port`` and ``--health-port`` (one when the ports are
+    the same), started; UsageError naming the address or the extra when one cannot."""
+    from ..exceptions import CronkitError
+    from ..health import OpsServer
+
+    args = ctx.args
+    ports: dict[int, dict[str, bool]] = {}
+    if args.metrics_port is not None:
+        ports.setdefault(args.metrics_port, {})["metrics"] = True
+    if args.health_port is not None:
+        ports.setdefault(args.health_port, {})["health"] = True
+    token = os.environ.get("CRONKIT_TOKEN") or None
+    servers: list[OpsServer] = []
+    try:
+        for port, serves in ports.items():
+            server = OpsServer(ctx.kit, args.ops_host, port, token=token,
+                               metrics=serves.get("metrics", False),
+                               health=serves.get("health", False)).start()
+            servers.append(server)
+            ctx.note(f"cronkit: {' and '.join(p for p in ('metrics', 'health') if p in serves)}"
+                     f" on http://{args.ops_host}:{server.port}/")
+    except CronkitError as exc:
+        for server in servers:
+            server.stop()
+        raise UsageError(f"--metrics-port/--health-port: {exc}") from None
+    return servers
 
 
 def _ops_options(parser: argparse.ArgumentParser) -> None:
