@@ -457,3 +457,38 @@ def test_web_metrics_without_prometheus_client_names_the_extra(kit, monkeypatch,
     assert response.status_code == 501
     assert response.text == "metrics need prometheus_client: pip install 'cronkit[ops]'\n"
     assert httpx.get(f"{base}/healthz").status_code == 200
+
+
+def test_cronkit_run_serves_the_worker_counts_at_the_web_metrics(kit, site, db_url, tmp_path):
+    (tmp_path / "metrics_runners.py").write_text(RUNNERS)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*command("cronkit"), "run", "--store", db_url, "--import", "metrics_runners",
+         "--poll", "0.2", "--port", str(port)],
+        env=child_env(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for(lambda: _get(url) is not None or proc.poll() is not None, WAIT, "the web")
+        assert proc.poll() is None, proc.communicate()
+        job = site.submit("fine")
+        wait_for(lambda: site.jobs.get(job.id).finished, WAIT, "the job's end")
+
+        def counted():
+            found = samples(_get(url).text)
+            return found if value(found, "cronkit_jobs_finished_total", site="plone",
+                                  type="fine", status="success") == 1 else None
+
+        found = wait_for(counted, WAIT, "the count")
+        assert value(found, "cronkit_workers_alive") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=WAIT)
+
+
+def test_worker_metrics_off_loopback_without_a_token_is_refused(db_url, worker_process):
+    proc = worker_process("--metrics-port", str(free_port()), "--ops-host", "0.0.0.0",
+                          CRONKIT_TOKEN="")
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 2
+    assert "without authentication" in err and "Traceback" not in err
