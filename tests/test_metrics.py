@@ -492,3 +492,17 @@ def test_worker_metrics_off_loopback_without_a_token_is_refused(db_url, worker_p
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 2
     assert "without authentication" in err and "Traceback" not in err
+
+
+def test_a_celery_worker_kit_counts_in_multiprocess_mode(tmp_path, monkeypatch):
+    from cronkit.executors import celery as celery_executor
+    (tmp_path / "prom").mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    monkeypatch.setenv("CRONKIT_STORE", f"sqlite:///{tmp_path / 'celery.db'}")
+    monkeypatch.setattr(celery_executor, "_kit", None)
+    kit = celery_executor.worker_kit()
+    try:
+        assert metrics.metrics_of(kit) is not None
+    finally:
+        metrics.disable(kit)
+        kit.close()

@@ -103,6 +103,10 @@ def worker_kit() -> Any:
             _kit = Cronkit(store=os.environ.get("CRONKIT_STORE") or None,
                            error_timeout=float(os.environ.get("CRONKIT_ERROR_TIMEOUT", "60")))
             notify_ends(_kit)
+            from ..metrics import enable as enable_metrics
+            from ..metrics import multiprocess_dir
+            if multiprocess_dir() is not None:   # prometheus_client's multi-process mode:
+                enable_metrics(_kit)             # counted in the folder scrapes read
             _kit_pid = os.getpid()
         return _kit
 
