@@ -276,6 +276,13 @@ class IJobLifecycle(Interface):
         queued); a running one sees ``canceled``, or with ``force`` is killed if it
         runs in a process of its own here. Return the status after; raise NoSuchJob."""
 
+    def interrupt(job_ids, tell=None):
+        """A draining worker stops the RUNNING jobs of ``job_ids`` (a user's cancel
+        already asked excepted): ``tell(job_id)``, then their canceled flag; the end
+        their attempt then reports, whatever it is, puts the job back to PENDING, due
+        now, with a history record and JobRetriedEvent (a later end of that attempt
+        changes nothing). Return the ids interrupted."""
+
     def reap(now):
         """Fail (or retry) RUNNING jobs whose worker is gone (no heartbeat for
         ``error_timeout`` before ``now``, or a dead worker process of this host) and

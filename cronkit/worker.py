@@ -147,14 +147,19 @@ class Worker:
         kit, store = self.kit, self.kit.store
         self._check_store()
         now = now or kit.clock.now()
+        if self._paused and self.held:
+            self._release_held()
         self._start_held(now)     # first: they are due at this instant
         running = self.executor.running()
         if self._due("heartbeat", self.heartbeat_interval, now):
             running |= kit.lifecycle.writer.unwritten()     # ended, the end not yet written
             if running:
                 store.heartbeat(running, now)
-            if self._registered and not store.worker_heartbeat(kit.worker_id, now, self.state):
-                self.register(now)      # its row was deleted (cleaned up): it comes back
+            if self._registered:
+                if not store.worker_heartbeat(kit.worker_id, now, self.state):
+                    self.register(now)      # its row was deleted (cleaned up): it comes back
+            elif self._started:
+                self.register(now)          # it could not at start (the store failed)
             if self.held:       # a job canceled (or lost) while held is dropped
                 kept = store.renew_leases(self.held, kit.worker_id,
                                           now + timedelta(seconds=self.lease))
@@ -323,11 +328,11 @@ class Worker:
                         self.state, exc)
 
     def pause(self) -> None:
-        """Stop claiming (the jobs held ahead are given back); running jobs go on. Its
-        row says "paused"."""
+        """Stop claiming (the jobs held ahead are given back at the next tick); running
+        jobs go on. Its row says "paused"."""
         self._paused = True
-        self._release_held()
         self._show_state()
+        self._wake.set()     # its next tick gives back what it holds
 
     def resume(self) -> None:
         """Claim again after ``pause()``."""
@@ -354,7 +359,10 @@ class Worker:
         listen = getattr(self.kit.store, "start_listener", None)
         if listen is not None:   # PostgreSQL: LISTEN/NOTIFY wakes idle workers at once
             listen(self.kit.wake)
-        self.register()
+        try:
+            self.register()
+        except StoreError:   # a full disk, a lost server: its first tick registers it, or
+            pass             # fails, is logged and backs off as every tick does
         self.kit.reap()
         self.kit.restore()   # ServerRestartEvent: cron jobs wiped from the queue come back
 

@@ -35,6 +35,12 @@ class Stubborn(cronkit.Runner):
         return None
 
 
-for _name, _cls in (("drain-quick", Quick), ("drain-polite", Polite),
-                    ("drain-stubborn", Stubborn)):
-    cronkit.register_runner(_cls, name=_name, replace=True)
+RUNNERS = {"drain-quick": Quick, "drain-polite": Polite, "drain-stubborn": Stubborn}
+
+
+def register() -> None:
+    for name, cls in RUNNERS.items():
+        cronkit.register_runner(cls, name=name, replace=True)
+
+
+register()

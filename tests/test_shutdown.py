@@ -15,11 +15,20 @@ import sys
 import pytest
 
 import cronkit
-from tests import drainrunners  # noqa: F401  (registers the runners here too)
+from tests import drainrunners
 from tests.children import child_env
 from tests.helpers import ROOT, wait_for
 
 INTERRUPTED = "interrupted by the worker's shutdown"
+
+
+@pytest.fixture(autouse=True)
+def runners():
+    """The runners of tests/drainrunners.py, here too (the worker processes import it)."""
+    drainrunners.register()
+    yield
+    for name in drainrunners.RUNNERS:
+        cronkit.unregister_runner(name)
 
 
 @pytest.fixture

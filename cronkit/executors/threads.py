@@ -90,6 +90,7 @@ class ThreadExecutor(BaseExecutor):
         self._loop.cancel(job_id)
 
     def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait)
+        # Not waiting (a drain left threads behind): the jobs queued for a thread never start.
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
         if wait:    # every job ended: no task is left on the loop
             self._loop.close()
