@@ -30,9 +30,9 @@ so it still runs once). After ``drain_grace`` more seconds a job's child process
 (processes executor) is killed, and its job goes back to PENDING the same way; a thread
 cannot be killed: its job is put back to PENDING as it is, and the thread abandoned
 (``abandoned``; ``cronkit worker`` then exits without waiting for it). A second signal
-skips what is left of the waits. No job is left RUNNING. With the celery executor the
-dispatcher only stops sending: the Celery workers run on what they took (their own warm
-shutdown applies)."""
+skips what is left of the drain timeout (the grace is then one second). No job is left
+RUNNING. With the celery executor the dispatcher only stops sending: the Celery workers
+run on what they took (their own warm shutdown applies)."""
 
 from __future__ import annotations
 
@@ -415,14 +415,15 @@ class Worker:
         """The jobs this worker runs whose end is not yet handed to the writer."""
         return self.executor.running() - self.kit.lifecycle.writer.unwritten()
 
-    def _wait_running(self, seconds: float) -> bool:
+    def _wait_running(self, seconds: float, skippable: bool = False) -> bool:
         """Wait up to ``seconds`` (real time) for the running jobs to end, heartbeating
-        them and this worker's row; True if none is left."""
+        them and this worker's row (a ``skippable`` wait ends at a second stop signal);
+        True if none is left."""
         deadline = time.monotonic() + seconds
         beat = time.monotonic() + self.heartbeat_interval
         while self._busy():
             left = deadline - time.monotonic()
-            if left <= 0 or self._hurry.is_set():
+            if left <= 0 or (skippable and self._hurry.is_set()):
                 return False
             if time.monotonic() >= beat:
                 beat = time.monotonic() + self.heartbeat_interval
@@ -443,7 +444,7 @@ class Worker:
         log.info("worker %s draining: %d job(s) running; waiting up to %g s for them to end",
                  kit.worker_id, len(busy), self.drain_timeout)
         self._show_state()
-        if not busy or self._wait_running(self.drain_timeout):
+        if not busy or self._wait_running(self.drain_timeout, skippable=True):
             return
         if not getattr(self.executor, "interruptible", True):
             return      # Celery: the jobs taken are its workers'; shutdown() hands on
@@ -453,14 +454,16 @@ class Worker:
         except StoreError as exc:
             log.error("worker %s: cannot interrupt its jobs: %s", kit.worker_id, exc)
             return
-        log.warning("worker %s: %d job(s) still running after %g s: asked to stop; they go "
-                    "back to the queue", kit.worker_id, len(stopped), self.drain_timeout)
-        if self._wait_running(self.drain_grace):
+        log.warning("worker %s: %d job(s) still running: asked to stop; they go back to the "
+                    "queue", kit.worker_id, len(stopped))
+        # Hurried (a second signal): a cooperative job still gets a second to stop.
+        grace = min(self.drain_grace, 1.0) if self._hurry.is_set() else self.drain_grace
+        if self._wait_running(grace):
             return
         left = sorted(self._busy())
         for job_id in left:
             self.executor._stop_job(job_id)     # a process is killed; a thread is asked
-        if self._wait_running(min(self.drain_grace, 5.0) or 0.5):
+        if self._wait_running(min(grace, 5.0) or 0.5):
             return
         left = sorted(self._busy())
         for job_id in left:    # threads that do not stop: their jobs are put back as they are

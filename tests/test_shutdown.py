@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -195,3 +196,108 @@ def test_an_interrupted_cron_firing_stays_one_firing(fake_kit, clock):
     [again] = kit.store.list_jobs(cron_uid="c1")     # the same firing, and only it
     assert again["id"] == firing["id"] and again["fire_at"] == firing["fire_at"]
     assert site.crontab.by_uid("c1").logs == []      # not logged: it has not run yet
+
+
+class Blocked(cronkit.Runner):
+    """Waits on an event of the test, never looking at canceled."""
+
+    release = threading.Event()
+
+    def run(self):
+        Blocked.release.wait(60)
+
+
+def test_in_process_a_thread_that_ignores_the_stop_is_left_behind_and_its_job_requeued(
+        fake_kit):
+    kit = fake_kit
+    site = kit.site("plone")
+    site.register_runner(Blocked, name="blocked")
+    Blocked.release.clear()
+    job_id = site.submit("blocked").id
+    worker = kit.worker(concurrency=1, claim_ahead=0, drain_timeout=0, drain_grace=0.2)
+    worker.start()
+    try:
+        wait_for(lambda: kit.store.get_job(job_id)["status"] == "running", what="running")
+        worker.stop()
+        assert worker.abandoned == 1
+        assert_interrupted(kit, job_id)
+        assert kit.store.list_workers()[0]["state"] == "stopped"
+    finally:
+        Blocked.release.set()
+    wait_for(lambda: not worker.executor._pool._threads or
+             not any(t.is_alive() for t in worker.executor._pool._threads), what="thread end")
+    assert_interrupted(kit, job_id)     # its late end changed nothing
+
+
+def test_in_process_a_second_signal_skips_the_drain_timeout(fake_kit):
+    kit = fake_kit
+    site = kit.site("plone")
+    job_id = site.submit("drain-polite", payload={"seconds": 120}).id
+    worker = kit.worker(concurrency=1, claim_ahead=0, drain_timeout=300)
+    worker.start()
+    wait_for(lambda: kit.store.get_job(job_id)["status"] == "running", what="running")
+    worker._signaled(signal.SIGTERM, None)
+    wait_for(lambda: kit.store.list_workers()[0]["state"] == "draining", what="draining")
+    worker._signaled(signal.SIGINT, None)
+    worker.stop()
+    assert_interrupted(kit, job_id)
+    assert worker.abandoned == 0
+
+
+def test_in_process_a_forked_job_that_ignores_the_stop_is_killed(tmp_path, clock):
+    kit = cronkit.Cronkit(store=f"sqlite:///{tmp_path / 'fork.db'}", clock=clock)
+    try:
+        site = kit.site("plone")
+        polite = site.submit("drain-polite", payload={"seconds": 120}).id
+        stubborn = site.submit("drain-stubborn", payload={"seconds": 120}).id
+        worker = kit.worker(concurrency=2, executor="processes", claim_ahead=0,
+                            drain_timeout=0, drain_grace=0.5)
+        worker.start()
+        wait_for(lambda: running(kit, polite, stubborn), what="both running")
+        worker.stop()
+        assert worker.abandoned == 0
+        assert_interrupted(kit, polite)      # it stopped by itself: its child requeued it
+        assert_interrupted(kit, stubborn)    # killed, then requeued here
+        assert_none_running(kit)
+    finally:
+        kit.close()
+
+
+def test_in_process_a_draining_worker_heartbeats_its_jobs_and_its_row(fake_kit, clock):
+    kit = fake_kit
+    job_id = kit.site("plone").submit("drain-polite", payload={"seconds": 120}).id
+    worker = kit.worker(concurrency=1, claim_ahead=0, drain_timeout=300,
+                        heartbeat_interval=0.1)
+    worker.start()
+    wait_for(lambda: running(kit, job_id), what="running")
+    clock.advance(seconds=30)
+    worker.stop(wait=False)
+    wait_for(lambda: kit.store.get_job(job_id)["heartbeat"] == clock.now(),
+             what="the job's heartbeat while draining")
+    [row] = kit.store.list_workers()
+    assert row["state"] == "draining" and row["heartbeat"] == clock.now()
+    worker._signaled(signal.SIGTERM, None)
+    worker.stop()
+    assert_interrupted(kit, job_id)
+
+
+def test_in_process_a_store_failing_during_the_drain_is_said_and_the_worker_stops(
+        fake_kit, monkeypatch, caplog):
+    kit = fake_kit
+    job_id = kit.site("plone").submit("drain-quick", payload={"seconds": 1.5}).id
+    worker = kit.worker(concurrency=1, claim_ahead=0, drain_timeout=0.3,
+                        heartbeat_interval=0.1)
+    worker.start()
+    wait_for(lambda: running(kit, job_id), what="running")
+
+    def fails(*args, **kwargs):
+        raise cronkit.StoreError("the store is away")
+
+    for name in ("heartbeat", "worker_heartbeat", "stop_worker"):
+        monkeypatch.setattr(kit.store, name, fails)
+    monkeypatch.setattr(kit.lifecycle, "interrupt", fails)
+    worker.stop()
+    said = caplog.text
+    assert "heartbeat failed while draining" in said and "cannot write its state" in said
+    assert "cannot interrupt its jobs" in said and "cannot mark itself stopped" in said
+    assert kit.store.get_job(job_id)["status"] == "success"   # it ran to its end
