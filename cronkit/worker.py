@@ -467,9 +467,12 @@ class Worker:
             return
         left = sorted(self._busy())
         for job_id in left:    # threads that do not stop: their jobs are put back as they are
+            # The row as claimed: its attempt, never a newer one's taken elsewhere since.
+            row = self.executor._inflight.get(job_id)
+            if row is None:
+                continue
             try:
-                kit.lifecycle.finish(kit.store.get_job(job_id), Status.CANCELED,
-                                     "canceled: the worker shut down")
+                kit.lifecycle.finish(row, Status.CANCELED, "canceled: the worker shut down")
             except StoreError as exc:
                 log.error("worker %s: cannot end job %s: %s", kit.worker_id, job_id, exc)
         self.abandoned = len(left)

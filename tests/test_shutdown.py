@@ -168,6 +168,8 @@ def test_a_late_end_of_the_interrupted_attempt_never_closes_the_next_one(fake_ki
     assert kit.lifecycle.finish(first, cronkit.Status.SUCCESS) is None
     again = kit.store.get_job(job_id)
     assert again["status"] == "running" and again["attempts"] == 2 and not again["canceled"]
+    # The next attempt, even run by this same kit, ends as any run does.
+    assert kit.lifecycle.finish(second, cronkit.Status.SUCCESS) == "success"
 
 
 def test_a_job_canceled_by_a_user_is_not_interrupted_but_ends_canceled(fake_kit, clock):

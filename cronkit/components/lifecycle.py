@@ -290,7 +290,7 @@ class JobLifecycle:
             return job.refresh()
         status, message, progress, result = end_of(out)
         tracing.run_ended(span, status, (out.exc or message) if status == Status.FAILED else None)
-        if written is not None and self.writer.running and job.id not in self.interrupted:
+        if written is not None and self.writer.running and not self._interrupted(job):
             end = PendingEnd(job, status, None if message is None else storable_text(message),
                              progress, result, self.kit.clock.now(), written)
             if self.writer.put(end):
@@ -375,7 +375,7 @@ class JobLifecycle:
         or an exception its runner's ``retry_on`` names (any exception when it names
         none), and attempts are left."""
         if out.status != Status.FAILED or out.unknown or job._ended is not None \
-                or job.id in self.interrupted:
+                or self._interrupted(job):
             return False
         if isinstance(out.exc, Retry):
             return self._retry_if_allowed(job, out.exc.reason, delay=out.exc.delay, asked=True)
@@ -430,7 +430,7 @@ class JobLifecycle:
                 cron: Cron | None, base: datetime | None, version: int | None,
                 result: Any = None, missed: bool = False) -> str | None:
         site, store = job.site, self.kit.store
-        if job.id in self.interrupted and not job._debug:
+        if self._interrupted(job) and not job._debug:
             return self._requeue_interrupted(job, now)
         note, not_run = None, int(missed)   # firings not run: this one if missed, and those between
         if message is not None:
@@ -559,6 +559,10 @@ class JobLifecycle:
             store.cancel_job(job_id, now)
             done.append(job_id)
         return done
+
+    def _interrupted(self, job: Job) -> bool:
+        """Whether this run of ``job`` (its attempt) is one a draining worker stopped."""
+        return bool(self.interrupted) and self.interrupted.get(job.id) == job.attempts
 
     def _requeue_interrupted(self, job: Job, now: datetime) -> str | None:
         """The end of a run its worker's shutdown interrupted: the job goes back to
