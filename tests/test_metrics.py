@@ -153,14 +153,16 @@ def _cron(site, misfire):
 ])
 def test_missed_firings_are_counted_per_cron(kit, site, clock, misfire, logged, missed):
     m = metrics.enable(kit)
-    seen = []
-    cronkit.subscribe(cronkit.FinishedCronJobEvent)(seen.append)
+    seen: list = []
+    record = seen.append     # one object: each `seen.append` is a new one
+    cronkit.subscribe(cronkit.FinishedCronJobEvent)(record)
     try:
         _cron(site, misfire)
         clock.advance(minutes=3, seconds=30)       # the worker was down
         kit.run_pending()
     finally:
-        cronkit.unsubscribe(cronkit.FinishedCronJobEvent, seen.append)
+        cronkit.unsubscribe(cronkit.FinishedCronJobEvent, record)
+    assert not cronkit.FinishedCronJobEvent.signal.receivers
     found = samples(generate_latest(m.registry).decode())
     assert value(found, "cronkit_cron_firings_total", site="plone", cron="every-minute",
                  status=logged) == 1
