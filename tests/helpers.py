@@ -1,13 +1,15 @@
 """Small helpers the tests share: waiting for a condition, a job's end, a worker in a
-process of its own."""
+process of its own, the web app on a free port, runners that fail."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import cronkit
 from tests.children import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +40,43 @@ def spawn(code: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
+
+
+class Boom(cronkit.Runner):
+    def run(self):
+        raise ValueError("boom")
+
+
+class FailsOnce(cronkit.Runner):
+    retries = 1
+    retry_backoff = 1.0
+
+    def run(self):
+        if self.job.attempts == 1:
+            raise RuntimeError("first attempt fails")
+
+
+class WebServers:
+    """``start(kit, **options)``: the web app of ``kit`` (``make_server``'s options) on a
+    free loopback port, returning its URL; ``stop()`` stops every one started."""
+
+    WAIT = 60
+
+    def __init__(self):
+        self.servers = []
+
+    def start(self, kit, **options):
+        from cronkit.web import make_server
+        from tests.servers import free_port
+        port = free_port()
+        server = make_server(kit, port=port, **options)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        self.servers.append((server, thread))
+        wait_for(lambda: server.started, self.WAIT, "the web server's start")
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self):
+        for server, thread in self.servers:
+            server.should_exit = True
+            thread.join(self.WAIT)

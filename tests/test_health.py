@@ -14,9 +14,8 @@ import pytest
 
 import cronkit
 from cronkit.health import OpsServer, Readiness
-from cronkit.web import make_server
 from tests.children import child_env, command
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, WebServers, wait_for
 from tests.servers import free_port
 from tests.test_metrics import spoil
 
@@ -26,21 +25,9 @@ WAIT = 60
 @pytest.fixture
 def web():
     """``start(kit, **options)``: the web app of ``kit`` on a free loopback port; its URL."""
-    servers = []
-
-    def start(kit, **options):
-        port = free_port()
-        server = make_server(kit, port=port, **options)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        wait_for(lambda: server.started, WAIT, "the web server's start")
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(WAIT)
+    servers = WebServers()
+    yield servers.start
+    servers.stop()
 
 
 def test_healthz_and_readyz_answer_ok_unauthenticated(kit, web):

@@ -18,7 +18,7 @@ import cronkit
 from cronkit import Status, logs
 from cronkit.exceptions import CronkitError
 from tests.children import child_env
-from tests.helpers import ROOT, finished, wait_for
+from tests.helpers import ROOT, Boom, FailsOnce, finished, wait_for
 
 
 class Quarter(cronkit.Runner):
@@ -27,20 +27,6 @@ class Quarter(cronkit.Runner):
     def run(self):
         self.job.site.kit.clock.advance(seconds=0.25)
         return "done"
-
-
-class Boom(cronkit.Runner):
-    def run(self):
-        raise ValueError("boom")
-
-
-class FailsOnce(cronkit.Runner):
-    retries = 1
-    retry_backoff = 1.0
-
-    def run(self):
-        if self.job.attempts == 1:
-            raise RuntimeError("first attempt fails")
 
 
 @pytest.fixture

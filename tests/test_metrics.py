@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 
 import httpx
@@ -19,9 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import cronkit
 import cronkit.metrics as metrics
-from cronkit.web import make_server
 from tests.children import child_env, command
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, WebServers, wait_for
 from tests.servers import free_port
 
 WAIT = 60
@@ -69,22 +67,10 @@ def site(kit):
 
 @pytest.fixture
 def web(kit):
-    """The web app of ``kit`` served on a free loopback port: yields (base URL, server)."""
-    servers = []
-
-    def start(**options):
-        port = free_port()
-        server = make_server(kit, port=port, **options)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        wait_for(lambda: server.started, WAIT, "the web server's start")
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(WAIT)
+    """``start(**options)``: the web app of ``kit`` on a free loopback port; its URL."""
+    servers = WebServers()
+    yield lambda **options: servers.start(kit, **options)
+    servers.stop()
 
 
 def test_web_metrics_count_a_known_sequence_of_jobs(kit, site, clock, web):

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import cronkit
 from cronkit import Status, tracing
 from tests.children import child_env
-from tests.helpers import ROOT, finished, wait_for
+from tests.helpers import ROOT, Boom, FailsOnce, finished, wait_for
 
 SUBMIT, RUN = "cronkit.submit", "cronkit.run"
 
@@ -30,20 +30,6 @@ SUBMIT, RUN = "cronkit.submit", "cronkit.run"
 class Ok(cronkit.Runner):
     def run(self):
         return "done"
-
-
-class Boom(cronkit.Runner):
-    def run(self):
-        raise ValueError("boom")
-
-
-class FailsOnce(cronkit.Runner):
-    retries = 1
-    retry_backoff = 1.0
-
-    def run(self):
-        if self.job.attempts == 1:
-            raise RuntimeError("first attempt fails")
 
 
 @pytest.fixture
