@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from tests.test_postgres import (
     prepare,
     ran,
     run_contention,
+    spawn_logged,
     stop_workers,
 )
 
@@ -309,20 +309,18 @@ def celery_env(url, broker, imports="tests.contracts.runners"):
 
 def start_celery(url, broker, name, pool="prefork", concurrency=4,
                  imports="tests.contracts.runners"):
-    return subprocess.Popen(
+    return spawn_logged(
         [sys.executable, "-m", "celery", "-A", "cronkit.executors.celery", "worker",
          "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "warning",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=celery_env(url, broker, imports), cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+        env=celery_env(url, broker, imports), cwd=ROOT)
 
 
 def start_dispatchers(url, broker, n, concurrency=32):
-    return [subprocess.Popen(
+    return [spawn_logged(
         [sys.executable, "-m", "cronkit", "--store", url, "worker", "--executor", "celery",
          "--concurrency", str(concurrency), "--poll", "0.2", "--log-level", "warning"],
-        env=celery_env(url, broker), cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True) for _ in range(n)]
+        env=celery_env(url, broker), cwd=ROOT) for _ in range(n)]
 
 
 def start_dispatcher_with(url, broker, error_timeout):
@@ -330,8 +328,7 @@ def start_dispatcher_with(url, broker, error_timeout):
     code = ("import cronkit, tests.contracts.runners; "
             f"kit = cronkit.Cronkit(error_timeout={error_timeout}); "
             "kit.worker(concurrency=4, executor='celery', poll_interval=0.2).run_forever()")
-    return subprocess.Popen([sys.executable, "-c", code], env=celery_env(url, broker), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return spawn_logged([sys.executable, "-c", code], env=celery_env(url, broker), cwd=ROOT)
 
 
 def test_two_celery_workers_and_two_dispatchers_run_everything_exactly_once(pg_db, broker, kit):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -292,13 +293,20 @@ def test_the_listener_reconnects_after_a_restart(store, listening, postgres_serv
 
 def start_workers(url, n, *args, concurrency=4):
     env = child_env(CRONKIT_STORE=url)
-    return [subprocess.Popen([sys.executable, "-m", "cronkit", "--store", url, "worker",
-                              "--import", "tests.contracts.runners",
-                              "--concurrency", str(concurrency), "--poll", "0.2",
-                              "--log-level", "warning", *args],
-                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+    return [spawn_logged([sys.executable, "-m", "cronkit", "--store", url, "worker",
+                          "--import", "tests.contracts.runners",
+                          "--concurrency", str(concurrency), "--poll", "0.2",
+                          "--log-level", "warning", *args], env=env, cwd=ROOT)
             for _ in range(n)]
+
+
+def spawn_logged(argv, **options):
+    """A long-running process whose stderr goes to a file that stop_workers reads back:
+    a pipe read only at the end fills (64 KiB of warnings under load) and blocks it."""
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, text=True, **options)
+    proc.log_file = log
+    return proc
 
 
 def stop_workers(procs):
@@ -312,6 +320,11 @@ def stop_workers(procs):
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
+        log = getattr(proc, "log_file", None)
+        if log is not None:
+            log.seek(0)
+            err = log.read()
+            log.close()
         errors.append(err)
     return errors
 
