@@ -180,7 +180,8 @@ class CronkitProcesses(Cronkit):
             self.label += ", `cronkit worker` CLI"
             for _ in range(workers):
                 self.procs.spawn([sys.executable, "-m", "cronkit", "worker", "--store", self.url,
-                                  "--concurrency", "1", "--import", "bench.runners"], "cronkit")
+                                  "--concurrency", "1", "--import", "bench.runners",
+                                  "--log-level", "warning"], "cronkit")
         else:
             self.label += " (no CLI yet: bench/cronkit_worker.py, the same Worker)"
             for _ in range(workers):
