@@ -14,6 +14,7 @@ import pytest
 
 import cronkit
 from cronkit.health import OpsServer, Readiness
+from cronkit.stores.schema import SCHEMA_VERSION
 from tests.children import child_env, command
 from tests.helpers import ROOT, WebServers, wait_for
 from tests.servers import free_port
@@ -52,10 +53,11 @@ def test_readyz_is_503_when_the_sqlite_store_is_unreadable(kit, db_url, web, how
 def test_readyz_is_503_naming_the_versions_when_the_schema_is_not_current(kit, db_url, web):
     base = web(kit)
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
-        conn.execute("UPDATE cronkit_meta SET value = '6' WHERE key = 'schema_version'")
+        conn.execute("UPDATE cronkit_meta SET value = ? WHERE key = 'schema_version'",
+                     (str(SCHEMA_VERSION - 1),))
     response = httpx.get(base + "/readyz")
     assert (response.status_code, response.text) == (
-        503, "store schema version 6, expected 7\n")
+        503, f"store schema version {SCHEMA_VERSION - 1}, expected {SCHEMA_VERSION}\n")
 
 
 def test_readyz_follows_a_postgresql_server_that_stops_and_starts(pg_db, postgres_server,
@@ -80,7 +82,7 @@ def test_readyz_follows_a_postgresql_server_that_stops_and_starts(pg_db, postgre
 
 def test_a_store_that_never_answers_is_not_ready_within_the_timeout(kit):
     gate = threading.Event()
-    kit.store.schema_version = lambda: gate.wait(WAIT) and 7     # hangs until released
+    kit.store.schema_version = lambda: gate.wait(WAIT) and SCHEMA_VERSION   # hangs until released
     ready = Readiness(kit, timeout=0.2)
     try:
         assert ready.reason() == "store not reachable (no answer within 0.2 s)"
