@@ -17,6 +17,9 @@ STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
+# The suite runs on this many pytest-xdist workers (`make test PYTEST_WORKERS=0`: one
+# process); most of its time is spent waiting on subprocesses and servers, not on CPU.
+PYTEST_WORKERS ?= 2
 
 .PHONY: .venv system-deps test docs run bench clean
 
@@ -40,8 +43,8 @@ system-deps:
 # mypy first (settings in setup.cfg): a type error fails the run before the suite starts.
 test: .venv system-deps
 	$(BIN)/mypy
-	$(BIN)/python -m pytest --cov=cronkit --cov-report=term-missing:skip-covered \
-		--cov-fail-under=95 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 \
+		--cov=cronkit --cov-report=term-missing:skip-covered --cov-fail-under=95 $(PYTEST_ARGS)
 
 # The Sphinx site, warnings as errors: docs/_build/html/index.html.
 docs: .venv

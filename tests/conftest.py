@@ -3,7 +3,10 @@ global runner registry."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from zope.component import getGlobalSiteManager
@@ -16,18 +19,53 @@ pytest_plugins = ["tests.servers"]
 START = datetime(2008, 1, 1, 1, 3, tzinfo=UTC)
 
 
+BUILDOUT_TESTS = "tests/test_buildout.py"
+# The build's state lives in the module as pytest imports it (``test_buildout``: tests/
+# is no package), so conftest imports it by that same name.
+
+
+def pytest_configure(config):
+    folder = getattr(config, "workerinput", {}).get("cronkit_buildout")
+    if folder:                  # an xdist worker: the controller builds
+        from test_buildout import follow_background
+        follow_background(Path(folder))
+
+
 def pytest_collection_finish(session):
     """The buildout test's build starts now, in the background, when it is to run."""
-    if any(item.nodeid.startswith("tests/test_buildout.py") for item in session.items):
-        from tests.test_buildout import start_in_background
+    if hasattr(session.config, "workerinput"):
+        return
+    if any(item.nodeid.startswith(BUILDOUT_TESTS) for item in session.items):
+        from test_buildout import start_in_background
         start_in_background()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """The xdist controller: one build folder, named to every worker."""
+    config = node.config
+    if not hasattr(config, "_cronkit_buildout"):
+        config._cronkit_buildout = Path(tempfile.mkdtemp(prefix="cronkit-buildout-"))
+    node.workerinput["cronkit_buildout"] = str(config._cronkit_buildout)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """The xdist controller starts the build once a worker has collected its tests."""
+    if any(i.startswith(BUILDOUT_TESTS) for i in ids):
+        from test_buildout import start_in_background
+        start_in_background(node.config._cronkit_buildout)
 
 
 def pytest_sessionfinish(session):
     import sys
-    module = sys.modules.get("tests.test_buildout")
+    module = sys.modules.get("test_buildout")
     if module is not None:
         module.stop_background()
+    folder = getattr(session.config, "_cronkit_buildout", None)
+    if folder is not None:      # the controller's folder, built in or not
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(str(folder) + "-result.json").unlink(missing_ok=True)
 
 
 @pytest.fixture

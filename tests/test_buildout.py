@@ -11,19 +11,22 @@ from __future__ import annotations
 import configparser
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import cronkit
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs them all (`--dist loadgroup`), so one waits for the build
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("buildout")]
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("CRONKIT_BUILDOUT_CACHE") or ROOT / "test-output" / "buildout-cache")
@@ -73,49 +76,84 @@ def _build(folder: Path) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def _result_file(folder: Path) -> Path:
+    return folder.with_name(folder.name + "-result.json")
+
+
 class _Background:
     """The buildout, started as soon as the session knows it will run these tests
     (``start``, from conftest.py): on a fresh clone it spends most of its two minutes
-    downloading and installing eggs, time the rest of the suite uses meanwhile."""
+    downloading and installing eggs, time the rest of the suite uses meanwhile.
+
+    Under pytest-xdist the controller builds (it learns from the workers' collections
+    whether these tests run) and each worker reads the result file it writes."""
 
     thread: threading.Thread | None = None
     folder: Path | None = None
     result: tuple[int, str] | None = None
 
     @classmethod
-    def start(cls) -> None:
+    def start(cls, folder: Path | None = None) -> None:
         if cls.thread is not None:
             return
-        cls.folder = Path(tempfile.mkdtemp(prefix="cronkit-buildout-"))
+        cls.folder = folder or Path(tempfile.mkdtemp(prefix="cronkit-buildout-"))
 
         def build() -> None:
             try:
                 cls.result = _build(cls.folder)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - reported by the fixture
                 cls.result = (-1, f"{type(exc).__name__}: {exc}")
+            done = _result_file(cls.folder)  # type: ignore[arg-type]
+            part = done.with_suffix(".part")
+            part.write_text(json.dumps(cls.result))
+            part.replace(done)
 
         cls.thread = threading.Thread(target=build, name="buildout", daemon=True)
         cls.thread.start()
 
     @classmethod
-    def stop(cls) -> None:
+    def follow(cls, folder: Path) -> None:
+        """In an xdist worker: the build is the controller's, in ``folder``."""
+        cls.folder = folder
+
+    @classmethod
+    def wait(cls, timeout: float = 900) -> tuple[int, str] | None:
         if cls.thread is not None:
-            cls.thread.join(timeout=900)
+            cls.thread.join(timeout=timeout)
+            return cls.result
+        assert cls.folder is not None
+        done = _result_file(cls.folder)
+        deadline = time.monotonic() + timeout
+        while not done.exists():
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+        status, output = json.loads(done.read_text())
+        return status, output
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.thread is None:        # not built here: nothing of it to remove
+            return
+        cls.thread.join(timeout=900)
         if cls.folder is not None:
             shutil.rmtree(cls.folder, ignore_errors=True)
+            _result_file(cls.folder).unlink(missing_ok=True)
 
 
-start_in_background, stop_background = _Background.start, _Background.stop
+start_in_background, follow_background, stop_background = (
+    _Background.start, _Background.follow, _Background.stop)
 
 
 @pytest.fixture(scope="module")
 def buildout() -> tuple[Path, str]:
     """A folder where buildout ran, and what buildout printed."""
-    _Background.start()      # already running when the session started it
-    assert _Background.thread is not None and _Background.folder is not None
-    _Background.thread.join(timeout=900)
-    assert _Background.result is not None, "buildout did not end within 15 minutes"
-    status, output = _Background.result
+    if _Background.folder is None:
+        _Background.start()      # already running when the session started it
+    result = _Background.wait()
+    assert result is not None, "buildout did not end within 15 minutes"
+    assert _Background.folder is not None
+    status, output = result
     assert status == 0, output
     return _Background.folder, output
 
