@@ -64,8 +64,11 @@ from zope.interface import implementer
 from ..exceptions import CronkitError, ReadOnlyStore, StoreError
 from ..interfaces import IListeningStore
 from .base import REPEATABLE, UNSAFE
-from .hotpath import refused
+from .hotpath import Statement, from_micros, refused
+from .jobqueries import _end_params, _max_running, _rate
+from .schema import claim_order, job_values, jobs, raw_job_row
 from .sql import SQLStore
+from .statements import hot_statements
 
 log = logging.getLogger("cronkit.stores.postgres")
 
@@ -89,6 +92,13 @@ ENDING = frozenset({"finish_job", "finish_jobs", "requeue_job"})
 MAX_PAYLOAD = 7000
 # Store methods that are no database operation: neither retried nor refused.
 LOCAL = frozenset({"close", "after_fork"})
+# The operations of every job, run on the driver's connection in two round trips
+# (``PostgresStore._pipelined``) when they can be; their general form (SQLAlchemy,
+# with its marking's retries) is kept as ``_through_<name>`` for the other cases.
+PIPELINED = frozenset({"claim", "add_jobs", "finish_job", "finish_jobs", "next_due"})
+# How long (seconds) the next due time read by a claim stands for ``next_due()``.
+NEXT_DUE_FRESH = 0.05
+_INSERT_COLUMNS = tuple(c.name for c in jobs.columns if c.name != "id")
 
 # "cannot execute ... in a read-only transaction" (a read-only store, a standby).
 READ_ONLY_SQL_TRANSACTION = "25006"
@@ -270,6 +280,15 @@ class PostgresStore(SQLStore):
         opts: dict[str, Any] = {}
         self._stmts.claim = visitors.replacement_traverse(
             self._stmts.claim, opts, _materialize_locking_in)  # type: ignore[call-overload]
+        self._fast: Any = None
+        if not self.read_only:   # compiled once, with positional parameters (%s)
+            dialect_class: Any = type(self.engine.dialect)
+            dialect = dialect_class(paramstyle="format")
+            self._fast = hot_statements(self._stmts, dialect)
+            self._fast_insert = {
+                False: self._fast.insert,
+                True: Statement(self._stmts.insert_ignore, dialect,
+                                column_keys=list(_INSERT_COLUMNS))}
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
@@ -443,6 +462,163 @@ class PostgresStore(SQLStore):
         finally:
             self._local.notices = ()
 
+    # -- the job operations in two round trips ---------------------------------------
+
+    # Their general forms, set by _wrap_operations.
+    _through_claim: Callable[..., list[dict]]
+    _through_add_jobs: Callable[..., list[int]]
+    _through_finish_job: Callable[..., str | None]
+    _through_finish_jobs: Callable[..., list[str | None]]
+    _through_next_due: Callable[[], Any]
+
+    def _can_pipeline(self) -> bool:
+        return self._fast is not None and getattr(self._local, "conn", None) is None
+
+    def _pipelined(self, what: str, statements: list[tuple[str, list]],
+                   tail: tuple[str, list], make: Callable[[list[list[tuple]], tuple], T],
+                   notices: Notices = ()) -> T:
+        """An unsafe operation of a few statements, made exactly-once in two round trips:
+        BEGIN, the NOTIFYs, ``statements`` and ``tail`` (a SELECT whose columns follow
+        the transaction id) in one pipeline, then COMMIT. ``make(rows of each statement,
+        the tail's row without the id)`` is the answer, computed before the COMMIT.
+
+        The id is read after the statements, with ``pg_current_xact_id_if_assigned()``,
+        and is known before the COMMIT is sent, as with ``_once``: a lost answer to the
+        COMMIT is asked of the server. A transaction without one wrote nothing (a claim
+        that found no job, an end of a job no longer running): it is simply run again."""
+        lost: _Try | None = None
+
+        def attempt(n: int) -> T:
+            nonlocal lost
+            if lost is not None and lost.xid is not None:
+                if self._committed(lost.xid):
+                    log.warning("%s: its COMMIT went through before the connection was "
+                                "lost: not done again", what)
+                    return lost.result
+                lost = None
+            this = _Try()
+            try:
+                self._pipeline(this, statements, tail, make, notices)
+            except _ConnectionLost:
+                if this.committing and this.xid is not None:
+                    lost = this
+                raise
+            return this.result
+
+        return self._retry(what, attempt)
+
+    def _pipeline(self, this: _Try, statements: list[tuple[str, list]],
+                  tail: tuple[str, list], make: Callable[[list[list[tuple]], tuple], Any],
+                  notices: Notices) -> None:
+        import psycopg
+
+        try:
+            with self.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None, "a connection from the pool has its driver connection"
+                try:
+                    with raw.pipeline():
+                        raw.execute("BEGIN")
+                        for channel, payload in notices:
+                            raw.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+                        cursors = [raw.execute(sql, args) for sql, args in statements]
+                        last = raw.execute(
+                            "SELECT pg_current_xact_id_if_assigned()::text" + tail[0], tail[1])
+                    found = [c.fetchall() if c.description is not None else []
+                             for c in cursors]
+                    row = last.fetchone()
+                    assert row is not None, "SELECT answers one row"
+                    this.xid = row[0]
+                    this.result = make(found, tuple(row[1:]))
+                    this.committing = True
+                    raw.commit()
+                except psycopg.Error as exc:
+                    lost = isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+                    if lost or raw.broken:
+                        conn.invalidate(exc)
+                    else:
+                        try:
+                            raw.rollback()
+                        except psycopg.Error:
+                            conn.invalidate(exc)
+                    if isinstance(exc, psycopg.IntegrityError):
+                        raise refused(self.url, exc) from None
+                    raise self._failure(exc, lost or raw.broken) from None
+        except DBAPIError as exc:   # checkout: connecting, or the ping of an idle one
+            raise self._failure(exc.orig, _transient(exc)) from None
+
+    def claim(self, now: Any, limit: int, worker: str, pid: int | None = None,
+              limits: Any = None) -> list[dict]:
+        """As the contract says. A claim of no limited type is one pipeline that also
+        reads the next due time: ``next_due()`` answers with it right after."""
+        if limits and any(_max_running(v) is not None or _rate(v) is not None
+                          for v in limits.values()) or not self._can_pipeline():
+            return self._through_claim(now, limit, worker, pid, limits=limits)
+        if limit <= 0:
+            return []
+        fast = self._fast
+        claim = fast.claim.args({"now": now, "lim": limit, "worker": worker, "pid": pid})
+
+        def make(found: list[list[tuple]], tail: tuple) -> list[dict]:
+            self._local.next_due = (time.monotonic(), from_micros(tail[0]))
+            return claim_order([raw_job_row(r) for r in found[0]])
+
+        return self._pipelined("claim", [(fast.claim.sql, claim)],
+                               (f", ({fast.next_due.sql})", fast.next_due.args({})), make)
+
+    def next_due(self) -> Any:
+        """As the contract says; right after a claim, the time that claim read."""
+        read = getattr(self._local, "next_due", None)
+        if read is not None:
+            self._local.next_due = None
+            if time.monotonic() - read[0] < NEXT_DUE_FRESH:
+                return read[1]
+        return self._through_next_due()
+
+    def add_jobs(self, rows: Any, ignore_duplicates: bool = False) -> list[int]:
+        if not isinstance(rows, list) or len(rows) != 1 or "id" in rows[0] \
+                or not self._can_pipeline():
+            return self._through_add_jobs(rows, ignore_duplicates)
+        values = job_values(rows[0])
+        if not set(values) <= set(_INSERT_COLUMNS):
+            return self._through_add_jobs(rows, ignore_duplicates)
+        stmt = self._fast_insert[bool(ignore_duplicates)]
+        return self._pipelined(
+            "add_jobs", [(stmt.sql, stmt.args(values))], ("", []),
+            lambda found, _: [found[0][0][0]] if found[0] else [],
+            self._notices("add_jobs"))
+
+    def finish_job(self, job_id: int, status: str, now: Any, message: str | None = None,
+                   progress: int | None = None, only_running: bool = True,
+                   attempt: int | None = None, result: Any = None) -> str | None:
+        if not self._can_pipeline():
+            return self._through_finish_job(job_id, status, now, message, progress,
+                                            only_running, attempt, result)
+        params, variant = _end_params(job_id, status, now, message, progress, only_running,
+                                      attempt, result)
+        stmt = self._fast.finish[variant]
+        return self._pipelined(
+            "finish_job", [(stmt.sql, stmt.args(params))], ("", []),
+            lambda found, _: found[0][0][0] if found[0] else None,
+            self._notices("finish_job", _payload([(job_id, attempt)])))
+
+    def finish_jobs(self, ends: Any) -> list[str | None]:
+        items = list(ends)
+        if not items:
+            return []
+        if not self._can_pipeline():
+            return self._through_finish_jobs(items)
+        statements = []
+        for end in items:
+            params, variant = _end_params(**end)
+            stmt = self._fast.finish[variant]
+            statements.append((stmt.sql, stmt.args(params)))
+        payload = _payload([(end["job_id"], end.get("attempt")) for end in items])
+        return self._pipelined(
+            "finish_jobs", statements, ("", []),
+            lambda found, _: [rows[0][0] if rows else None for rows in found],
+            self._notices("finish_jobs", payload))
+
     # -- listening ------------------------------------------------------------------
 
     def _init_listener_state(self) -> None:
@@ -578,9 +754,14 @@ def _ends_payload(name: str, base: Callable[..., Any], self: Any, args: tuple,
         pairs = [(end["job_id"], end.get("attempt")) for end in ends]
     else:
         pairs = [(bound.arguments["job_id"], bound.arguments.get("attempt"))]
+    return bound.args[1:], bound.kwargs, _payload(pairs)
+
+
+def _payload(pairs: list[tuple[int, int | None]]) -> str:
+    """The ENDS_CHANNEL payload naming the jobs ``pairs`` (job id, attempt) end."""
     payload = ",".join(f"{int(job_id)}:{'' if attempt is None else int(attempt)}"
                        for job_id, attempt in pairs)
-    return bound.args[1:], bound.kwargs, payload if len(payload) <= MAX_PAYLOAD else ""
+    return payload if len(payload) <= MAX_PAYLOAD else ""
 
 
 def _repeatable(name: str) -> Callable[..., Any]:
@@ -626,12 +807,14 @@ def _never_retried(name: str) -> Callable[..., Any]:
 def _wrap_operations() -> None:
     """Give every store operation of SQLStore its behaviour through connection loss."""
     for name in dir(SQLStore):
-        if name.startswith("_") or name in LOCAL or name in vars(PostgresStore) \
-                or not callable(getattr(SQLStore, name)):
+        if name.startswith("_") or name in LOCAL or not callable(getattr(SQLStore, name)):
             continue
         wrap = _repeatable if name in REPEATABLE else _exactly_once if name in UNSAFE \
             else _never_retried
-        setattr(PostgresStore, name, wrap(name))
+        if name in PIPELINED:
+            setattr(PostgresStore, f"_through_{name}", wrap(name))
+        elif name not in vars(PostgresStore):
+            setattr(PostgresStore, name, wrap(name))
 
 
 _wrap_operations()
