@@ -1,5 +1,6 @@
 """Small helpers the tests share: waiting for a condition, a job's end, a worker in a
-process of its own, the web app on a free port, runners that fail."""
+process of its own, the web app on a free port, runners that fail, the headless
+Chromium of the browser tests (the ``browser`` fixture: import it into a test module)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,28 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import cronkit
 from tests.children import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Where the browser tests save their screenshots.
+OUTPUT = ROOT / "test-output"
+#: Debian's Chromium, driven by Playwright (``playwright install`` is never run).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the tests of one module (each test opens its context)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def wait_for(predicate, timeout=60.0, what="condition"):

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import cronkit
 from cronkit.web import make_server
+from tests import helpers
+from tests.helpers import OUTPUT
 from tests.servers import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+browser = helpers.browser   # the shared headless Chromium (a module-scoped fixture)
 XSS = "<script>alert(1)</script>"
 WAIT = 20.0
 
@@ -64,14 +62,6 @@ class Evil(cronkit.Runner):
 
     def run(self):
         self.job.update(progress=100, text=XSS)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
