@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from .exceptions import ReadOnlyStore, StoreError, StoreGone
 from .executors import make_executor
+from .executors.base import StartGate
 from .jobs import Status
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class Worker:
     NOT_AHEAD = 0.05
     #: The rows of workers stopped or lost longer ago than this (seconds) are deleted.
     WORKERS_KEPT = 86400.0
+    #: Held jobs are started (their RUNNING written) this many seconds before their due
+    #: instant, when the executor can hold them until then (``gated``: the threads
+    #: executor); each is released to its thread at that instant from memory.
+    START_EARLY = 0.02
 
     def __init__(self, kit: Cronkit, concurrency: int = 6, executor: str = "threads",
                  poll_interval: float = 1.0, heartbeat_interval: float | None = None,
@@ -113,6 +118,8 @@ class Worker:
         #: The jobs this worker holds under a lease: id -> row, until their due time.
         self.held: dict[int, dict] = {}
         self._early = 0.0     # how much earlier than the next due job to wake
+        #: The gates of the jobs started ahead and not yet released (see StartGate).
+        self._gates: list[StartGate] = []
 
     # -- one step ---------------------------------------------------------------
 
@@ -150,6 +157,8 @@ class Worker:
         if self._paused and self.held:
             self._release_held()
         self._start_held(now)     # first: they are due at this instant
+        if self._gates:
+            self._open_gates(now)
         running = self.executor.running()
         if self._due("heartbeat", self.heartbeat_interval, now):
             running |= kit.lifecycle.writer.unwritten()     # ended, the end not yet written
@@ -203,12 +212,28 @@ class Worker:
 
     # -- claim-ahead --------------------------------------------------------------
 
+    @property
+    def _start_early(self) -> float:
+        return self.START_EARLY if getattr(self.executor, "gated", False) else 0.0
+
     def _until_held(self, now: datetime, delay: float) -> float:
-        """``delay``, or the seconds until the first held job is due if sooner."""
+        """``delay``, or the seconds until the first held job is due if sooner (the
+        service wakes START_EARLY before, see step(); the jobs started ahead need no
+        tick: their threads wake at their instant)."""
         if not self.held:
             return delay
         first = min(r["run_after"] for r in self.held.values())
         return min(delay, (first - now).total_seconds())
+
+    def _open_gates(self, now: datetime | None) -> None:
+        """Release the jobs started ahead whose instant has come (all with None)."""
+        keep = []
+        for gate in self._gates:
+            if now is None or gate.due(now):
+                gate.open()
+            else:
+                keep.append(gate)
+        self._gates = keep
 
     def _lease_ahead(self, now: datetime) -> int:
         """Lease the plain jobs due within the horizon (up to ``lease_limit`` held);
@@ -229,21 +254,43 @@ class Worker:
         return len(rows)
 
     def _start_held(self, now: datetime) -> None:
-        """Start the held jobs now due, in one write (a job canceled while held, or
-        paused, is not started)."""
-        due = [i for i, r in self.held.items() if r["run_after"] <= now]
+        """Start the held jobs due now, or within START_EARLY (a job canceled while
+        held, or paused, is not started).
+
+        Due now, they start in growing chunks (the first jobs run while the next ones
+        are being started). Due within START_EARLY, and the executor ``gated``, their
+        RUNNING is written now, in one write per due instant, with ``started_at`` (and
+        ``heartbeat``) that instant: each job is handed to the executor behind a
+        StartGate and released to its thread at its instant (see StartGate: a job
+        canceled in between ends CANCELED, its runner never run). So the store's work
+        is done before the instant, and what is left then is the job's own path."""
+        early = now + timedelta(seconds=self._start_early)
+        due = [i for i, r in self.held.items() if r["run_after"] <= early]
         if not due:
             return
+        ahead: dict[datetime, list[int]] = {}
+        late: list[int] = []
         for job_id in due:
-            del self.held[job_id]
-        # In growing chunks: the first jobs run while the next ones are being started.
+            at = self.held.pop(job_id)["run_after"]
+            if at > now:
+                ahead.setdefault(at, []).append(job_id)
+            else:
+                late.append(job_id)
+        kit, pid = self.kit, os.getpid()
         size, start = max(4, self.executor.capacity), 0
-        while start < len(due):
-            chunk = due[start:start + size]
-            for row in self.kit.store.start_leased(chunk, now, self.kit.worker_id,
-                                                   os.getpid()):
+        while start < len(late):
+            chunk = late[start:start + size]
+            for row in kit.store.start_leased(chunk, now, kit.worker_id, pid):
                 self.executor.submit(row, self._finished)
             start, size = start + size, size * 2
+        for at, ids in sorted(ahead.items()):
+            rows = kit.store.start_leased(ids, at, kit.worker_id, pid)
+            if not rows:
+                continue
+            gate = StartGate(kit, at, [r["id"] for r in rows])
+            self._gates.append(gate)
+            for row in rows:
+                self.executor.submit(row, self._finished, gate)
 
     def _release_held(self) -> None:
         """Give back the jobs still held (a stopping worker): claimable at once."""
@@ -263,8 +310,12 @@ class Worker:
         ``max_backoff``, with one log line per back-off (a traceback only the first
         time for an error that is not the store's), and one line when the store answers
         again: the worker recovers by itself once the fault clears."""
+        given = now
+        now = now or self.kit.clock.now()
         try:
             delay = self.tick(now)
+            if given is None:    # against the clock: what the tick itself took is gone
+                delay -= (self.kit.clock.now() - now).total_seconds()
         except StoreGone:   # said once, and stopping: no back-off
             return 0.0
         except Exception as exc:
@@ -282,10 +333,21 @@ class Worker:
                         self.failures)
             self.failures = 0
         early, self._early = self._early, 0.0
+        if self.held:     # the held jobs are started ahead (see _start_held)
+            early = max(early, self._start_early)
         return min(delay - early if delay > early else delay, self.poll_interval)
 
     def _finished(self, job_id: int) -> None:
-        self._wake.set()
+        """A job ended, or its thread is free: wake the service if that freed a slot it
+        can fill (or it drains). Not for every end of a burst of jobs held: a tick
+        then would find no room and only take the GIL from the jobs starting."""
+        if self._draining or self._stop.is_set():
+            self._wake.set()
+            return
+        room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
+        count = getattr(self.executor, "count", None)
+        if count is None or count() - self.kit.lifecycle.writer.count() < room:
+            self._wake.set()
 
     # -- its row in the store ---------------------------------------------------
 
@@ -396,6 +458,7 @@ class Worker:
         finally:
             self._draining = True
             self._release_held()
+            self._open_gates(None)   # the jobs started ahead run now: then they end
             stop = getattr(self.kit.store, "stop_listener", None)
             if stop is not None:
                 stop(self.kit.wake)

@@ -206,3 +206,181 @@ def test_after_kill_9_a_held_job_runs_once_on_the_next_worker(db_url, tmp_path):
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
         kit.close()
+
+
+# -- started ahead: the RUNNING written before the due instant -----------------------
+
+
+def _armed(kit, site, clock, worker, delay=0.5):
+    """A job held, then the clock moved to within START_EARLY of its due time and a
+    tick: its RUNNING is written, its thread waits for the instant."""
+    job = site.submit("note", delay=delay)
+    worker.tick()
+    assert job.id in worker.held
+    clock.advance(seconds=delay - worker.START_EARLY / 2)
+    worker.tick()
+    return job
+
+
+def test_a_job_due_within_start_early_is_started_ahead_and_runs_at_its_instant(
+        kit, site, clock, ran):
+    worker = kit.worker(concurrency=2, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        job = _armed(kit, site, clock, worker)
+        started = site.jobs.get(job.id)
+        assert started.status == Status.RUNNING and worker.held == {}
+        assert started.started_at == job.run_after      # recorded as its due instant
+        assert job.id in worker.executor.running()      # heartbeated as running
+        assert ran == []                                # the clock has not reached it
+        clock.advance(seconds=worker.START_EARLY / 2)
+        worker.tick()
+        wait_for(lambda: finished(site, job.id), what="started-ahead job ran")
+        assert ran == [job.id] and site.jobs.get(job.id).status == Status.SUCCESS
+    finally:
+        worker.executor.shutdown()
+
+
+def test_a_job_canceled_after_its_early_start_ends_canceled_and_never_runs(
+        kit, site, clock, ran):
+    finished_events = []
+    receiver = finished_events.append
+    cronkit.events.JobFinishedEvent.signal.connect(receiver, weak=False)
+    worker = kit.worker(concurrency=2, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        kept = site.submit("note", delay=0.5)                 # due with it
+        job = _armed(kit, site, clock, worker)
+        assert site.jobs.get(kept.id).status == Status.RUNNING
+        assert site.jobs.cancel(job.id).status == Status.RUNNING    # its flag: it is started
+        clock.advance(seconds=worker.START_EARLY)
+        worker.tick()
+        done = wait_for(lambda: finished(site, job.id), what="the canceled job ended")
+        assert done.status == Status.CANCELED and done.message == "canceled before it started"
+        wait_for(lambda: finished(site, kept.id), what="the other job ran")
+        worker.executor.shutdown()
+        assert ran == [kept.id]
+        assert job.id in [e.job.id for e in finished_events]
+    finally:
+        cronkit.events.JobFinishedEvent.signal.disconnect(receiver)
+        worker.executor.shutdown()
+
+
+def test_jobs_started_ahead_are_released_when_the_worker_stops(kit, site, clock, ran):
+    worker = kit.worker(concurrency=1, claim_ahead=1.0, poll_interval=0.05)
+    worker.executor.start(kit)
+    job = _armed(kit, site, clock, worker)
+    worker.stop()
+    worker.run_forever(install_signals=False)       # stopped at once: it drains
+    assert site.jobs.get(job.id).status == Status.SUCCESS and ran == [job.id]
+
+
+def test_a_store_that_cannot_say_the_cancels_is_asked_job_by_job(kit, site, clock, ran,
+                                                                monkeypatch):
+    def away(ids):
+        raise cronkit.StoreError("away")
+
+    monkeypatch.setattr(kit.store, "canceled_among", away)
+    worker = kit.worker(concurrency=2, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        job = _armed(kit, site, clock, worker)
+        site.jobs.cancel(job.id)
+        clock.advance(seconds=worker.START_EARLY)
+        worker.tick()
+        assert wait_for(lambda: finished(site, job.id)).status == Status.CANCELED
+        assert ran == []
+    finally:
+        worker.executor.shutdown()
+
+
+def test_a_started_ahead_job_whose_cancel_cannot_be_read_fails_never_left_running(
+        kit, site, clock, ran, monkeypatch):
+    def away(*args):
+        raise cronkit.StoreError("away")
+
+    worker = kit.worker(concurrency=2, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        job = _armed(kit, site, clock, worker)
+        monkeypatch.setattr(kit.store, "canceled_among", away)
+        monkeypatch.setattr(kit.store, "is_canceled", away)
+        clock.advance(seconds=worker.START_EARLY)
+        worker.tick()
+        done = wait_for(lambda: finished(site, job.id), what="ended")
+        assert done.status == Status.FAILED and "StoreError" in done.message and ran == []
+        wait_for(lambda: worker.executor.running() == set(), what="its slot given back")
+    finally:
+        worker.executor.shutdown()
+
+
+def test_an_async_job_started_ahead_runs_at_its_instant_or_not_at_all_if_canceled(
+        kit, site, clock):
+    runs: list[int] = []
+
+    class Later(cronkit.Runner):
+        async def run(self):
+            runs.append(self.job.id)
+
+    site.register_runner(Later, name="later")
+    worker = kit.worker(concurrency=2, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        first = site.submit("later", delay=0.5)
+        second = site.submit("later", delay=0.5)
+        worker.tick()
+        clock.advance(seconds=0.5 - worker.START_EARLY / 2)
+        worker.tick()
+        assert site.jobs.get(first.id).status == Status.RUNNING
+        site.jobs.cancel(second.id)
+        clock.advance(seconds=worker.START_EARLY)
+        worker.tick()
+        assert wait_for(lambda: finished(site, first.id)).status == Status.SUCCESS
+        assert wait_for(lambda: finished(site, second.id)).status == Status.CANCELED
+        assert runs == [first.id]
+    finally:
+        worker.executor.shutdown()
+
+
+@pytest.mark.parametrize("url", ["memory://", "file"])
+def test_canceled_among_names_the_jobs_whose_cancel_was_asked(url, db_url):
+    kit = cronkit.Cronkit(store="memory://" if url == "memory://" else db_url)
+    try:
+        site = kit.site("s")
+        site.register_runner(type("Note", (cronkit.Runner,), {"run": lambda self: None}),
+                             name="note")
+        a, b, c = (site.submit("note", delay=60) for _ in range(3))
+        site.jobs.cancel(b.id)
+        assert kit.store.canceled_among([a.id, b.id, c.id, 99999]) == {b.id}
+        assert kit.store.canceled_among([]) == set()
+    finally:
+        kit.close()
+
+
+def test_a_thread_waiting_at_its_gate_sees_the_clock_reach_the_instant_without_a_tick(
+        kit, site, clock, ran):
+    worker = kit.worker(concurrency=1, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        job = _armed(kit, site, clock, worker)
+        clock.advance(seconds=worker.START_EARLY)      # no tick: the thread reads the clock
+        wait_for(lambda: finished(site, job.id), what="started-ahead job ran")
+        assert ran == [job.id]
+    finally:
+        worker.executor.shutdown()
+
+
+def test_a_held_job_canceled_just_before_its_early_start_is_not_started(kit, site, clock, ran):
+    worker = kit.worker(concurrency=1, claim_ahead=1.0)
+    worker.executor.start(kit)
+    try:
+        job = site.submit("note", delay=0.5)
+        worker.tick()
+        site.jobs.cancel(job.id)
+        clock.advance(seconds=0.5 - worker.START_EARLY / 2)
+        worker.tick()
+        assert worker.held == {} and worker._gates == []
+        assert worker.executor.running() == set()
+        assert site.jobs.get(job.id).status == Status.CANCELED and ran == []
+    finally:
+        worker.executor.shutdown()

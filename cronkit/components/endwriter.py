@@ -100,6 +100,11 @@ class EndWriter:
         with self._cond:
             return {e.job.id for e in self._queue} | {e.job.id for e in self._writing}
 
+    def count(self) -> int:
+        """How many ends are handed in and not yet written: ``len(unwritten())`` as
+        near as a read without the lock gives it (for a wake-up's guess, not a rule)."""
+        return len(self._queue) + len(self._writing)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every end handed in so far is written; True if they are."""
         with self._cond:

@@ -19,10 +19,59 @@ if TYPE_CHECKING:
 log = logging.getLogger("cronkit.executors")
 
 
+class StartGate:
+    """Jobs started ahead: their RUNNING was written a few milliseconds before their
+    due instant ``at``; each is released to its thread at that instant (read on the
+    kit's clock: a thread that waits wakes itself then; ``open()`` releases them at
+    once, the worker's tick once its clock says so, or a stopping worker). The first
+    thread released reads once which of them were canceled meanwhile: those end
+    CANCELED and never run their runner. A cancel asked later is a running job's (its
+    flag, as for every job started)."""
+
+    def __init__(self, kit: Cronkit, at: datetime, job_ids: list[int]):
+        self.kit = kit
+        self.at = at
+        self.job_ids = job_ids
+        self._cond = threading.Condition()
+        self._open = False
+        self._canceled: set[int] | None = None
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def due(self, now: datetime) -> bool:
+        return self._open or now >= self.at
+
+    def wait(self, job_id: int) -> bool:
+        """Wait for the instant (or ``open()``); True if the job may run, False if it
+        was canceled since its start was written."""
+        clock = self.kit.clock
+        with self._cond:
+            while not self._open:
+                left = (self.at - clock.now()).total_seconds()
+                if left <= 0:
+                    break
+                # Against the clock; a FakeClock moved is seen within this bound too.
+                self._cond.wait(min(left, 0.05))
+            self._open = True
+            if self._canceled is None:
+                try:
+                    self._canceled = self.kit.store.canceled_among(self.job_ids)
+                except Exception:   # the store is away: each job asks for itself
+                    log.warning("could not read the cancels of %d job(s) started ahead",
+                                len(self.job_ids), exc_info=True)
+                    return not self.kit.store.is_canceled(job_id)
+            return job_id not in self._canceled
+
+
 @implementer(IExecutor)
 class BaseExecutor:
     #: How many claimed jobs may wait for a free slot beyond ``capacity``.
     prefetch = 0
+    #: Whether ``submit`` takes a StartGate (jobs started ahead of their due instant).
+    gated = False
     #: Whether a draining worker stops the jobs still running after its drain timeout
     #: (see Worker); Celery's run in its workers, which drain themselves.
     interruptible = True
@@ -39,6 +88,10 @@ class BaseExecutor:
     def running(self) -> set[int]:
         with self._lock:
             return set(self._inflight)
+
+    def count(self) -> int:
+        """How many jobs it runs now (``len(running())``, without a copy)."""
+        return len(self._inflight)
 
     def _add(self, row: dict) -> None:
         # The deadline is computed once, not at every tick of the worker.

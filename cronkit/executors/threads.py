@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..components.outcomes import RunRequest
 from ..jobs import Job, Status
 from ..runner import LoopThread, Outcome, acall_runner, is_async, runner_factory
-from .base import BaseExecutor, log
+from .base import BaseExecutor, StartGate, log
 
 
 def _step(steps: Generator[RunRequest, Outcome, Job], out: Outcome | None) -> RunRequest | None:
@@ -33,6 +33,8 @@ class ThreadExecutor(BaseExecutor):
 
     #: Plain jobs' ends are written in batches by the lifecycle's writer (group commit).
     group_commit = True
+    #: Jobs started ahead wait for their due instant in their thread (see StartGate).
+    gated = True
     #: While the jobs run take less than this on average (seconds), the prefetch grows
     #: to BURST_PREFETCH times the concurrency: one claim then feeds many short jobs.
     SHORT_JOB = 0.005
@@ -55,18 +57,33 @@ class ThreadExecutor(BaseExecutor):
             return self.capacity * self.BURST_PREFETCH
         return self.capacity
 
-    def submit(self, row: dict, done: Callable[[int], None]) -> None:
+    def submit(self, row: dict, done: Callable[[int], None],
+               gate: StartGate | None = None) -> None:
+        """Run the claimed job; ``gate``: it was started ahead, and runs at the gate's
+        instant unless canceled meanwhile."""
         self._add(row)
         if is_async(runner_factory(self.kit.site(row["site"]), row["type"])):
-            asyncio.run_coroutine_threadsafe(self._run_async(row, done), self._loop.running_loop())
+            asyncio.run_coroutine_threadsafe(self._run_async(row, done, gate),
+                                             self._loop.running_loop())
         else:
-            self._pool.submit(self._run, row, done)
+            self._pool.submit(self._run, row, done, gate)
 
-    async def _run_async(self, row: dict, done: Callable[[int], None]) -> None:
+    def _passed(self, row: dict, gate: StartGate) -> bool:
+        """Wait at ``gate``; False (the job ended CANCELED, its runner never run) if it
+        was canceled since its start was written."""
+        if gate.wait(row["id"]):
+            return True
+        self.kit.lifecycle.finish(row, Status.CANCELED, "canceled before it started")
+        return False
+
+    async def _run_async(self, row: dict, done: Callable[[int], None],
+                         gate: StartGate | None = None) -> None:
         """Run an async job on the loop: its steps in an I/O thread, its runner awaited."""
         loop, pool = asyncio.get_running_loop(), self._loop.pool
         steps = self.kit.lifecycle.steps(row)
         try:
+            if gate is not None and not await loop.run_in_executor(pool, self._passed, row, gate):
+                return
             run = await loop.run_in_executor(pool, _step, steps, None)
             while run is not None:
                 out = await acall_runner(run.site, run.job, run.check_canceled, self._loop)
@@ -79,7 +96,23 @@ class ThreadExecutor(BaseExecutor):
             self._remove(row["id"])
             done(row["id"])
 
-    def _run(self, row: dict, done: Callable[[int], None]) -> None:
+    def _run(self, row: dict, done: Callable[[int], None],
+             gate: StartGate | None = None) -> None:
+        if gate is not None:
+            try:
+                passed = self._passed(row, gate)
+            except Exception as exc:   # the store is away: never left RUNNING here
+                log.exception("job %s failed inside cronkit", row["id"])
+                passed = False
+                try:
+                    self.kit.lifecycle.finish(row, Status.FAILED,
+                                              f"internal error: {type(exc).__name__}: {exc}")
+                except Exception:      # the reaper has it
+                    log.exception("job %s: cannot end it", row["id"])
+            if not passed:
+                self._remove(row["id"])
+                done(row["id"])
+                return
         began = time.monotonic()
         with self._loop.bound():
             self._safe_execute(row, done, batched=True)

@@ -339,6 +339,13 @@ class JobStore(ABC):
     def is_canceled(self, job_id: int) -> bool:
         """True once a cancel was asked for the job (False for an unknown id)."""
 
+    @repeatable
+    def canceled_among(self, job_ids: Iterable[int]) -> set[int]:
+        """The ids of ``job_ids`` whose cancel was asked (unknown ids are not): one
+        read for many jobs (a worker's jobs started ahead of their due instant, checked
+        at that instant). By default ``is_canceled`` for each."""
+        return {job_id for job_id in job_ids if self.is_canceled(job_id)}
+
     @abstractmethod
     @repeatable
     @writes

@@ -423,6 +423,17 @@ class JobQueries(JobStore):
         with self._tx(write=False) as conn:
             return bool(conn.execute(self._stmts.is_canceled, {"job_id": job_id}).scalar())
 
+    def canceled_among(self, job_ids: Iterable[int]) -> set[int]:
+        found: set[int] = set()
+        ids = list(job_ids)
+        if not ids:
+            return found
+        with self._tx(write=False) as conn:
+            for chunk in chunks(ids):
+                found.update(conn.execute(sa.select(jobs.c.id).where(
+                    jobs.c.id.in_(chunk), jobs.c.canceled.is_(True))).scalars())
+        return found
+
     def heartbeat(self, job_ids: Iterable[int], now: datetime) -> None:
         ids = list(job_ids)
         if not ids:
