@@ -66,7 +66,7 @@ from ..interfaces import IListeningStore
 from .base import REPEATABLE, UNSAFE
 from .hotpath import Statement, from_micros, refused
 from .jobqueries import _end_params, _max_running, _rate
-from .schema import claim_order, job_values, jobs, raw_job_row
+from .schema import UTCDateTime, claim_order, job_values, jobs, raw_job_row
 from .sql import SQLStore
 from .statements import hot_statements
 
@@ -95,10 +95,17 @@ LOCAL = frozenset({"close", "after_fork"})
 # The operations of every job, run on the driver's connection in two round trips
 # (``PostgresStore._pipelined``) when they can be; their general form (SQLAlchemy,
 # with its marking's retries) is kept as ``_through_<name>`` for the other cases.
-PIPELINED = frozenset({"claim", "add_jobs", "finish_job", "finish_jobs", "next_due"})
+PIPELINED = frozenset({"claim", "add_jobs", "finish_job", "finish_jobs", "next_due",
+                       "adopt_job"})
 # How long (seconds) the next due time read by a claim stands for ``next_due()``.
 NEXT_DUE_FRESH = 0.05
 _INSERT_COLUMNS = tuple(c.name for c in jobs.columns if c.name != "id")
+# adopt_job: a Celery worker takes the job its dispatcher claimed (the same claim only).
+_ADOPT = jobs.update().where(
+    jobs.c.id == sa.bindparam("job_id"), jobs.c.status == "running",
+    jobs.c.attempts == sa.bindparam("attempt"), jobs.c.worker == sa.bindparam("owner"),
+).values(worker=sa.bindparam("worker"), pid=sa.bindparam("pid"),
+         heartbeat=sa.bindparam("now", type_=UTCDateTime())).returning(*jobs.c)
 
 # "cannot execute ... in a read-only transaction" (a read-only store, a standby).
 READ_ONLY_SQL_TRANSACTION = "25006"
@@ -289,6 +296,7 @@ class PostgresStore(SQLStore):
                 False: self._fast.insert,
                 True: Statement(self._stmts.insert_ignore, dialect,
                                 column_keys=list(_INSERT_COLUMNS))}
+            self._fast_adopt = Statement(_ADOPT, dialect)
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
@@ -470,6 +478,7 @@ class PostgresStore(SQLStore):
     _through_finish_job: Callable[..., str | None]
     _through_finish_jobs: Callable[..., list[str | None]]
     _through_next_due: Callable[[], Any]
+    _through_adopt_job: Callable[..., dict | None]
 
     def _can_pipeline(self) -> bool:
         return self._fast is not None and getattr(self._local, "conn", None) is None
@@ -618,6 +627,16 @@ class PostgresStore(SQLStore):
             "finish_jobs", statements, ("", []),
             lambda found, _: [rows[0][0] if rows else None for rows in found],
             self._notices("finish_jobs", payload))
+
+    def adopt_job(self, job_id: int, attempt: int, owner: str, worker: str, pid: int | None,
+                  now: Any) -> dict | None:
+        if not self._can_pipeline():
+            return self._through_adopt_job(job_id, attempt, owner, worker, pid, now)
+        stmt = self._fast_adopt
+        args = stmt.args({"job_id": job_id, "attempt": attempt, "owner": owner,
+                          "worker": worker, "pid": pid, "now": now})
+        return self._pipelined("adopt_job", [(stmt.sql, args)], ("", []),
+                               lambda found, _: raw_job_row(found[0][0]) if found[0] else None)
 
     # -- listening ------------------------------------------------------------------
 
