@@ -420,12 +420,13 @@ class IJobStore(Interface):
         """Return the job row; raise NoSuchJob. Repeatable."""
 
     def list_jobs(site=None, cron_uid=None, status=None, type=None, limit=None, offset=0,
-                  oldest_first=False):
-        """Return the job rows matching every filter given (``status``: a str or several),
-        newest first (oldest first with ``oldest_first``), ``limit`` of them from
-        ``offset``. Repeatable."""
+                  oldest_first=False, search=None):
+        """Return the job rows matching every filter given (``status``: a str or several;
+        ``search``: text in the name, type, payload or message, case-insensitive, no
+        wildcard), newest first (oldest first with ``oldest_first``), ``limit`` of them
+        from ``offset``. Repeatable."""
 
-    def count_jobs(site=None, cron_uid=None, status=None, type=None):
+    def count_jobs(site=None, cron_uid=None, status=None, type=None, search=None):
         """Return how many jobs (int) match every filter given. Repeatable."""
 
     def cron_job_statuses(site, cron_uid):

@@ -157,7 +157,7 @@ def test_add_cron_through_the_form(client, site):
             cron.misfire, cron.misfire_grace) == ("0 3 * * *", "Europe/Paris", {"limit": 5}, 7,
                                                   "bob", "all", 60)
     assert site.jobs.is_job_pending(cron)
-    assert "cron export added" in client.get(response.headers["location"]).text
+    assert f"cron {cron.uid} (export) added" in client.get(response.headers["location"]).text
 
 
 def test_add_cron_with_empty_optional_fields_takes_the_defaults(client, site):
@@ -808,3 +808,374 @@ def test_the_pause_buttons_pause_and_resume_the_site_and_show_it_everywhere(clie
     for url in ("/sites/plone/pause", "/sites/plone/resume"):
         assert client.post(url, data={}, follow_redirects=False).status_code == 403
     assert site.pauses() == []
+
+
+# -- jobs at a glance, search, bulk actions (issue 18) ----------------------------------
+
+
+def job_rows(html):
+    return re.findall(r'<tr class="job">(.*?)</tr>', html, re.S)
+
+
+def shown_ids(html):
+    return [int(i) for i in re.findall(r'<tr class="job">\s*<td><a href="[^"]+/jobs/(\d+)">', html)]
+
+
+class Breaks(cronkit.Runner):
+    """Fails with a long traceback whose last line is the error."""
+
+    def run(self):
+        raise ValueError("disk /var is 100% full_" + "x" * 300)
+
+
+def test_a_failed_row_shows_its_error_in_one_line_and_the_job_page_in_full(client, site, kit):
+    site.register_runner(Breaks, name="breaks")
+    job = site.submit("breaks")
+    kit.run_pending()
+    message = site.jobs.get(job.id).message
+    (row,) = job_rows(client.get("/jobs").text)
+    summary = re.search(r'<a class="error-summary" href="/sites/plone/jobs/\d+"[^>]*>([^<]*)</a>',
+                        row).group(1)
+    assert summary.startswith("ValueError: disk /var is 100% full_x") and summary.endswith("…")
+    assert len(summary) == 120 and "\n" not in summary
+    html = client.get(f"/sites/plone/jobs/{job.id}").text
+    assert "x" * 300 in html and len(message) > 300
+
+
+def test_the_rows_show_lateness_duration_and_the_cron_by_uid_and_name(client, site, kit, clock):
+    for uid in ("nightly", "hourly"):
+        site.crontab.add_cron(cronkit.Cron(name="export", periodicity="*/5 * * * *", uid=uid,
+                                           environ={"limit": 1}))
+    site.crontab.save()
+    done = site.submit("free")
+    clock.advance(seconds=90)
+    kit.run_pending()
+    late = site.submit("free", delay=10)
+    clock.advance(seconds=40)
+    html = client.get("/jobs").text
+    rows = {int(re.search(r'/jobs/(\d+)"', r).group(1)): r for r in job_rows(html)}
+    assert '<td class="jlate nowrap">1 min 30 s</td>' in rows[done.id]
+    assert '<td class="jduration nowrap">0.00 s</td>' in rows[done.id]
+    assert '<td class="jlate nowrap">30.0 s</td>' in rows[late.id]   # pending, due 30 s ago
+    assert '<td class="jduration nowrap">—</td>' in rows[late.id]
+    firings = [r for r in rows.values() if 'class="cron-ref"' in r]
+    assert {re.search(r'<code>(\w+)</code> export</a>', r).group(1) for r in firings} \
+        <= {"nightly", "hourly"} and firings
+    assert 'href="/sites/plone/crons/nightly"><code>nightly</code> export</a>' in html or \
+        'href="/sites/plone/crons/hourly"><code>hourly</code> export</a>' in html
+    del site.crontab.crons["nightly"]
+    del site.crontab.crons["hourly"]
+    site.crontab.save()
+    html = client.get("/jobs").text
+    assert '(deleted)</span>' in html or 'class="cron-ref"' not in html
+
+
+def test_the_cron_is_shown_by_uid_and_name_on_its_pages(client, site):
+    for uid in ("a1", "b2"):
+        site.crontab.add_cron(cronkit.Cron(name="export", periodicity="@daily", uid=uid,
+                                           environ={"limit": 1}))
+    site.crontab.save()
+    html = client.get("/sites/plone").text
+    assert '<code>a1</code> export</a>' in html and '<code>b2</code> export</a>' in html
+    html = client.get("/sites/plone/crons/a1").text
+    assert "<title>Cron a1 (export) · cronkit</title>" in html
+    assert '<h1>Cron <code>a1</code> <span class="cron-name">runs export</span></h1>' in html
+    (job,) = site.jobs.list(cron="b2")
+    assert 'href="/sites/plone/crons/b2"><code>b2</code> export</a>' in client.get("/").text
+    assert '<code>b2</code> export</a>' in client.get(f"/sites/plone/jobs/{job.id}").text
+
+
+@pytest.fixture
+def searchable(site, kit):
+    site.register_runner(Breaks, name="breaks")
+    jobs = {"name": site.submit("free", name="weekly report"),
+            "type": site.submit("breaks"),
+            "payload": site.submit("free", {"path": "/srv/photos_2024"}),
+            "plain": site.submit("free", {"n": 1})}
+    kit.run_pending()        # every one fails: breaks with its error, free with "free failed"
+    return jobs
+
+
+@pytest.mark.parametrize("q, which", [
+    ("WEEKLY", {"name"}), ("breaks", {"type"}), ("photos_2024", {"payload"}),
+    ("disk /var", {"type"}), ("100%", {"type"}), ("free failed", {"name", "payload", "plain"}),
+])
+def test_search_finds_by_name_type_payload_and_error(client, searchable, q, which):
+    html = client.get("/jobs", params={"q": q}).text
+    assert set(shown_ids(html)) == {searchable[k].id for k in which}
+    assert f'value="{q}"' in html.replace("&#34;", '"')
+    assert set(shown_ids(client.get("/jobs", params={"q": q, "site": "plone"}).text)) == \
+        {searchable[k].id for k in which}
+
+
+def test_search_wildcards_are_literal_and_bad_text_is_refused(client, searchable):
+    for q, which in (("%", {"type"}), ("photos%2024", set()), ("photos_202_", set()),
+                     ("os_2", {"payload"}), ("%_full", set()), ("100%", {"type"})):
+        found = set(shown_ids(client.get("/jobs", params={"q": q}).text))
+        assert found == {searchable[k].id for k in which}, q
+    for bad in ("x" * 201, "a\x00b"):
+        response = client.get("/jobs", params={"q": bad})
+        assert response.status_code == 400 and "invalid search text q" in response.text
+
+
+def test_search_pages_keep_the_search(client, site):
+    for _ in range(30):
+        site.submit("free", name="needle")
+    site.submit("free", name="hay")
+    html = client.get("/jobs", params={"q": "needle"}).text
+    assert "of 30, newest first" in html and 'href="/jobs?q=needle&amp;page=2"' in html
+
+
+def test_the_rest_listing_searches_too(client, searchable):
+    body = client.get("/api/v1/sites/plone/jobs", params={"q": "photos_2024"}).json()
+    assert body["total"] == 1 and body["jobs"][0]["id"] == searchable["payload"].id
+
+
+def bulk(client, data):
+    return post(client, "/jobs/bulk", data)
+
+
+def flashes(client):
+    return re.findall(r'<p class="flash [a-z]+" role="status">([^<]*)</p>', client.get("/jobs").text)
+
+
+def test_a_bulk_action_asks_first_naming_the_count_and_the_filter(client, site, searchable):
+    response = bulk(client, {"action": "retry", "status": "failed", "q": "free failed"})
+    assert response.status_code == 200
+    html = response.text
+    assert "<h1>Retry 3 jobs?</h1>" in html
+    assert '<strong class="bulk-filter">status failed, search “free failed”</strong>' in html
+    assert '<input type="hidden" name="confirmed" value="yes">' in html
+    assert '<input type="hidden" name="q" value="free failed">' in html
+    assert site.jobs.count() == 4       # nothing done yet
+
+
+def test_bulk_retry_of_a_filtered_set_counts_what_it_could_not_do(client, site, kit, searchable):
+    site.crontab.add_cron(cronkit.Cron(name="free", periodicity="@daily", uid="d"))
+    site.crontab.save()
+    (firing,) = site.jobs.list(cron="d")
+    site.jobs.cancel(firing.id)
+    pending = site.submit("free")
+    response = bulk(client, {"action": "retry", "confirmed": "yes", "site": "plone"})
+    assert response.status_code == 303 and response.headers["location"] == "/jobs?site=plone"
+    (text,) = flashes(client)
+    assert text.startswith("Retry (site plone): 4 jobs retried; ")
+    assert "1 not retried (a cron firing: run its cron instead)" in text
+    # the pending job, and the next firing of d its cancel queued
+    assert "2 not retried (pending: only a failed or canceled job is retried)" in text
+    assert site.jobs.get(pending.id).status == cronkit.Status.PENDING
+    assert site.jobs.count(status="pending") == 1 + 4 + 1   # the new firing of d too
+
+
+def test_bulk_cancel_and_delete(client, site, kit, searchable):
+    waiting = [site.submit("free", {"k": i}, name="later") for i in range(3)]
+    bulk(client, {"action": "cancel", "confirmed": "yes", "q": "later"})
+    (text,) = flashes(client)
+    assert text == "Cancel (search “later”): 3 jobs canceled"
+    assert {site.jobs.get(j.id).status for j in waiting} == {cronkit.Status.CANCELED}
+    bulk(client, {"action": "cancel", "confirmed": "yes", "status": "failed"})
+    assert flashes(client) == ["Cancel (status failed): 0 jobs canceled; "
+                               "4 not canceled (already failed)"]
+    bulk(client, {"action": "delete", "confirmed": "yes", "type": "free"})
+    assert flashes(client) == ["Delete (type free): 6 jobs deleted"]
+    assert [j.type for j in site.jobs.list()] == ["breaks"]
+
+
+def test_bulk_delete_leaves_a_running_job(client, site, kit):
+    job = site.submit("free")
+    kit.store.claim(kit.clock.now(), 1, "w")
+    bulk(client, {"action": "delete", "confirmed": "yes"})
+    assert flashes(client) == ["Delete (no filter: every job): 0 jobs deleted; "
+                               "1 not deleted (running: cancel it first)"]
+    bulk(client, {"action": "cancel", "confirmed": "yes"})
+    assert flashes(client) == ["Cancel (no filter: every job): 0 jobs canceled; "
+                               "1 running: asked to stop at their next check"]
+    assert site.jobs.get(job.id).canceled
+
+
+def test_bulk_actions_need_the_csrf_token_and_a_known_action(client, site, searchable):
+    response = client.post("/jobs/bulk", data={"action": "delete", "confirmed": "yes"},
+                           follow_redirects=False)
+    assert response.status_code == 403 and site.jobs.count() == 4
+    response = bulk(client, {"action": "explode"})
+    assert response.status_code == 400 and "unknown bulk action" in response.text
+    assert bulk(client, {"action": "delete", "status": "lost"}).status_code == 400
+    assert bulk(client, {"action": "delete", "site": "nosuch"}).status_code == 404
+    assert site.jobs.count() == 4
+
+
+def test_a_bulk_action_over_its_bound_is_refused(client, site, monkeypatch):
+    from cronkit.web.pages import jobs as pages_jobs
+    monkeypatch.setattr(pages_jobs, "BULK_MAX", 2)
+    for _ in range(3):
+        site.submit("free")
+    html = bulk(client, {"action": "cancel"}).text
+    assert "3 jobs match: one action takes at most 2" in html and "bulk-confirm" not in html
+    bulk(client, {"action": "cancel", "confirmed": "yes"})
+    assert flashes(client) == ["3 jobs match (no filter: every job): over the 2 one action "
+                               "takes, nothing done. Narrow the filter."]
+    assert site.jobs.count(status="pending") == 3
+    assert "No job matches: nothing to do." in bulk(client, {"action": "retry", "q": "zz"}).text
+
+
+def test_the_jobs_page_offers_the_bulk_actions_with_its_filter(client, site):
+    site.submit("free")
+    html = client.get("/jobs", params={"status": "pending", "q": "fr"}).text
+    forms = re.findall(r'<form class="inline" method="post" action="/jobs/bulk">(.*?)</form>',
+                       html, re.S)
+    assert len(forms) == 3
+    for form in forms:
+        assert '<input type="hidden" name="status" value="pending">' in form
+        assert '<input type="hidden" name="q" value="fr">' in form
+
+
+def test_the_actions_of_a_site_without_a_saved_crontab_work(kit, db_url, client):
+    other = cronkit.Cronkit(store=db_url, clock=kit.clock)
+    try:
+        batch = other.site("batch")
+        batch.register_runner(Free, name="free")
+        first, second = batch.submit("free"), batch.submit("free")
+    finally:
+        other.close()
+    kit.site("batch").register_runner(Free, name="free")
+    response = post(client, f"/sites/batch/jobs/{first.id}/cancel")
+    assert response.status_code == 303
+    assert kit.site("batch").jobs.get(first.id).status == cronkit.Status.CANCELED
+    response = post(client, f"/sites/batch/jobs/{first.id}/retry")
+    assert response.status_code == 303
+    html = client.get(response.headers["location"]).text
+    assert f"job {first.id} submitted again" in html
+    bulk(client, {"action": "delete", "confirmed": "yes", "site": "batch", "status": "pending"})
+    assert kit.store.count_jobs(site="batch") == 1
+    assert second.id not in [r["id"] for r in kit.store.list_jobs(site="batch")]
+
+
+# -- the cron form (issue 18) -------------------------------------------------------------
+
+
+def test_the_cron_form_offers_the_registered_runners_and_a_uid(client, site):
+    html = client.get("/sites/plone/crons/new").text
+    assert '<select id="name" name="name">' in html
+    assert '<option value="export">export</option>' in html
+    assert '<option value="free">free</option>' in html
+    assert '<input id="uid" name="uid" value=""' in html
+    assert 'class="form-actions"' in html
+
+
+def test_an_unknown_runner_is_refused_unless_confirmed(client, site):
+    data = {"name": "", "other_name": "ghost", "periodicity": "@daily", "uid": "g"}
+    response = post(client, "/sites/plone/crons/new", data)
+    assert response.status_code == 422
+    error = errors_in(response.text)["name"]
+    assert error.startswith("no runner named &#39;ghost&#39; for site &#39;plone&#39; in this "
+                            "process") and "tick the box" in error
+    assert not site.crontab.crons
+    response = post(client, "/sites/plone/crons/new", {**data, "unknown_ok": "on"})
+    assert response.status_code == 303 and site.crontab.crons["g"].name == "ghost"
+    html = client.get("/sites/plone/crons/g/edit").text
+    assert '<option value="ghost" selected>ghost (no such runner here)</option>' in html
+    response = post(client, "/sites/plone/crons/g/edit", {"name": "ghost", "periodicity": "@hourly"})
+    assert response.status_code == 303    # unchanged: no new confirmation asked
+    response = post(client, "/sites/plone/crons/g/edit",
+                    {"name": "", "other_name": "phantom", "periodicity": "@hourly"})
+    assert response.status_code == 422 and "name" in errors_in(response.text)
+
+
+def test_a_uid_is_checked_and_unique(client, site, cron):
+    base = {"name": "free", "periodicity": "@daily"}
+    response = post(client, "/sites/plone/crons/new", {**base, "uid": "c1"})
+    assert response.status_code == 422
+    assert errors_in(response.text)["uid"] == ("a cron with uid &#39;c1&#39; already exists in "
+                                               "site &#39;plone&#39;: choose another uid, or "
+                                               "edit that cron")
+    response = post(client, "/sites/plone/crons/new", {**base, "uid": "a/b"})
+    assert response.status_code == 422 and "holds a &#39;/&#39;" in errors_in(response.text)["uid"]
+    response = post(client, "/sites/plone/crons/new", {**base, "uid": "x" * 300})
+    assert response.status_code == 422 and "uid" in errors_in(response.text)
+    assert 'value="' + "x" * 300 + '"' in response.text
+    response = post(client, "/sites/plone/crons/new", {**base, "uid": " nightly "})
+    assert response.status_code == 303 and response.headers["location"].endswith("/crons/nightly")
+    assert list(site.crontab.crons) == ["c1", "nightly"]
+
+
+def test_a_runner_with_a_parameter_format_gets_environ_fields(client, site, cron):
+    html = client.get("/sites/plone/crons/c1/edit").text
+    assert '<input type="hidden" name="env_for" value="export">' in html
+    assert '<input id="env-limit" name="env-limit" type="number" value="1" required>' in html
+    assert '<input id="env-label" name="env-label" type="text" value="&lt;script&gt;' in html
+    assert '<textarea id="environ"' not in html
+    data = {"name": "export", "periodicity": "@daily", "env_for": "export", "env-limit": "ten",
+            "env-format": "json"}
+    response = post(client, "/sites/plone/crons/c1/edit", data)
+    assert response.status_code == 422
+    assert '<p class="error" id="err-env-limit">expected an integer' in response.text
+    assert cron.environ == {"limit": 1, "label": XSS}
+    response = post(client, "/sites/plone/crons/c1/edit", {**data, "env-limit": "7",
+                                                           "env-dry": "on"})
+    assert response.status_code == 303
+    assert cron.environ == {"limit": 7, "dry": True, "format": "json"}
+
+
+def test_changing_the_runner_shows_its_own_fields(client, site):
+    html = client.get("/sites/plone/crons/new").text
+    assert '<textarea id="environ"' in html       # no runner chosen yet: raw JSON, with help
+    assert "declares no parameter format" in html
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "export", "periodicity": "@daily", "env_for": "", "environ": "{}",
+        "action": "preview"})
+    assert response.status_code == 200 and 'id="env-limit"' in response.text
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "free", "periodicity": "@daily", "env_for": "export", "env-limit": "3"})
+    assert response.status_code == 200 or response.status_code == 303
+    response = post(client, "/sites/plone/crons/new", {
+        "name": "export", "periodicity": "@daily", "env_for": "free2", "env-limit": "3"})
+    assert response.status_code == 422
+    assert "the runner is now export: fill in its parameters" in errors_in(response.text)["environ"]
+
+
+# -- the submit form's delay and run-at (issue 18) ----------------------------------------
+
+
+def test_a_job_submitted_with_a_delay_or_a_run_at_time(client, site, kit, clock):
+    response = post(client, "/sites/plone/types/free", {"payload": "{}", "delay": "90"})
+    assert response.status_code == 303
+    (job,) = site.jobs.list()
+    assert job.run_after == clock.now() + __import__("datetime").timedelta(seconds=90)
+    paris = kit.site("paris", timezone="Europe/Paris")
+    paris.register_runner(Free, name="free")
+    paris.crontab.save()
+    response = post(client, "/sites/paris/types/free", {"payload": "{}",
+                                                        "run_after": "2008-07-01T14:30"})
+    assert response.status_code == 303
+    (job,) = paris.jobs.list()
+    assert job.run_after.isoformat() == "2008-07-01T12:30:00+00:00"
+    post(client, "/sites/paris/types/free", {"payload": "{}",
+                                             "run_after": "2008-07-01T14:30:00+00:00"})
+    assert paris.jobs.list()[0].run_after.isoformat() == "2008-07-01T14:30:00+00:00"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("delay", "-1", "expected seconds from 0 to"),
+    ("delay", "soon", "expected seconds from 0 to"),
+    ("delay", "nan", "expected seconds from 0 to"),
+    ("delay", "1e12", "expected seconds from 0 to"),
+    ("run_after", "tomorrow", "expected a date and time such as"),
+    ("run_after", "2008-03-30T02:30", "does not exist in Europe/Paris (the clocks skip it)"),
+    ("run_after", "2008-10-26T02:30", "happens twice in Europe/Paris: add its offset"),
+])
+def test_a_bad_delay_or_run_at_is_shown_on_its_field(client, kit, field, value, message):
+    paris = kit.site("paris", timezone="Europe/Paris")
+    paris.register_runner(Free, name="free")
+    paris.crontab.save()
+    response = post(client, "/sites/paris/types/free", {"payload": "{}", field: value})
+    assert response.status_code == 422
+    assert message in errors_in(response.text)[field]
+    assert f'value="{value}"' in response.text and paris.jobs.count() == 0
+
+
+def test_a_delay_and_a_run_at_time_together_are_refused(client, site):
+    response = post(client, "/sites/plone/types/free", {
+        "payload": "{}", "delay": "5", "run_after": "2030-01-01T00:00"})
+    assert response.status_code == 422
+    assert errors_in(response.text)["run_after"] == "give a delay or a run-at time, not both"
+    assert site.jobs.count() == 0

@@ -157,15 +157,18 @@ class JobStore(ABC):
     @repeatable
     def list_jobs(self, site: str | None = None, cron_uid: str | None = None,
                   status: Statuses = None, type: str | None = None, limit: int | None = None,
-                  offset: int = 0, oldest_first: bool = False) -> list[JobRow]:
-        """Return the jobs matching every filter given (``status``: one or several),
-        newest first (oldest first with ``oldest_first``), ``limit`` of them from
-        ``offset``."""
+                  offset: int = 0, oldest_first: bool = False,
+                  search: str | None = None) -> list[JobRow]:
+        """Return the jobs matching every filter given (``status``: one or several;
+        ``search``: text found in the name, type, payload or message, case-insensitive,
+        no wildcard), newest first (oldest first with ``oldest_first``), ``limit`` of
+        them from ``offset``."""
 
     @abstractmethod
     @repeatable
     def count_jobs(self, site: str | None = None, cron_uid: str | None = None,
-                   status: Statuses = None, type: str | None = None) -> int:
+                   status: Statuses = None, type: str | None = None,
+                   search: str | None = None) -> int:
         """Return how many jobs match every filter given."""
 
     @abstractmethod

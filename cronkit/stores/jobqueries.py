@@ -102,7 +102,10 @@ class JobQueries(JobStore):
         return job_row(row)
 
     def _filters(self, q: Any, site: str | None = None, cron_uid: str | None = None,
-                 status: Statuses = None, type: str | None = None) -> Any:
+                 status: Statuses = None, type: str | None = None,
+                 search: str | None = None) -> Any:
+        if search:
+            q = q.where(search_clause(search))
         if site is not None:
             q = q.where(jobs.c.site == site)
         if cron_uid is not None:
@@ -116,8 +119,9 @@ class JobQueries(JobStore):
 
     def list_jobs(self, site: str | None = None, cron_uid: str | None = None,
                   status: Statuses = None, type: str | None = None, limit: int | None = None,
-                  offset: int = 0, oldest_first: bool = False) -> list[JobRow]:
-        q = self._filters(sa.select(jobs), site, cron_uid, status, type)
+                  offset: int = 0, oldest_first: bool = False,
+                  search: str | None = None) -> list[JobRow]:
+        q = self._filters(sa.select(jobs), site, cron_uid, status, type, search)
         q = q.order_by(jobs.c.id if oldest_first else jobs.c.id.desc())
         if limit is not None:
             q = q.limit(limit).offset(offset)
@@ -125,8 +129,10 @@ class JobQueries(JobStore):
             return [job_row(r) for r in conn.execute(q)]
 
     def count_jobs(self, site: str | None = None, cron_uid: str | None = None,
-                   status: Statuses = None, type: str | None = None) -> int:
-        q = self._filters(sa.select(sa.func.count()).select_from(jobs), site, cron_uid, status, type)
+                   status: Statuses = None, type: str | None = None,
+                   search: str | None = None) -> int:
+        q = self._filters(sa.select(sa.func.count()).select_from(jobs), site, cron_uid, status,
+                          type, search)
         with self._tx(write=False) as conn:
             return int(conn.execute(q).scalar_one())
 
@@ -539,6 +545,24 @@ class JobQueries(JobStore):
             return [dict(r._mapping) for r in conn.execute(
                 sa.select(history.c.date, history.c.status, history.c.comment)
                 .where(history.c.job_id == job_id).order_by(history.c.id))]
+
+
+#: The columns a jobs search looks in.
+SEARCHED = ("name", "type", "payload", "message")
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for LIKE with ``\\`` as the escape: the text's own ``%``, ``_`` and
+    ``\\`` match themselves, never as wildcards."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_clause(text: str) -> Any:
+    """Jobs whose name, type, payload (its JSON text) or message (a failed job's error)
+    holds ``text``, case-insensitively: bound parameters, wildcards escaped."""
+    pattern = like_pattern(text)
+    return sa.or_(*(jobs.c[name].ilike(pattern, escape="\\") for name in SEARCHED))
 
 
 def _end_params(job_id: int, status: str, now: datetime, message: str | None = None,

@@ -29,7 +29,7 @@ from ..exceptions import (
     StoreError,
     UnknownRunner,
 )
-from ..jobs import Status
+from ..jobs import Job, Status
 from ..model import Cron
 from ..preview import in_site, preview, preview_json, set_fields
 from .common import (
@@ -56,6 +56,7 @@ from .common import (
     pauses_json,
     retry_job,
     save_crontab,
+    search_text,
     site_names,
     types_json,
 )
@@ -350,8 +351,11 @@ async def list_jobs(request: Request, kit: Cronkit) -> Response:
     type_ = request.query_params.get("type") or None
     limit = query_int(request, "limit", 50, 1, MAX_LIMIT)
     offset = query_int(request, "offset", 0, 0, MAX_DB_INT)
-    jobs = site.jobs.list(status=status, type=type_, limit=limit, offset=offset)
-    total = site.jobs.count(status=status, type=type_)
+    search = search_text(request.query_params.get("q"))
+    found = kit.store.list_jobs(site=site.name, status=status, type=type_, limit=limit,
+                                offset=offset, search=search)
+    jobs = [Job(site, row) for row in found]
+    total = kit.store.count_jobs(site=site.name, status=status, type=type_, search=search)
     return JSONResponse({"total": total, "limit": limit, "offset": offset,
                          "jobs": [job_json(j) for j in jobs]})
 

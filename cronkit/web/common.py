@@ -129,6 +129,24 @@ def paused_words(pauses: list[str | None]) -> str:
     return ", ".join("the whole queue" if p is None else f"type {p}" for p in pauses)
 
 
+#: The longest search text (``q``) the jobs listings take.
+MAX_SEARCH = 200
+
+
+def search_text(value: str | None) -> str | None:
+    """The jobs listings' search text ``q`` (None when empty or blank); WebError 400
+    naming ``q`` for text no store can search for (a NUL, a lone surrogate) or over
+    MAX_SEARCH characters."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    problem = text_problem(text) or (f"longer than {MAX_SEARCH} characters"
+                                     if len(text) > MAX_SEARCH else None)
+    if problem is not None:
+        raise WebError(400, f"invalid search text q: {problem}", "q")
+    return text
+
+
 def get_cron(site: Site, uid: str) -> Cron:
     cron = site.crontab.crons.get(uid)
     if cron is None:

@@ -367,6 +367,9 @@ PATHS = {
             {"name": "status", "in": "query", "schema": {
                 "type": "string", "enum": ["pending", "running", "success", "failed", "canceled"]}},
             {"name": "type", "in": "query", "schema": {"type": "string"}},
+            {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200},
+             "description": "text found in the job's name, type, payload or message "
+                            "(its error), case-insensitive; no wildcard"},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                         "maximum": 500, "default": 50}},
             {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0,

@@ -23,7 +23,17 @@ from .crons import (
     site_page,
     switch_crontab,
 )
-from .jobs import MAX_LIVE, PAGE_SIZE, job_action, job_page, jobs_page, live, submit_page, types_page
+from .jobs import (
+    MAX_LIVE,
+    PAGE_SIZE,
+    bulk_jobs,
+    job_action,
+    job_page,
+    jobs_page,
+    live,
+    submit_page,
+    types_page,
+)
 from .login import login, logout
 
 S = "/sites/{site}"
@@ -32,6 +42,7 @@ routes = [
     Route("/login", login, methods=["GET", "POST"]),
     Route("/logout", logout, methods=["POST"]),
     Route("/jobs", jobs_page, methods=["GET"]),
+    Route("/jobs/bulk", bulk_jobs, methods=["POST"]),
     Route("/live", live, methods=["GET"]),
     Route(S, site_page, methods=["GET"]),
     Route(S + "/crontab", switch_crontab, methods=["POST"]),
@@ -49,7 +60,8 @@ routes = [
 ]
 
 __all__ = [
-    "MAX_LIVE", "PAGE_SIZE", "TEMPLATES", "checked_form", "cron_action", "cron_page",
+    "MAX_LIVE", "PAGE_SIZE", "TEMPLATES", "bulk_jobs", "checked_form", "cron_action",
+    "cron_page",
     "dashboard", "delete_log", "edit_cron", "error_page", "flash", "job_action", "job_page",
     "jobs_page", "live", "login", "logout", "new_cron", "page", "pause_site", "redirect",
     "render", "routes", "site_page", "submit_page", "switch_crontab", "templates", "types_page",

@@ -10,10 +10,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ...jobs import Job, Status
+from ...exceptions import InvalidCron, InvalidParameters
+from ...jobs import Job, Param, Status, validate_payload
 from ...model import MISFIRE_POLICIES, Cron
 from ...preview import in_site, preview, set_fields
-from ...runner import available_jobs
+from ...runner import available_jobs, runner_factory
 from ..common import (
     CRON_EDITABLE,
     WebError,
@@ -29,6 +30,7 @@ from ..common import (
 )
 from ..security import safe_next
 from .base import as_text, checked_form, flash, page, redirect, render
+from .jobs import cron_label, field_specs, form_defaults, read_params
 
 if TYPE_CHECKING:
     from ...kit import Cronkit
@@ -46,7 +48,9 @@ async def dashboard(request: Request, kit: Cronkit) -> Response:
                       "active": site.jobs.count(status=active),
                       "failed": site.jobs.count(status=Status.FAILED.value)})
     recent = [Job(kit.site(r["site"]), r) for r in kit.store.list_jobs(limit=10)]
-    return render(request, "dashboard.html", sites=sites, jobs=recent)
+    crons = {(j.site_name, j.cron_uid): (cron_label(j.site, j.cron_uid) or {}).get("name")
+             for j in recent if j.cron_uid is not None}
+    return render(request, "dashboard.html", sites=sites, jobs=recent, crons=crons)
 
 
 @page
@@ -105,21 +109,58 @@ def _form_values(form: FormData) -> dict[str, Any]:
     return values
 
 
+def _params(site: Site, name: str) -> dict[str, Param]:
+    """The parameter format of the runner ``name`` ({} when it has none or is unknown)."""
+    factory = runner_factory(site, name) if name else None
+    return dict(getattr(factory, "parameters", None) or {})
+
+
+def unknown_runner(site: Site, name: str) -> str:
+    """Why a cron named ``name`` would not run here (the CLI's warning)."""
+    return (f"no runner named {name!r} for site {site.name!r} in this process (its runs "
+            "log NOTRUN unless the worker imports it: --import MODULE)")
+
+
 def _cron_form(request: Request, site: Site, cron: Cron | None, values: dict[str, Any],
                errors: dict[str, str], status: int = 200,
                shown_preview: dict[str, Any] | None = None) -> HTMLResponse:
+    """The form, with the environ as fields of the runner's parameter format when it
+    has one (``env_values``: their values as typed), raw JSON otherwise (and when the
+    form was posted as raw JSON: ``raw_environ``)."""
+    types = sorted(available_jobs(site))
+    name = str(values.get("name") or "")
+    params = {} if values.get("raw_environ") else _params(site, name)
+    env_values = values.get("env_values")
+    if env_values is None and params:
+        env_values = _env_shown(params, values.get("environ"))
     return render(request, "cron_form.html", status, site=site, cron=cron, values=values,
-                  errors=errors, types=sorted(available_jobs(site)), misfires=MISFIRE_POLICIES,
-                  preview=shown_preview)
+                  errors=errors, types=types, misfires=MISFIRE_POLICIES,
+                  preview=shown_preview, known=name in types or not name,
+                  env_fields=field_specs(params, env_values or {}) if params else [],
+                  env_for=name if params else "")
+
+
+def _env_shown(params: dict[str, Param], environ: Any) -> dict[str, Any]:
+    """The parameter fields' values for an environ (JSON text or a dict)."""
+    values = form_defaults(params)
+    try:
+        found = json.loads(environ) if isinstance(environ, str) else (environ or {})
+    except (ValueError, RecursionError):   # pragma: no cover - a saved cron's is sound
+        found = {}
+    if isinstance(found, dict):
+        for key, value in found.items():
+            if key in params:
+                values[key] = value if params[key].type == "bool" else str(value)
+    return values
 
 
 def _cron_values(cron: Cron | None) -> dict[str, Any]:
     if cron is None:
-        return {"name": "", "periodicity": "", "seconds_first": False, "timezone": "",
-                "activated": True,
+        return {"name": "", "uid": "", "periodicity": "", "seconds_first": False,
+                "timezone": "", "activated": True,
                 "environ": "{}", "logs_limit": "5", "user": "", "misfire": "once",
                 "misfire_grace": ""}
-    return {"name": cron.name, "periodicity": cron.periodicity,
+    return {"name": cron.name, "uid": cron.uid, "periodicity": cron.periodicity,
             "seconds_first": cron.seconds_first, "timezone": cron.timezone or "",
             "activated": cron.activated, "environ": json.dumps(cron.environ, indent=2),
             "logs_limit": str(cron.logs_limit), "user": cron.user or "",
@@ -127,12 +168,80 @@ def _cron_values(cron: Cron | None) -> dict[str, Any]:
             "misfire_grace": "" if cron.misfire_grace is None else f"{cron.misfire_grace:g}"}
 
 
-def _shown(form: FormData) -> dict[str, Any]:
+def _posted_name(form: FormData) -> str:
+    """The runner the form names: the typed other name, else the one chosen."""
+    return (as_text(form.get("other_name", "")).strip()
+            or as_text(form.get("name", "")).strip())
+
+
+def _shown(form: FormData, cron: Cron | None) -> dict[str, Any]:
     """What the person typed, to put back into the form."""
     shown: dict[str, Any] = {f: form.get(f, "") for f in CRON_EDITABLE}
     for field in _CHECKBOXES:
         shown[field] = form.get(field) == "on"
+    shown["name"] = _posted_name(form)
+    shown["uid"] = cron.uid if cron is not None else as_text(form.get("uid", ""))
+    shown["unknown_ok"] = form.get("unknown_ok") == "on"
+    shown["raw_environ"] = "env_for" not in form
     return shown
+
+
+def check_uid(site: Site, text: str) -> str | None:
+    """A new cron's uid as typed (None: one is made); InvalidCron naming ``uid`` for one
+    the model refuses, one that holds a "/" (it is part of the cron's address) and one
+    the crontab has already."""
+    uid = text.strip()
+    if not uid:
+        return None
+    if "/" in uid:
+        raise InvalidCron(f"uid {uid!r} holds a '/': it is part of the cron's address, "
+                          "choose one without", "uid", uid)
+    Cron("x", "* * * * *", uid=uid)   # the model's rule
+    if uid in site.crontab.crons:
+        raise InvalidCron(f"a cron with uid {uid!r} already exists in site {site.name!r}: "
+                          "choose another uid, or edit that cron", "uid", uid)
+    return uid
+
+
+def _form_checks(site: Site, cron: Cron | None, form: FormData, values: dict[str, Any],
+                 shown: dict[str, Any]) -> dict[str, str]:
+    """The checks the model does not make: the runner is known (or its being unknown
+    confirmed), the uid is free, the environ's parameter fields. Sets ``values``' name,
+    uid and environ; returns the errors."""
+    errors: dict[str, str] = {}
+    name = _posted_name(form)
+    values["name"] = name
+    changed = cron is None or name != cron.name
+    if name and changed and runner_factory(site, name) is None \
+            and form.get("unknown_ok") != "on":
+        errors["name"] = (unknown_runner(site, name) + ": choose a registered runner, "
+                          "or tick the box to save it anyway")
+    if cron is None:
+        try:
+            uid = check_uid(site, as_text(form.get("uid", "")))
+        except InvalidCron as exc:
+            errors["uid"] = str(exc)
+        else:
+            if uid is not None:
+                values["uid"] = uid
+    params = _params(site, name)
+    env_for = as_text(form.get("env_for", ""))
+    if env_for and params:
+        if env_for != name:       # the runner changed: its own fields, to fill in
+            shown["env_values"] = form_defaults(params)
+            errors["environ"] = (f"the runner is now {name}: fill in its parameters "
+                                 "below, then save")
+            return errors
+        environ, shown["env_values"] = read_params(params, form, prefix="env-")
+        try:
+            values["environ"] = validate_payload(params, environ)
+        except InvalidParameters as exc:
+            errors.update((f"env-{k}", v) for k, v in exc.errors.items())
+            errors.setdefault("environ", "the runner's parameters are not valid: see below")
+    elif env_for:   # the fields of a runner that has none now: its environ is empty
+        shown["environ"] = "{}"
+        values["environ"] = None
+    return errors
 
 
 @page
@@ -153,20 +262,24 @@ async def _cron_form_page(request: Request, site: Site, cron: Cron | None) -> Re
     if request.method == "GET":
         return _cron_form(request, site, cron, _cron_values(cron), {})
     form = await checked_form(request)
-    clean, errors = check_cron_fields(_form_values(form), base=cron)
+    values = _form_values(form)
+    shown = _shown(form, cron)
+    form_errors = _form_checks(site, cron, form, values, shown)
+    clean, errors = check_cron_fields(values, base=cron)
+    errors.update(form_errors)
     if errors:
-        return _cron_form(request, site, cron, _shown(form), errors, 422)
+        return _cron_form(request, site, cron, shown, errors, 422)
     if form.get("action") == "preview":
         scratch = Cron(**clean) if cron is None else set_fields(Cron.load(cron.to_dict()), clean)
-        shown = preview(in_site(scratch, site), site.kit.clock.now())
-        return _cron_form(request, site, cron, _shown(form), {}, shown_preview=shown)
+        shown_preview = preview(in_site(scratch, site), site.kit.clock.now())
+        return _cron_form(request, site, cron, shown, {}, shown_preview=shown_preview)
     if cron is None:
         cron, done = site.crontab.add_cron(Cron(**clean)), "added"
     else:
         set_fields(cron, clean)
         done = "saved"
     save_crontab(site)
-    flash(request, f"cron {cron.name} {done}")
+    flash(request, f"cron {cron.uid} ({cron.name}) {done}")
     return redirect(f"/sites/{site.name}/crons/{cron.uid}")
 
 
@@ -191,17 +304,17 @@ async def cron_action(request: Request, kit: Cronkit) -> Response:
     if action == "delete":
         del site.crontab.crons[cron.uid]
         save_crontab(site)
-        flash(request, f"cron {cron.name} deleted")
+        flash(request, f"cron {cron.uid} ({cron.name}) deleted")
         return redirect(f"/sites/{site.name}")
     if action == "run":
         site.cron_manager(cron).register(force=True)
-        flash(request, f"cron {cron.name} queued to run now")
+        flash(request, f"cron {cron.uid} ({cron.name}) queued to run now")
         return redirect(back)
     if action not in ("enable", "disable"):
         raise WebError(404, f"no cron action {action!r}")
     cron.activated = action == "enable"
     save_crontab(site)
-    flash(request, f"cron {cron.name} {action}d")
+    flash(request, f"cron {cron.uid} ({cron.name}) {action}d")
     return redirect(back)
 
 
