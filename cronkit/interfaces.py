@@ -540,6 +540,26 @@ class IJobStore(Interface):
         """Return the names of the sites with a pause (whole or of a type), sorted.
         Repeatable."""
 
+    def count_ends(since, until, step, site=None, type=None):
+        """Return the jobs (of ``site`` and ``type`` when given) that ended (SUCCESS,
+        FAILED, CANCELED) with ``since <= finished_at < until``, counted per interval of
+        ``step`` (a timedelta; ``until - since`` must be a whole number of them, at most
+        1000) and per status: a list, one dict per interval in time order, ``{"start":
+        datetime, "success": int, "failed": int, "canceled": int}`` (zeros included).
+        Counted by the database in one aggregate query, never by reading the rows.
+        Raise StoreError for a step that does not divide the span. Repeatable."""
+
+    def job_timings(since, until, edges, site=None, type=None):
+        """Return the lateness (``started_at - run_after``) and run duration
+        (``finished_at - started_at``) of the jobs (of ``site`` and ``type`` when given)
+        that ran (``started_at`` set) and ended with ``since <= finished_at < until``,
+        per job type: ``{type: {"count": int, "lateness": D, "duration": D}}`` where D
+        is ``{"bins": [int, ...], "mean": float, "max": float}`` in seconds; ``bins``
+        has ``len(edges) + 1`` counts: below ``edges[0]``, then from each edge (included)
+        to the next, then from the last edge up. ``edges``: ascending seconds (1 to 20
+        of them). One aggregate query, never by reading the rows; {} when no job ran.
+        Raise StoreError for edges out of order. Repeatable."""
+
     def continuations(after_id=None, waiting=True):
         """Return the continuation rows (with ``after_ids``) of job ``after_id`` (of any
         job when None), oldest first; only those still waiting (PENDING, run_after

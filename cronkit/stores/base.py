@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 #: The run_after of a continuation still waiting for the jobs it runs after.
@@ -244,6 +244,20 @@ class JobStore(ABC):
     @repeatable
     def paused_sites(self) -> list[str]:
         """Return the names of the sites with a pause (whole or of a type), sorted."""
+
+    @abstractmethod
+    @repeatable
+    def count_ends(self, since: datetime, until: datetime, step: timedelta,
+                   site: str | None = None, type: str | None = None) -> list[dict[str, Any]]:
+        """Return the jobs that ended in [since, until) counted per interval of ``step``
+        and per end status, by one aggregate query (see IJobStore)."""
+
+    @abstractmethod
+    @repeatable
+    def job_timings(self, since: datetime, until: datetime, edges: Iterable[float],
+                    site: str | None = None, type: str | None = None) -> dict[str, Any]:
+        """Return, per job type, the lateness and run-duration distributions of the jobs
+        that ran and ended in [since, until), by one aggregate query (see IJobStore)."""
 
     @abstractmethod
     @repeatable

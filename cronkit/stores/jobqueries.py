@@ -18,15 +18,16 @@ from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..exceptions import NoSuchJob
+from ..exceptions import NoSuchJob, StoreError
 from .base import WAITING, JobRow, JobStore, Statuses
 from .bulk import insert_jobs
 from .bulk import pending_and_running_cron_jobs as bulk_cron_jobs
-from .hotpath import HotPath, from_micros
+from .hotpath import HotPath, from_micros, to_micros
 from .schema import (
     chunks,
     claim_order,
@@ -39,6 +40,12 @@ from .schema import (
     raw_job_row,
 )
 from .statements import HotStatements, JobStatements
+
+#: The end statuses (the jobs counted by ``count_ends`` and ``job_timings``).
+ENDED = ("success", "failed", "canceled")
+#: At most so many intervals in one ``count_ends``, edges in one ``job_timings``.
+MAX_INTERVALS = 1000
+MAX_EDGES = 20
 
 
 class JobQueries(JobStore):
@@ -533,6 +540,65 @@ class JobQueries(JobStore):
             return list(conn.execute(sa.select(pauses.c.site).distinct()
                                      .order_by(pauses.c.site)).scalars())
 
+    # -- statistics (the dashboard's charts) -----------------------------------
+
+    def count_ends(self, since: datetime, until: datetime, step: timedelta,
+                   site: str | None = None, type: str | None = None) -> list[dict[str, Any]]:
+        start, step_us = to_micros(since), step // timedelta(microseconds=1)
+        n, rest = divmod(to_micros(until) - start, step_us) if step_us > 0 else (0, 1)
+        if rest or not 1 <= n <= MAX_INTERVALS:
+            raise StoreError(f"count_ends: {until - since} is not 1 to {MAX_INTERVALS} "
+                             f"whole intervals of {step}")
+        finished = sa.type_coerce(jobs.c.finished_at, sa.BigInteger)
+        # Integer division (``//`` on integers: ``/`` in SQLite and PostgreSQL alike),
+        # in a subquery so that GROUP BY names a column, not an expression with params.
+        ended = (sa.select(
+            ((finished - sa.literal(start, sa.BigInteger))
+             // sa.literal(step_us, sa.BigInteger)).label("bucket"), jobs.c.status)
+            .where(jobs.c.finished_at >= since, jobs.c.finished_at < until,
+                   *_ended(site, type))).subquery()
+        q = sa.select(ended.c.bucket, ended.c.status, sa.func.count()) \
+            .group_by(ended.c.bucket, ended.c.status)
+        out = [{"start": since + i * step, **dict.fromkeys(ENDED, 0)} for i in range(n)]
+        with self._tx(write=False) as conn:
+            for bucket, status, count in conn.execute(q):
+                out[int(bucket)][status] = int(count)
+        return out
+
+    def job_timings(self, since: datetime, until: datetime, edges: Iterable[float],
+                    site: str | None = None, type: str | None = None) -> dict[str, Any]:
+        cuts = [float(e) for e in edges]
+        if not 1 <= len(cuts) <= MAX_EDGES or cuts != sorted(set(cuts)):
+            raise StoreError(f"job_timings: edges must be 1 to {MAX_EDGES} ascending "
+                             f"seconds, not {cuts!r}")
+
+        def micros(column: Any) -> Any:
+            return sa.type_coerce(column, sa.BigInteger)
+
+        started = micros(jobs.c.started_at)
+        measures = {"lateness": started - micros(jobs.c.run_after),
+                    "duration": micros(jobs.c.finished_at) - started}
+        columns: list[Any] = [jobs.c.type, sa.func.count()]
+        for value in measures.values():   # how many fall below each edge, then mean, max
+            columns += [sa.func.sum(sa.case((value < sa.literal(round(e * 1e6), sa.BigInteger),
+                                             1), else_=0)) for e in cuts]
+            columns += [sa.func.avg(value), sa.func.max(value)]
+        q = sa.select(*columns).where(
+            jobs.c.finished_at >= since, jobs.c.finished_at < until,
+            jobs.c.started_at.is_not(None), *_ended(site, type))
+        out: dict[str, Any] = {}
+        with self._tx(write=False) as conn:
+            for found in conn.execute(q.group_by(jobs.c.type)):
+                count, width = int(found[1]), len(cuts) + 2
+                stats: dict[str, Any] = {"count": count}
+                for i, name in enumerate(measures):
+                    *below, mean, top = found[2 + i * width:2 + (i + 1) * width]
+                    below = [0, *(int(b or 0) for b in below), count]
+                    stats[name] = {"bins": [b - a for a, b in pairwise(below)],
+                                   "mean": float(mean or 0) / 1e6, "max": float(top or 0) / 1e6}
+                out[found[0]] = stats
+        return out
+
     # -- history --------------------------------------------------------------
 
     def add_history(self, job_id: int, date: datetime, comment: str, status: str = "info") -> None:
@@ -563,6 +629,19 @@ def search_clause(text: str) -> Any:
     holds ``text``, case-insensitively: bound parameters, wildcards escaped."""
     pattern = like_pattern(text)
     return sa.or_(*(jobs.c[name].ilike(pattern, escape="\\") for name in SEARCHED))
+
+
+def _ended(site: str | None, type: str | None) -> list[Any]:
+    """The conditions of an ended job (of ``site`` and ``type`` when given) for the
+    charts' queries, tested on ``column || ''``: expressions no index holds, so that the
+    planner walks the end-time index (the window's rows), never an index by status, site
+    or type (every ended job ever)."""
+    conds: list[Any] = [jobs.c.status.concat("").in_(ENDED)]
+    if site is not None:
+        conds.append(jobs.c.site.concat("") == site)
+    if type is not None:
+        conds.append(jobs.c.type.concat("") == type)
+    return conds
 
 
 def _end_params(job_id: int, status: str, now: datetime, message: str | None = None,

@@ -1133,6 +1133,10 @@ READ_CALLS = {
     "sites": lambda s, ids: s.sites(),
     "stale_jobs": lambda s, ids: s.stale_jobs(NOW + timedelta(days=1)),
     "list_workers": lambda s, ids: s.list_workers(),
+    "count_ends": lambda s, ids: s.count_ends(NOW - timedelta(hours=1), NOW + timedelta(hours=1),
+                                              timedelta(minutes=10)),
+    "job_timings": lambda s, ids: s.job_timings(NOW - timedelta(days=1), NOW + timedelta(days=1),
+                                                [1, 60]),
 }
 
 WRITE_CALLS = {
