@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from .base import TEMPLATES, checked_form, error_page, flash, page, redirect, render, templates
+from .charts import charts
 from .crons import (
     cron_action,
     cron_page,
@@ -35,6 +36,7 @@ from .jobs import (
     types_page,
 )
 from .login import login, logout
+from .workers import workers_page
 
 S = "/sites/{site}"
 routes = [
@@ -44,6 +46,8 @@ routes = [
     Route("/jobs", jobs_page, methods=["GET"]),
     Route("/jobs/bulk", bulk_jobs, methods=["POST"]),
     Route("/live", live, methods=["GET"]),
+    Route("/charts", charts, methods=["GET"]),
+    Route("/workers", workers_page, methods=["GET"]),
     Route(S, site_page, methods=["GET"]),
     Route(S + "/crontab", switch_crontab, methods=["POST"]),
     Route(S + "/pause", pause_site, methods=["POST"]),
@@ -60,9 +64,10 @@ routes = [
 ]
 
 __all__ = [
-    "MAX_LIVE", "PAGE_SIZE", "TEMPLATES", "bulk_jobs", "checked_form", "cron_action",
+    "MAX_LIVE", "PAGE_SIZE", "TEMPLATES", "bulk_jobs", "charts", "checked_form", "cron_action",
     "cron_page",
     "dashboard", "delete_log", "edit_cron", "error_page", "flash", "job_action", "job_page",
     "jobs_page", "live", "login", "logout", "new_cron", "page", "pause_site", "redirect",
     "render", "routes", "site_page", "submit_page", "switch_crontab", "templates", "types_page",
+    "workers_page",
 ]

@@ -30,6 +30,7 @@ from ..common import (
 )
 from ..security import safe_next
 from .base import as_text, checked_form, flash, page, redirect, render
+from .charts import cron_charts, site_charts
 from .jobs import cron_label, field_specs, form_defaults, read_params
 
 if TYPE_CHECKING:
@@ -50,15 +51,18 @@ async def dashboard(request: Request, kit: Cronkit) -> Response:
     recent = [Job(kit.site(r["site"]), r) for r in kit.store.list_jobs(limit=10)]
     crons = {(j.site_name, j.cron_uid): (cron_label(j.site, j.cron_uid) or {}).get("name")
              for j in recent if j.cron_uid is not None}
-    return render(request, "dashboard.html", sites=sites, jobs=recent, crons=crons)
+    return render(request, "dashboard.html", sites=sites, jobs=recent, charts=site_charts(kit),
+                  crons=crons)
 
 
 @page
 async def site_page(request: Request, kit: Cronkit) -> Response:
     site = get_site(kit, request.path_params["site"])
     crons = [{"cron": c, "next": next_run(c)} for c in site.crontab.crons.values()]
+    chart_type = request.query_params.get("type") or None
     return render(request, "site.html", site=site, crontab=site.crontab, crons=crons,
-                  paused=site.pauses(), types=sorted(available_jobs(site)))
+                  paused=site.pauses(), types=sorted(available_jobs(site)),
+                  chart_type=chart_type, charts=site_charts(kit, site, chart_type))
 
 
 @page
@@ -291,7 +295,8 @@ async def cron_page(request: Request, kit: Cronkit) -> Response:
     site = get_site(kit, request.path_params["site"])
     cron = get_cron(site, request.path_params["uid"])
     jobs = site.jobs.list(cron=cron, limit=10)
-    return render(request, "cron.html", site=site, cron=cron, next=next_run(cron), jobs=jobs)
+    return render(request, "cron.html", site=site, cron=cron, next=next_run(cron), jobs=jobs,
+                  charts=cron_charts(kit, site, cron))
 
 
 @page

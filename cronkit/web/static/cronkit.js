@@ -48,10 +48,37 @@
       .then(function () { setTimeout(poll, 1000); });
   }
 
+  // The charts: every 5 s each [data-charts] section is fetched again and swapped in
+  // whole. It is the server's own escaped fragment, parsed inert (DOMParser runs no
+  // script); the tables left open stay open.
+  function refreshCharts() {
+    if (document.hidden) return;
+    document.querySelectorAll("[data-charts]").forEach(function (section) {
+      fetch(section.getAttribute("data-charts"),
+            { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.querySelector("[data-charts]");
+          if (!fresh) return;
+          section.querySelectorAll("figure[id] details[open]").forEach(function (d) {
+            var same = fresh.querySelector("#" + d.parentNode.id + " details");
+            if (same) same.open = true;
+          });
+          section.replaceWith(document.importNode(fresh, true));
+        })
+        .catch(function () {});
+    });
+  }
+
   document.addEventListener("submit", function (event) {
     var message = event.target.getAttribute("data-confirm");
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
-  document.addEventListener("DOMContentLoaded", function () { setTimeout(poll, 1000); });
+  document.addEventListener("DOMContentLoaded", function () {
+    setTimeout(poll, 1000);
+    if (document.querySelector("[data-charts]")) setInterval(refreshCharts, 5000);
+  });
 })();
