@@ -68,6 +68,15 @@ def pytest_sessionfinish(session):
         Path(str(folder) + "-result.json").unlink(missing_ok=True)
 
 
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory):
+    """The one folder of the session's screenshots (the browser tests'), under pytest's
+    base temporary folder; its path is printed."""
+    folder = tmp_path_factory.mktemp("screenshots", numbered=False)
+    print(f"\nscreenshots are saved under {folder}")
+    return folder
+
+
 @pytest.fixture
 def clock():
     return cronkit.FakeClock(START)
