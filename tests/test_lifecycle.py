@@ -20,7 +20,7 @@ from cronkit import FinishedCronJobEvent, JobFinishedEvent, LogStatus, Status
 from cronkit.events import JobRetriedEvent, JobStartedEvent
 from cronkit.executors.celery import execute_adopted
 from tests import jobrunners
-from tests.helpers import wait_for
+from tests.helpers import FailsOnce, wait_for
 
 RECORDED = (JobFinishedEvent, FinishedCronJobEvent, JobRetriedEvent, JobStartedEvent)
 
@@ -86,15 +86,6 @@ class CancelsItself(cronkit.Runner):
     def run(self):
         self.context.jobs.cancel(self.job.id)
         assert self.job.canceled
-
-
-class FailsOnce(cronkit.Runner):
-    retries = 1
-    retry_backoff = 1.0
-
-    def run(self):
-        if self.job.attempts == 1:
-            raise RuntimeError("first attempt fails")
 
 
 class WaitsForCancel(cronkit.Runner):
