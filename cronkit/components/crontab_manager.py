@@ -8,14 +8,19 @@ from typing import TYPE_CHECKING
 from zope.component import adapter
 from zope.interface import implementer
 
+from ..events import JobQueuedEvent
 from ..interfaces import ICrontab, ICrontabManager, ICrontabRegistryManager, IQueueManager, ISite
 from ..model import Cron, Crontab
+from .lifecycle import _listened as listened
 
 if TYPE_CHECKING:
     from ..site import Site
 
-#: How many firings are queued in one call (one transaction): a crontab of 100,000
-#: crons never has every job row in memory at once.
+#: How many firings are queued in one call when someone listens to JobQueuedEvent (the
+#: lifecycle then holds the rows of a call, and their Jobs, for the events): a crontab of
+#: 100,000 crons never has every job row in memory at once. Unheard, the firings of a
+#: sync are queued in one call, one transaction: the rows are made as they are inserted,
+#: and an index page is written once, not once per batch.
 _BATCH = 2000
 
 
@@ -70,5 +75,8 @@ class CrontabManager:
         if stale:
             store.delete_pending_cron_jobs(self.site.name, stale)
         queue = self.site.registry.getAdapter(self.site, IQueueManager)
+        if not listened(self.site, JobQueuedEvent):
+            queue.register_cron_jobs(wanted)
+            return
         for start in range(0, len(wanted), _BATCH):   # the job rows of one batch at a time
             queue.register_cron_jobs(wanted[start:start + _BATCH])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from zope.component import adapter
@@ -12,11 +13,15 @@ from ..events import ModifiedCrontabEvent, notify
 from ..exceptions import CronkitError, InvalidCron, InvalidParameters, ReadOnlyCrontab
 from ..interfaces import ICrontabRegistryManager, IQueueMarker, ISite
 from ..jobs import validate_payload
-from ..model import Cron, Crontab
+from ..model import Cron, CronRecord, Crontab
 from ..runner import runner_factory
 
 if TYPE_CHECKING:
     from ..site import Site
+
+
+_ROW = attrgetter("row")
+_NAME = CronRecord.KEYS.index("name")
 
 
 @implementer(ICrontabRegistryManager)
@@ -47,13 +52,15 @@ class CrontabRegistryManager:
             raise ReadOnlyCrontab(f"the crontab of site {self.site.name!r} is read-only: "
                                   "nothing was saved")
         changes = crontab.changes(only)
-        formats: dict[str, Any] = {}    # a runner's parameter format, looked up once
-        for row in changes.upserts:     # before anything is written: all or nothing
-            name = row["name"]
-            if name not in formats:
-                formats[name] = parameters_of(self.site, name)
-            if formats[name]:
-                check_environ_of(self.site, row["uid"], name, row["environ"])
+        # Each runner's parameter format looked up once; the environs of the crons of
+        # runners with one are checked before anything is written: all or nothing.
+        names = {row[_NAME] for row in map(_ROW, changes.upserts)}
+        checked = {name for name in names if parameters_of(self.site, name)}
+        if checked:
+            for record in changes.upserts:
+                if record.row[_NAME] in checked:
+                    check_environ_of(self.site, record["uid"], record["name"],
+                                     record["environ"])
         version, ids = self.store.save_crontab(self.site.name, changes.activated, changes.upserts,
                                                changes.deletes, changes.new_logs,
                                                changes.deleted_logs)

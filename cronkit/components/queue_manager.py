@@ -18,6 +18,7 @@ from ..jobs import FINISHED, Job, Status, aware, validate_payload
 from ..model.validation import MAX_JSON_BYTES, shown, text_problem
 from ..runner import runner_factory
 from ..stores.base import WAITING
+from ..stores.bulk import FiringRows
 
 MAX_PAYLOAD = MAX_JSON_BYTES
 #: The longest delay or timeout: ten years, in seconds.
@@ -278,15 +279,9 @@ class QueueManager:
     def register_cron_jobs(self, entries: list[tuple[Any, datetime, datetime | None]]) -> list:
         """Queue firings: (cron, run_after, fire_at or None for a forced run); a firing
         already in the store is skipped. Return the ids of the new jobs."""
-        now = self.clock.now()
         # One transaction; the rows made as they are inserted (bounded memory for a
-        # huge crontab).
-        rows = ({"site": self.site.name, "type": cron.name, "name": cron.name,
-                 "status": "pending", "priority": 0, "payload": cron.environ,
-                 "run_after": run_after, "created_at": now, "cron_uid": cron.uid,
-                 "fire_at": fire_at, "signature": cron.signature, "user": cron.user,
-                 "progress": 0, "status_text": "", "attempts": 0, "canceled": False}
-                for cron, run_after, fire_at in entries)
+        # huge crontab), or laid out from the crons by the store (see FiringRows).
+        rows = FiringRows(self.site.name, self.clock.now(), entries)
         return self.site.kit.lifecycle.queue(self.site, rows, ignore_duplicates=True)
 
     # -- queries --------------------------------------------------------------

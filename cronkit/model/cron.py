@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 #: The fields that make what the engine reads (``expanded``).
 _SCHEDULE_FIELDS = frozenset({"periodicity", "seconds_first", "expanded"})
 _DEFINITION = attrgetter(*CRON_FIELDS)
-#: The text fields most crons of a crontab share a value of.
-_SHARED_TEXT = ("name", "periodicity", "timezone", "user", "misfire")
+#: What ``Cron._restore`` reads of a store row, in its order.
+_ROW_KEYS = ("uid", "name", "periodicity", "timezone", "user", "misfire", "activated",
+             "seconds_first", "environ", "logs_limit", "misfire_grace", "expanded", "logs",
+             "position")
 
 
 @implementer(ICron)
@@ -392,28 +394,35 @@ class Cron:
     # The model's own bookkeeping, used by its Crontab: underscored, not for components.
 
     def _restore(self, row: Mapping[str, Any]) -> None:
-        """Show the store row ``row`` (trusted): every field, the logs, the position."""
+        """Show the store row ``row`` (trusted): every field, the logs, the position.
+        A row with a ``fields(names)`` method (the SQLite store's) gives its values in
+        one call rather than key by key."""
         put = object.__setattr__
-        put(self, "uid", row["uid"])
-        for field in _SHARED_TEXT:      # the same few texts in many crons: one copy each
-            value = row[field]
-            put(self, field, value if value is None else sys.intern(value))
-        put(self, "activated", bool(row["activated"]))
-        put(self, "seconds_first", bool(row["seconds_first"]))
-        put(self, "environ", row["environ"])
-        put(self, "logs_limit", row["logs_limit"])
-        put(self, "misfire_grace", row["misfire_grace"])
-        expanded = row["expanded"]
-        put(self, "expanded", sys.intern(expanded) if expanded else self.periodicity)
+        fields = getattr(row, "fields", None)
+        values = fields(_ROW_KEYS) if fields is not None else [row[k] for k in _ROW_KEYS]
+        (uid, name, periodicity, timezone, user, misfire, activated, seconds_first,
+         environ, logs_limit, misfire_grace, expanded, entries, position) = values
+        intern = sys.intern     # the same few texts in many crons: one copy each
+        put(self, "uid", uid)
+        put(self, "name", intern(name))
+        put(self, "periodicity", intern(periodicity))
+        put(self, "timezone", timezone if timezone is None else intern(timezone))
+        put(self, "user", user if user is None else intern(user))
+        put(self, "misfire", intern(misfire))
+        put(self, "activated", bool(activated))
+        put(self, "seconds_first", bool(seconds_first))
+        put(self, "environ", environ)
+        put(self, "logs_limit", logs_limit)
+        put(self, "misfire_grace", misfire_grace)
+        put(self, "expanded", intern(expanded) if expanded else self.periodicity)
         put(self, "_pinned", True)
-        entries = row["logs"]
         if entries:
             put(self, "_logs", LogList(self, [Log(**entry) for entry in entries]))
             put(self, "_log_ids", tuple(entry["id"] for entry in entries))
         else:
             put(self, "_logs", None)
             put(self, "_log_ids", ())
-        put(self, "_position", row["position"])
+        put(self, "_position", position)
 
     def _unsaved_logs(self) -> tuple[list[Log], list[int]]:
         """(The logs the store does not hold, oldest first; the ids of the logs the

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 class CronRecord(Mapping[str, Any]):
     """One cron as a save writes it: its fields (``CRON_FIELDS``) and ``position``, a
     read-only mapping over one tuple of their values taken when the save began. A
-    dict per cron would double what a save of 100,000 crons holds (ISSUE 16)."""
+    dict per cron would double what a save of 100,000 crons holds (ISSUE 16).
+
+    ``record.row`` is that tuple, in the order of ``CronRecord.KEYS``: a store writing
+    100,000 records reads them so, not key by key."""
 
     __slots__ = ("_values",)
 
@@ -33,6 +36,11 @@ class CronRecord(Mapping[str, Any]):
         if len(values) != len(self.KEYS):
             raise ValueError(f"a cron record has {len(self.KEYS)} values, got {len(values)}")
         self._values = values
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        """The values, in the order of ``KEYS``."""
+        return self._values
 
     def __getitem__(self, key: str) -> Any:
         return self._values[self._INDEX[key]]
@@ -45,6 +53,9 @@ class CronRecord(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"CronRecord({dict(self)!r})"
+
+
+_UID = CronRecord.KEYS.index("uid")
 
 
 @dataclass(frozen=True)
@@ -343,6 +354,8 @@ class Crontab:
                 top += 1.0
                 position = top
             upserts.append(CronRecord((*cron._definition_values(), position)))
+            if not (cron._logs or cron._log_ids):   # most crons of a big crontab
+                continue
             fresh, dropped = cron._unsaved_logs()
             deleted_logs.extend(dropped)
             for entry in fresh:             # oldest first, so ids grow with dates
@@ -358,10 +371,12 @@ class Crontab:
         """The store wrote ``changes`` at ``version``; False when others wrote meanwhile."""
         for entry, log_id in zip(changes.logs, log_ids, strict=True):
             entry.id = log_id
-        for row in changes.upserts:
-            cron = self.crons.get(row["uid"])
+        crons = self.crons
+        for record in changes.upserts:
+            row = record.row
+            cron = crons.get(row[_UID])
             if cron is not None:
-                cron._saved(row["position"])
+                cron._saved(row[-1])
         previous = self._version
         self.mark_saved(version, changes.only)
         if previous is None or version != previous + 1:

@@ -17,20 +17,112 @@ their few distinct signatures and times are held once each.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from .hotpath import Statement, from_micros, to_db
-from .schema import UTCDateTime, insert, job_values, jobs
+from .schema import _JOB_DEFAULTS, UTCDateTime, insert, job_values, jobs
 
 if TYPE_CHECKING:
     from .sql import SQLStore
 
 _COLUMNS = [c.name for c in jobs.columns if c.name != "id"]
+
+
+class FiringRows:
+    """The job rows of cron firings, as ``IQueueManager.register_cron_jobs`` queues
+    them: for each ``(cron, run_after, fire_at)`` of ``entries`` (fire_at None for a
+    forced run) a pending job of site ``site`` made at ``now``.
+
+    Iterated, it gives the rows as ``add_jobs`` takes them (a dict each, made as it is
+    read). SQLite's bulk insert reads the crons themselves instead and lays out each
+    row as its INSERT's parameters (see ``_FiringInsert``): no dict per firing, which
+    was most of the Python a sync of 100,000 crons did."""
+
+    __slots__ = ("entries", "now", "site")
+
+    #: The columns a firing sets (every other one is NULL, or its default).
+    COLUMNS = ("site", "type", "name", "status", "priority", "payload", "run_after",
+               "created_at", "cron_uid", "fire_at", "signature", "user", "progress",
+               "status_text", "attempts", "canceled")
+
+    def __init__(self, site: str, now: datetime,
+                 entries: Sequence[tuple[Any, datetime, datetime | None]]):
+        self.site = site
+        self.now = now
+        self.entries = entries
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        site, now = self.site, self.now
+        for cron, run_after, fire_at in self.entries:
+            yield {"site": site, "type": cron.name, "name": cron.name, "status": "pending",
+                   "priority": 0, "payload": cron.environ, "run_after": run_after,
+                   "created_at": now, "cron_uid": cron.uid, "fire_at": fire_at,
+                   "signature": cron.signature, "user": cron.user, "progress": 0,
+                   "status_text": "", "attempts": 0, "canceled": False}
+
+
+#: The columns of a firing's INSERT: those a firing sets, and those with a default of
+#: their own (a column added later with one gets it here too; the others are NULL).
+_FIRING_COLUMNS = [c for c in _COLUMNS
+                   if c in FiringRows.COLUMNS or _JOB_DEFAULTS.get(c) is not None]
+
+
+class _FiringInsert:
+    """The INSERT of cron firings for the hot path (skipping a duplicate firing), and
+    the layout of its parameters straight from ``FiringRows``' crons."""
+
+    def __init__(self, stmt: Any, dialect: Any):
+        statement = Statement(stmt, dialect, column_keys=_FIRING_COLUMNS)
+        self.sql = statement.sql
+        names = statement.names
+        self._template = [to_db(_JOB_DEFAULTS.get(n)) for n in names]
+        self._at = {n: names.index(n) for n in FiringRows.COLUMNS}
+
+    def args(self, firings: FiringRows) -> Iterator[list[Any]]:
+        at = self._at
+        template = list(self._template)
+        template[at["site"]] = firings.site
+        template[at["status"]] = "pending"
+        template[at["created_at"]] = to_db(firings.now)
+        for name, value in (("priority", 0), ("progress", 0), ("status_text", ""),
+                            ("attempts", 0), ("canceled", False)):
+            template[at[name]] = value
+        i_type, i_name, i_payload = at["type"], at["name"], at["payload"]
+        i_run, i_uid, i_fire = at["run_after"], at["cron_uid"], at["fire_at"]
+        i_sig, i_user = at["signature"], at["user"]
+        # The firings of a sync share a few datetimes (each expression's next time):
+        # each is converted once. Keyed by identity: the entries keep them alive.
+        seen: dict[int, tuple[Any, Any]] = {}
+        dumps = json.dumps
+        for cron, run_after, fire_at in firings.entries:
+            values = template.copy()
+            values[i_type] = values[i_name] = cron.name
+            environ = cron.environ
+            if environ:
+                values[i_payload] = dumps(environ)
+            else:
+                values[i_payload] = "{}"
+            known = seen.get(id(run_after))
+            if known is None or known[0] is not run_after:
+                known = seen[id(run_after)] = (run_after, to_db(run_after))
+            values[i_run] = known[1]
+            if fire_at is not None:
+                if fire_at is not run_after:
+                    known = seen.get(id(fire_at))
+                    if known is None or known[0] is not fire_at:
+                        known = seen[id(fire_at)] = (fire_at, to_db(fire_at))
+                values[i_fire] = known[1]
+            values[i_uid] = cron.uid
+            values[i_sig] = cron.signature
+            values[i_user] = cron.user
+            yield values
+
 _LAST_ID = f"SELECT max(id) FROM {jobs.name}"
 _IDS_AFTER = f"SELECT id FROM {jobs.name} WHERE id > ? ORDER BY id"
 
@@ -63,16 +155,17 @@ class _Insert:
 
 #: The columns of datetimes (integer microseconds in the database).
 _TIMES = frozenset(c.name for c in jobs.columns if isinstance(c.type, UTCDateTime))
-#: Each store's two INSERTs (plain, and skipping a duplicate firing), compiled once.
-_COMPILED: WeakKeyDictionary[Any, tuple[_Insert, _Insert]] = WeakKeyDictionary()
+#: Each store's INSERTs (plain, skipping a duplicate firing, of firings), compiled once.
+_COMPILED: WeakKeyDictionary[Any, tuple[_Insert, _Insert, _FiringInsert]] = WeakKeyDictionary()
 
 
-def _inserts(store: SQLStore) -> tuple[_Insert, _Insert]:
+def _inserts(store: SQLStore) -> tuple[_Insert, _Insert, _FiringInsert]:
     found = _COMPILED.get(store)
     if found is None:
         stmt, dialect = insert(store.dialect, jobs), store.engine.dialect
-        found = _COMPILED[store] = (_Insert(stmt, dialect),
-                                    _Insert(stmt.on_conflict_do_nothing(), dialect))
+        ignoring = stmt.on_conflict_do_nothing()
+        found = _COMPILED[store] = (_Insert(stmt, dialect), _Insert(ignoring, dialect),
+                                    _FiringInsert(ignoring, dialect))
     return found
 
 
@@ -96,10 +189,20 @@ def insert_jobs(store: SQLStore, rows: Iterable[dict[str, Any]],
             return [r[0] for r in conn.execute(stmt, values)]
     if isinstance(rows, (list, tuple)) and not rows:
         return []
-    statement = _inserts(store)[1 if ignore_duplicates else 0]
+    inserts = _inserts(store)
+    firings: FiringRows | None = None
+    if isinstance(rows, FiringRows) and ignore_duplicates:
+        firings = rows
+    if firings is not None:     # a sync's, or a cron's
+        if not firings.entries:
+            return []
+        sql, args = inserts[2].sql, inserts[2].args(firings)
+    else:
+        statement = inserts[1] if ignore_duplicates else inserts[0]
+        sql, args = statement.sql, statement.args(rows)
     with hot.write(store.url) as conn:
         last = conn.execute(_LAST_ID).fetchone()[0] or 0
-        conn.executemany(statement.sql, statement.args(rows))
+        conn.executemany(sql, args)
         return [found for (found,) in conn.execute(_IDS_AFTER, (last,))]
 
 
