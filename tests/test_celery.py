@@ -228,6 +228,58 @@ def test_the_jobs_that_ended_are_freed_and_the_others_stay_in_flight(kit, site, 
         executor.shutdown(wait=False)
 
 
+def _queued(url, queue):
+    """The kwargs of the task messages waiting in the Redis list ``queue``."""
+    import base64
+    import json
+    found = []
+    for raw in reversed(redis.Redis.from_url(url).lrange(queue, 0, -1)):
+        _, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        found.append(kwargs)
+    return found
+
+
+def test_the_jobs_of_one_claim_are_sent_together(kit, site, broker):
+    executor = ck_celery.CeleryExecutor(
+        concurrency=4, app=ck_celery.make_app(broker=broker, queue="together"))
+    executor.fallback_interval = 300.0
+    executor.start(kit)
+    try:
+        for _ in range(3):
+            site.submit("noop")
+        rows = kit.store.claim(kit.clock.now(), 3, kit.worker_id, os.getpid())
+        ends = Ends()
+        executor.submit_many(rows, ends)
+        sent = _queued(broker, "together")
+        assert [(m["job_id"], m["attempt"], m["owner"]) for m in sent] == \
+            [(r["id"], r["attempts"], kit.worker_id) for r in rows]
+        assert executor.running() == {r["id"] for r in rows}
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_jobs_the_broker_cannot_take_go_back_to_the_store(kit, site):
+    from tests.servers import free_port
+    app = ck_celery.make_app(broker=f"redis://127.0.0.1:{free_port()}/0")
+    app.conf.task_publish_retry = False
+    executor = ck_celery.CeleryExecutor(concurrency=4, app=app)
+    executor.start(kit)
+    try:
+        jobs = [site.submit("noop") for _ in range(2)]
+        rows = kit.store.claim(kit.clock.now(), 2, kit.worker_id, os.getpid())
+        ends = Ends()
+        executor.submit_many(rows, ends)
+        assert sorted(ends.ids) == sorted(j.id for j in jobs)
+        assert executor.in_flight() == set()
+        for job in jobs:
+            job = site.jobs.get(job.id)
+            assert job.status == cronkit.Status.PENDING
+            assert "broker unavailable" in job.message
+            assert job.run_after > kit.clock.now()
+    finally:
+        executor.shutdown(wait=False)
+
+
 def test_an_end_notified_without_its_attempt_is_looked_up_in_the_store(
         kit, site, celery_kit):
     executor = ck_celery.CeleryExecutor(concurrency=1, app=Broker())
