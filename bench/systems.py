@@ -189,6 +189,25 @@ class CronkitProcesses(Cronkit):
                                  "cronkit")
 
 
+class CronkitWorkerProcess(Cronkit):
+    """One ``cronkit worker`` process with ``workers`` threads: the same shape as
+    Huey's consumer (``huey_consumer -w N -k thread``, one process of N threads), the
+    submitting loop in the measuring process. A proposed like-for-like reference for
+    the throughput row (see the report of issue 16); not in any workload's list yet."""
+
+    name = "cronkit-sqlite-proc"
+    label = "cronkit, SQLite (WAL), one `cronkit worker` process (threads executor)"
+
+    def start(self, workers: int) -> None:
+        if not cli_available():
+            raise NotAvailable("no `cronkit worker` CLI in this checkout")
+        self.procs.spawn([sys.executable, "-m", "cronkit", "worker", "--store", self.url,
+                          "--concurrency", str(workers), "--import", "bench.runners",
+                          # Its longest sleep as Huey's (-m 0.1): no wake-up crosses
+                          # processes on SQLite.
+                          "--poll", "0.1", "--log-level", "warning"], "cronkit")
+
+
 class CronkitBulk(Cronkit):
     name = "cronkit-sqlite-bulk"
     label = "cronkit, SQLite (WAL), `site.submit_many(specs)`, one call for all"
@@ -379,6 +398,7 @@ class APSchedulerSQLite(APScheduler):
     store = "sqlite"
 
 
-SYSTEMS = {cls.name: cls for cls in (Cronkit, CronkitProcesses, CronkitBulk, CronkitRunPending,
+SYSTEMS = {cls.name: cls for cls in (Cronkit, CronkitProcesses, CronkitWorkerProcess,
+                                     CronkitBulk, CronkitRunPending,
                                      Huey, HueyMap, HueyRedis, Celery, RQ, APScheduler,
                                      APSchedulerSQLite)}

@@ -292,8 +292,9 @@ class Job:
         self._set(row)
 
     def _set(self, row: dict) -> None:
-        for name in _ROW_FIELDS:
-            setattr(self, name, row.get(name))
+        # The fields are plain attributes (no property among them): set in one update.
+        get = row.get
+        self.__dict__.update({name: get(name) for name in _ROW_FIELDS})
         self.status = Status(row["status"])
         self.site_name = row["site"]
 

@@ -185,11 +185,17 @@ class Worker:
         # A job whose end waits for the writer holds no thread: its slot is free.
         busy = self.executor.running() - kit.lifecycle.writer.unwritten()
         free = room - len(busy)
-        if free <= 0:     # every slot busy: a job's end wakes the worker
+        if free <= 0 or len(busy) >= self._refill_below(room):
+            # Every slot busy, or enough claimed jobs queued for the threads: a job's
+            # end wakes the worker once there is room for a claim worth its write.
             return self._until_held(now, self.poll_interval)
         claimed = kit.lifecycle.claim(now, free)
-        for row in claimed:
-            self.executor.submit(row, self._finished)
+        submit_many = getattr(self.executor, "submit_many", None)
+        if submit_many is not None:     # Celery: one message per job, sent together
+            submit_many(claimed, self._finished)
+        else:
+            for row in claimed:
+                self.executor.submit(row, self._finished)
         if claimed and len(claimed) == free:
             busy = self.executor.running() - kit.lifecycle.writer.unwritten()
             return 0.0 if len(busy) < room else self.poll_interval
@@ -337,6 +343,15 @@ class Worker:
             early = max(early, self._start_early)
         return min(delay - early if delay > early else delay, self.poll_interval)
 
+    def _refill_below(self, room: int) -> int:
+        """Claim again once fewer jobs than this are busy: with a prefetch beyond one
+        job per thread (short jobs, see ThreadExecutor.prefetch) once half of it is
+        used, so that a claim takes many jobs in one write instead of one job per end
+        (each write waits its turn with the submissions and the ends of the process);
+        else as soon as a slot is free."""
+        prefetch = getattr(self.executor, "prefetch", 0)
+        return room - prefetch // 2 if prefetch > self.executor.capacity else room
+
     def _finished(self, job_id: int) -> None:
         """A job ended, or its thread is free: wake the service if that freed a slot it
         can fill (or it drains). Not for every end of a burst of jobs held: a tick
@@ -346,7 +361,8 @@ class Worker:
             return
         room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
         count = getattr(self.executor, "count", None)
-        if count is None or count() - self.kit.lifecycle.writer.count() < room:
+        if count is None or \
+                count() - self.kit.lifecycle.writer.count() < self._refill_below(room):
             self._wake.set()
 
     # -- its row in the store ---------------------------------------------------

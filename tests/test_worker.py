@@ -209,3 +209,47 @@ def test_force_cancel_never_kills_a_thread_worker(kit, site, clock):
     job = site.submit("noop")
     kit.store.update_job(job.id, status="running", pid=os.getpid(), worker=kit.worker_id)
     assert kit.force_cancel(site.jobs.get(job.id)) is False
+
+
+def test_with_a_burst_prefetch_a_worker_claims_again_once_half_of_it_is_used(kit, site):
+    release = threading.Event()
+    _register(site, "held", lambda self: release.wait(30))
+    worker = kit.worker(concurrency=1, poll_interval=5)
+    worker.executor.start(kit)
+    try:
+        worker.executor._mean_run = 0.001       # short jobs seen: a prefetch of 8
+        assert worker.executor.prefetch == 8 and worker._refill_below(9) == 5
+        for _ in range(12):
+            site.submit("held")
+        worker.tick()
+        assert site.jobs.count(status="pending") == 3     # 1 running, 8 queued
+        worker.tick()                                     # 9 busy: no claim of 1 or 2
+        assert site.jobs.count(status="pending") == 3
+        worker._finished(0)                               # an end with 9 busy: no wake
+        assert not worker._wake.is_set()
+        release.set()
+        _drain(worker, site)
+        assert site.jobs.count(status="success") == 12
+    finally:
+        release.set()
+        worker.executor.shutdown()
+
+
+def test_the_service_sleeps_what_is_left_after_its_tick(kit, site, clock):
+    _register(site, "noop", lambda self: None)
+    worker = kit.worker(concurrency=1, poll_interval=60, claim_ahead=0)
+    worker.executor.start(kit)
+    try:
+        site.submit("noop", delay=30)
+        real_tick = worker.tick
+
+        def slow_tick(now=None):
+            delay = real_tick(now)
+            clock.advance(seconds=10)     # the tick took 10 s of the clock
+            return delay
+
+        worker.tick = slow_tick
+        assert worker.step() == pytest.approx(20)
+        assert worker.step(clock.now()) == pytest.approx(20)   # a given now: as ticked
+    finally:
+        worker.executor.shutdown()

@@ -279,7 +279,8 @@ class JobLifecycle:
         span = tracing.run_started(job, row)    # None when tracing is off
         if job.cron_uid is not None:
             return (yield from self._firing_steps(site, job, span))
-        notify(JobStartedEvent(site=site, job=job))
+        if _listened(site, JobStartedEvent):    # else building it is all it would cost
+            notify(JobStartedEvent(site=site, job=job))
         if logs.jobs_log.isEnabledFor(logging.INFO):
             logs.started(job)
         if self.metrics is not None:
@@ -483,7 +484,8 @@ class JobLifecycle:
                 self.metrics.fired(site.name, cron.uid, entry.status, missed)
             if logs.crons_log.isEnabledFor(logging.INFO):
                 logs.cron_logged(site.name, cron, entry, job.id)
-        notify(JobFinishedEvent(site=site, job=job, timestamp=now))
+        if _listened(site, JobFinishedEvent):
+            notify(JobFinishedEvent(site=site, job=job, timestamp=now))
         if logs.jobs_log.isEnabledFor(logging.INFO):
             logs.finished(job, now)
         if self.metrics is not None:

@@ -93,9 +93,9 @@ class BaseExecutor:
         """How many jobs it runs now (``len(running())``, without a copy)."""
         return len(self._inflight)
 
-    def _add(self, row: dict) -> None:
+    def _add(self, row: dict, factory: Callable | None = None) -> None:
         # The deadline is computed once, not at every tick of the worker.
-        timeout = self._timeout_of(row)
+        timeout = self._timeout_of(row, factory)
         started = row.get("started_at")
         row = dict(row, _timeout=timeout,
                    _deadline=started + timedelta(seconds=timeout) if timeout and started else None)
@@ -106,11 +106,13 @@ class BaseExecutor:
         with self._lock:
             self._inflight.pop(job_id, None)
 
-    def _timeout_of(self, row: dict) -> float | None:
+    def _timeout_of(self, row: dict, factory: Callable | None = None) -> float | None:
+        """The job's own timeout, else its runner's (``factory``, looked up if None)."""
         if row.get("timeout"):
             return float(row["timeout"])
-        from ..runner import runner_factory
-        factory = runner_factory(self.kit.site(row["site"]), row["type"])
+        if factory is None:
+            from ..runner import runner_factory
+            factory = runner_factory(self.kit.site(row["site"]), row["type"])
         return getattr(factory, "timeout", None)
 
     def expire(self, now: datetime) -> list[int]:

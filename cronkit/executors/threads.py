@@ -61,8 +61,9 @@ class ThreadExecutor(BaseExecutor):
                gate: StartGate | None = None) -> None:
         """Run the claimed job; ``gate``: it was started ahead, and runs at the gate's
         instant unless canceled meanwhile."""
-        self._add(row)
-        if is_async(runner_factory(self.kit.site(row["site"]), row["type"])):
+        factory = runner_factory(self.kit.site(row["site"]), row["type"])
+        self._add(row, factory)
+        if is_async(factory):
             asyncio.run_coroutine_threadsafe(self._run_async(row, done, gate),
                                              self._loop.running_loop())
         else:
