@@ -12,6 +12,7 @@ import sys
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -63,12 +64,12 @@ def _upsert_args(site: str, upserts: list[CronRow]) -> Iterator[list[Any]]:
     of 100,000 crons is never copied whole. A column a row lacks is NULL. A row that
     gives its values as one tuple (``row``, in the order of its class's ``KEYS``: the
     model's CronRecord) is laid out from it, not read key by key."""
-    layouts: dict[type, Any] = {}
+    kind: type | None = None
+    layout: Any = False
     for u in upserts:
-        kind = type(u)
-        layout = layouts.get(kind)
-        if layout is None:
-            layout = layouts[kind] = _layout(kind)
+        if type(u) is not kind:
+            kind = type(u)
+            layout = _layout(kind)
         if layout:
             values = [site, *layout(u.row)]     # type: ignore[attr-defined]
         else:
@@ -80,6 +81,7 @@ def _upsert_args(site: str, upserts: list[CronRow]) -> Iterator[list[Any]]:
         yield values
 
 
+@lru_cache(maxsize=8)
 def _layout(kind: type) -> Any:
     """How to take _UPSERT_COLUMNS (after ``site``) from the ``row`` of a row of class
     ``kind``; False when it has no ``row`` or its ``KEYS`` lack a column."""
