@@ -14,7 +14,7 @@ To check a new page, add its URL to ``PAGES`` (or a state reached by clicking, t
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -54,6 +54,7 @@ PAGES = [
     ("job-of-site-without-crontab", "/sites/batch/jobs/{batch}"),
     ("not-found", "/sites/nosuch"),
     ("workers", "/workers"),
+    ("site-charts-of-a-type", "/sites/plone?type=export"),
 ]
 
 
@@ -96,6 +97,11 @@ def world(tmp_path_factory):
     kit.run_pending()
     site.submit("export", {"limit": 1}, delay=600)
     site.pause("boom")
+    for pid, state, age in ((11, "running", 0), (12, "draining", 0), (13, "running", 3600)):
+        kit.store.register_worker({   # the workers page: a running, a draining, a lost one
+            "id": f"web-1:{pid}", "host": "web-1", "pid": pid, "executor": "threads",
+            "concurrency": 4, "state": state, "started_at": clock.now(),
+            "heartbeat": clock.now() - timedelta(seconds=age), "version": "1.0", "info": {}})
     (firing,) = site.jobs.list(cron="nightly")
     other = cronkit.Cronkit(store=kit.store.url, clock=clock)   # a site with no crontab
     try:
