@@ -228,6 +228,35 @@ def test_the_jobs_that_ended_are_freed_and_the_others_stay_in_flight(kit, site, 
         executor.shutdown(wait=False)
 
 
+def test_an_end_wakes_the_dispatcher_while_its_other_jobs_run_on_celery(kit, site, celery_kit):
+    """Jobs taken by Celery workers are out of the dispatcher's count and out of its
+    capacity, never in both: the end of one of them frees a slot and wakes the
+    dispatcher at once, not at its next poll."""
+    from cronkit.worker import Worker
+    executor = ck_celery.CeleryExecutor(concurrency=4, app=Broker())
+    executor.fallback_interval = 300.0
+    executor.start(kit)
+    worker = Worker(kit, concurrency=4, executor=executor)
+    try:
+        for _ in range(4):
+            site.submit("noop")
+        rows = kit.store.claim(kit.clock.now(), 4, kit.worker_id, os.getpid())
+        for row in rows:
+            executor.submit(row, worker._finished)
+        for row in rows[:3]:    # three taken by a Celery worker, one still waiting
+            assert celery_kit.store.adopt_job(row["id"], row["attempts"], kit.worker_id,
+                                              "celery-host:1", 1, kit.clock.now())
+        executor._check()
+        assert executor.count() == len(executor.running()) == 1
+        worker._wake.clear()
+        celery_kit.store.finish_job(rows[0]["id"], "success", kit.clock.now(),
+                                    attempt=rows[0]["attempts"])
+        wait_for(worker._wake.is_set, 30, "the dispatcher woken by the end")
+        assert executor.in_flight() == {r["id"] for r in rows[1:]}
+    finally:
+        executor.shutdown(wait=False)
+
+
 def _queued(url, queue):
     """The kwargs of the task messages waiting in the Redis list ``queue``."""
     import base64

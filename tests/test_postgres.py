@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 import cronkit
 from cronkit import DuplicateFiring, StoreError
+from cronkit.exceptions import ReadOnlyStore
 from cronkit.stores import open_store
 from cronkit.stores.postgres import PostgresStore, engine_url
 from cronkit.stores.schema import SCHEMA_VERSION
@@ -78,6 +79,37 @@ def test_an_integrity_error_that_is_not_a_firing_is_not_a_duplicate_firing(store
     with pytest.raises(StoreError, match="refused the change") as info:
         store.add_jobs([job_row(name=None)])
     assert not isinstance(info.value, DuplicateFiring)
+
+
+def test_right_after_a_claim_the_next_due_time_is_the_one_it_read(store):
+    """A claim reads the next due time in its own round trip; ``next_due()`` answers
+    with it right after, and asks the server again later (or after a second call)."""
+    soon, later = NOW + timedelta(seconds=30), NOW + timedelta(seconds=90)
+    [first, second] = store.add_jobs([job_row(), job_row(run_after=soon)])
+    [claimed] = store.claim(NOW, 5, "w:1", 1)
+    assert claimed["id"] == first and claimed["status"] == "running"
+    assert store.next_due() == soon
+    store.add_jobs([job_row(run_after=NOW - timedelta(seconds=5))])
+    assert store.next_due() == NOW - timedelta(seconds=5)    # read again
+    store.finish_job(first, "success", later, attempt=1)
+    assert store.claim(NOW, 0, "w:1", 1) == []
+    assert [r["id"] for r in store.claim(later, 5, "w:1", 1)][1:] == [second]
+    assert store.next_due() is None
+
+
+def test_a_read_only_store_refuses_the_job_writes(pg_db, store):
+    read_only = PostgresStore(pg_db, read_only=True)   # on the schema `store` made
+    try:
+        for write in (lambda: read_only.claim(NOW, 1, "w:1", 1),
+                      lambda: read_only.add_jobs([job_row()]),
+                      lambda: read_only.finish_job(1, "success", NOW),
+                      lambda: read_only.finish_jobs([{"job_id": 1, "status": "success",
+                                                  "now": NOW}]),
+                      lambda: read_only.adopt_job(1, 1, "w:1", "w:2", 1, NOW)):
+            with pytest.raises(ReadOnlyStore):
+                write()
+    finally:
+        read_only.close()
 
 
 def test_engine_url_means_psycopg_3():

@@ -334,6 +334,24 @@ def test_a_transaction_left_in_progress_is_ended_before_the_retry(
             "AND state LIKE 'idle in transaction%'")).scalar() == 0
 
 
+def test_a_claim_that_took_nothing_is_run_again_after_a_lost_commit(
+        direct, lossy, proxy, caplog):
+    """A claim is one pipeline then COMMIT; one that found no job has no transaction
+    id (it wrote nothing): after a lost answer it runs again, nothing to ask."""
+    [later] = direct.add_jobs([row(run_after=NOW + timedelta(seconds=60))])
+    proxy.lose_next_commit("answer")
+    with caplog.at_level(logging.WARNING, logger="cronkit.stores.postgres"):
+        assert lossy.claim(NOW, 1, "w:1", 1) == []
+    assert proxy.lost == ["answer"]
+    assert "its COMMIT went through" not in caplog.text
+    assert direct.get_job(later)["status"] == "pending"
+
+
+def test_a_job_added_with_its_id_is_added_as_it_is(direct):
+    assert direct.add_jobs([row(id=4242)]) == [4242]
+    assert direct.get_job(4242)["status"] == "pending"
+
+
 @pytest.mark.parametrize("name", ["update_job", "cancel_job", "heartbeat", "mark_site"])
 def test_a_repeatable_operation_is_retried_as_it_is(name, direct, lossy, proxy):
     assert name in REPEATABLE

@@ -301,6 +301,14 @@ class CeleryExecutor(BaseExecutor):
         with self._lock:
             return set(self._owned)
 
+    def count(self) -> int:
+        """``len(running())``: the jobs sent that no Celery worker took yet. (Counting
+        every job in flight here would count the taken ones twice, once in it and once
+        out of ``capacity``: a worker woken by an end only when that count fell below
+        its room would then wait for its poll with half its slots free.)"""
+        with self._lock:
+            return len(self._owned)
+
     def in_flight(self) -> set[int]:
         """Every job sent and not ended, taken by a Celery worker or not."""
         return super().running()
