@@ -514,6 +514,11 @@ class IJobStore(Interface):
         """True once a cancel was asked for the job (False for an unknown id).
         Repeatable."""
 
+    def canceled_among(job_ids):
+        """The set of the ids of ``job_ids`` whose cancel was asked (unknown ids are
+        not in it), in one read: a worker's jobs started ahead of their due instant
+        are checked at that instant. Repeatable."""
+
     def heartbeat(job_ids, now):
         """Set the heartbeat of those jobs that are RUNNING to ``now``. Return None.
         Repeatable."""

@@ -905,6 +905,14 @@ def test_is_canceled_of_an_unknown_job_is_false(store):
     assert store.is_canceled(12345) is False
 
 
+def test_canceled_among_names_the_jobs_whose_cancel_was_asked(store):
+    a, b, c = store.add_jobs([row(name="a"), row(name="b"), row(name="c")])
+    claim_all(store)
+    store.cancel_job(b, NOW)
+    assert store.canceled_among([a, b, c, 12345]) == {b}
+    assert store.canceled_among([]) == set()
+
+
 def test_history_of_a_job_without_records_is_empty(store):
     [job_id] = store.add_jobs([row()])
     assert store.history(job_id) == [] and store.history(12345) == []
@@ -1118,6 +1126,7 @@ READ_CALLS = {
     "get_job": lambda s, ids: s.get_job(ids["running"]),
     "history": lambda s, ids: s.history(ids["running"]),
     "is_canceled": lambda s, ids: s.is_canceled(ids["running"]),
+    "canceled_among": lambda s, ids: s.canceled_among([ids["running"], ids["pending"]]),
     "list_jobs": lambda s, ids: s.list_jobs(site="plone"),
     "load_crontab": lambda s, ids: s.load_crontab("plone"),
     "marked_sites": lambda s, ids: s.marked_sites(),
