@@ -127,3 +127,175 @@ def test_a_reloaded_crontab_shows_what_was_saved(kit):
     assert first.environ == {"limit": 3}
     first.environ["limit"] = 4                  # each cron holds its own environ
     assert all(c.environ == {} for c in list(loaded.crons.values())[1:])
+
+
+# -- how a big sync is written (ISSUE 16): the same rows, fewer steps ---------------------
+
+
+def test_a_sync_queues_its_firings_in_one_transaction(kit, monkeypatch):
+    from cronkit.stores import bulk
+    calls = []
+    insert = bulk.insert_jobs
+
+    def counted(store, rows, ignore_duplicates=False):
+        calls.append(rows)
+        return insert(store, rows, ignore_duplicates)
+
+    monkeypatch.setattr("cronkit.stores.jobqueries.insert_jobs", counted)
+    fill(kit.site("big"), 5_000)
+    assert len(calls) == 1 and isinstance(calls[0], bulk.FiringRows)
+    assert kit.store.count_jobs(status="pending") == 5_000
+
+
+def test_a_sync_heard_by_a_job_queued_receiver_queues_in_batches_and_tells_of_each(kit):
+    heard = []
+
+    def receiver(event):
+        heard.append(event.job.cron_uid)
+
+    cronkit.JobQueuedEvent.signal.connect(receiver, weak=False)
+    try:
+        crontab = fill(kit.site("big"), 4_500)
+    finally:
+        cronkit.JobQueuedEvent.signal.disconnect(receiver)
+    assert sorted(heard) == sorted(crontab.crons)
+
+
+def test_firings_are_queued_in_due_order_and_claimed_in_the_crontabs_order_at_one_instant(kit):
+    site = kit.site("big")
+    crontab = site.crontab
+    # Two expressions of the same instants (12:00), one later (12:05), interleaved.
+    for i, expr in enumerate(["5 12 * * *", "0 12 * * *", "0 12 * * 0-6", "5 12 * * *",
+                              "0 12 * * *", "0 12 * * 0-6"]):
+        crontab.add_cron(cronkit.Cron(name="noop", periodicity=expr, uid=f"c{i}"))
+    crontab.save()
+    jobs = kit.store.list_jobs(site="big", oldest_first=True)
+    assert [j["cron_uid"] for j in jobs] == ["c1", "c2", "c4", "c5", "c0", "c3"]
+    claimed = kit.store.claim(datetime(2024, 1, 1, 13, tzinfo=UTC), 10, "w")
+    assert [j["cron_uid"] for j in claimed] == ["c1", "c2", "c4", "c5", "c0", "c3"]
+
+
+def test_firing_rows_iterate_as_the_job_rows_of_add_jobs(kit):
+    from cronkit.stores.bulk import FiringRows
+    cron = cronkit.Cron(name="noop", periodicity="0 * * * *", environ={"a": 1}, user="bob")
+    due = datetime(2024, 1, 1, 1, tzinfo=UTC)
+    (row,) = FiringRows("big", T0, [(cron, due, None)])
+    assert row == {"site": "big", "type": "noop", "name": "noop", "status": "pending",
+                   "priority": 0, "payload": {"a": 1}, "run_after": due, "created_at": T0,
+                   "cron_uid": cron.uid, "fire_at": None, "signature": cron.signature,
+                   "user": "bob", "progress": 0, "status_text": "", "attempts": 0,
+                   "canceled": False}
+    # Laid out by the store from the crons, the rows read back as add_jobs' would.
+    (job_id,) = kit.store.add_jobs(FiringRows("big", T0, [(cron, due, due)]),
+                                   ignore_duplicates=True)
+    stored = kit.store.get_job(job_id)
+    assert (stored["payload"], stored["user"], stored["fire_at"], stored["run_after"],
+            stored["signature"], stored["created_at"], stored["canceled"]) == \
+        ({"a": 1}, "bob", due, due, cron.signature, T0, False)
+    assert kit.store.add_jobs(FiringRows("big", T0, [(cron, due, due)]),
+                              ignore_duplicates=True) == []     # the same firing: skipped
+    assert kit.store.add_jobs(FiringRows("big", T0, []), ignore_duplicates=True) == []
+    # A forced run (no scheduled time) and a plain insert (not skipping) of firings.
+    (forced,) = kit.store.add_jobs(FiringRows("big", T0, [(cron, T0, None)]),
+                                   ignore_duplicates=True)
+    assert kit.store.get_job(forced)["fire_at"] is None
+    (other,) = kit.store.add_jobs(FiringRows("big", T0, [(cron, due, None)]))
+    assert kit.store.get_job(other)["payload"] == {"a": 1}
+
+
+def test_the_collector_is_paused_during_a_big_save_and_resumed_after(kit, monkeypatch):
+    from cronkit.components import crontab_registry_manager as crm
+    seen = []
+    save_crontab = type(kit.store).save_crontab
+
+    def watched(self, *args, **kwargs):
+        seen.append(gc.isenabled())
+        return save_crontab(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(kit.store), "save_crontab", watched)
+    fill(kit.site("big"), crm.PAUSE_AT)
+    assert seen == [False] and gc.isenabled()
+    crontab = kit.site("big").crontab
+    cron = next(iter(crontab.crons.values()))
+    cron.environ = {"x": 1}
+    cron.save()       # a save of one cron: the collector runs as ever
+    assert seen == [False, True] and gc.isenabled()
+
+
+def test_collector_pauses_nest_and_leave_a_collector_that_was_off_off():
+    from cronkit.components.crontab_registry_manager import collector_paused
+    with collector_paused():
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with collector_paused(size=1):
+        assert gc.isenabled()
+
+
+def test_a_big_save_leaves_the_connections_page_cache_as_it_was(kit):
+    from cronkit.stores.crontabs import _cache_for
+    raw = sqlite3.connect(":memory:")
+    try:
+        (before,) = raw.execute("PRAGMA cache_size").fetchone()
+        with _cache_for(raw, 100_000):
+            (during,) = raw.execute("PRAGMA cache_size").fetchone()
+        (after,) = raw.execute("PRAGMA cache_size").fetchone()
+        with _cache_for(raw, 10):
+            (small,) = raw.execute("PRAGMA cache_size").fetchone()
+    finally:
+        raw.close()
+    assert during < before == after == small
+
+
+def test_cron_records_and_stored_crons_give_their_values_at_once(kit):
+    site = kit.site("big")
+    crontab = site.crontab
+    crontab.add_cron(cronkit.Cron(name="noop", periodicity="0 * * * *", uid="a",
+                                  environ={"k": [1]}))
+    (record,) = crontab.changes().upserts
+    assert record.row == tuple(record[k] for k in record.KEYS)
+    crontab.save()
+    (stored,) = kit.store.load_crontab("big")["crons"]
+    names = ("uid", "environ", "logs", "position", "activated")
+    assert stored.fields(names) == [stored[n] for n in names] == ["a", {"k": [1]}, [], 1.0, True]
+    assert stored.fields(("uid",)) == ["a"]
+
+
+def test_cron_rows_of_any_mapping_are_written_alike():
+    from cronkit.model import CronRecord
+    from cronkit.stores.crontabs import _UPSERT_COLUMNS, _upsert_args
+    cron = cronkit.Cron(name="noop", periodicity="0 * * * *", uid="a", environ={"k": 1})
+    record = CronRecord((*cron._definition_values(), 2.0))
+
+    class Partial(dict):      # KEYS and a row, but not every column: read key by key
+        KEYS = ("uid",)
+        row = property(lambda self: (self["uid"],))
+
+    as_dict = dict(record)
+    lacking = {k: v for k, v in as_dict.items() if k != "expanded"}
+    (from_record, from_dict, from_partial, from_lacking) = _upsert_args(
+        "big", [record, as_dict, Partial(as_dict), lacking])
+    assert from_record == from_dict == from_partial
+    assert from_record[from_record.index('{"k": 1}')] == '{"k": 1}'
+    expanded = _UPSERT_COLUMNS.index("expanded")
+    assert from_lacking[expanded] is None
+    assert from_lacking[:expanded] + from_lacking[expanded + 1:] == \
+        from_record[:expanded] + from_record[expanded + 1:]
+
+
+def test_a_firing_due_after_its_scheduled_time_keeps_both(kit):
+    from cronkit.stores.bulk import FiringRows
+    cron = cronkit.Cron(name="noop", periodicity="0 * * * *")
+    due, scheduled = datetime(2024, 1, 1, 2, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)
+    (job_id,) = kit.store.add_jobs(FiringRows("big", T0, [(cron, due, scheduled)]),
+                                   ignore_duplicates=True)
+    stored = kit.store.get_job(job_id)
+    assert (stored["run_after"], stored["fire_at"]) == (due, scheduled)
