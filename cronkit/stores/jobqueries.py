@@ -112,7 +112,7 @@ class JobQueries(JobStore):
                  status: Statuses = None, type: str | None = None,
                  search: str | None = None) -> Any:
         if search:
-            q = q.where(search_clause(search))
+            q = q.where(search_clause(search, self.dialect))
         if site is not None:
             q = q.where(jobs.c.site == site)
         if cron_uid is not None:
@@ -624,10 +624,14 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def search_clause(text: str) -> Any:
+def search_clause(text: str, dialect: str = "sqlite") -> Any:
     """Jobs whose name, type, payload (its JSON text) or message (a failed job's error)
-    holds ``text``, case-insensitively: bound parameters, wildcards escaped."""
+    holds ``text``, case-insensitively: bound parameters, wildcards escaped. SQLite's
+    LIKE ignores the case of ASCII letters itself (``lower()`` on every row of every
+    column would double a search's scan); PostgreSQL's ILIKE does it for every letter."""
     pattern = like_pattern(text)
+    if dialect == "sqlite":
+        return sa.or_(*(jobs.c[name].like(pattern, escape="\\") for name in SEARCHED))
     return sa.or_(*(jobs.c[name].ilike(pattern, escape="\\") for name in SEARCHED))
 
 
