@@ -139,6 +139,11 @@ def test_the_site_page_charts_its_own_jobs_and_one_type(client, kit, site, clock
     assert table(html, "ends-hour")[-1][1:] == ["2", "1", "1", "0"]
     assert "Jobs finished per minute, the last hour (site plone)" in html
     assert table(client.get("/").text, "ends-hour")[-1][1:] == ["3", "2", "1", "0"]
+    every_site = client.get("/?type=takes").text
+    assert table(every_site, "ends-hour")[-1][1:] == ["2", "2", "0", "0"]
+    assert "Jobs finished per minute, the last hour (type takes)" in every_site
+    assert 'data-charts="/charts?type=takes"' in every_site
+    assert table(client.get("/charts?type=takes").text, "ends-hour")[-1][1] == "2"
     typed = client.get("/sites/plone?type=fails").text
     assert table(typed, "ends-hour")[-1][1:] == ["1", "0", "1", "0"]
     assert "(site plone, type fails)" in typed

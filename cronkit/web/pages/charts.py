@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 def site_charts(kit: Cronkit, site: Site | None = None, type: str | None = None) -> dict[str, Any]:
     """The context of ``_charts.html`` for the dashboard (``site`` None: every site,
-    no distribution) or a site's page (with its types' distributions)."""
+    no distribution) or a site's page (with its types' distributions); ``type``: of
+    that job type only."""
     name = None if site is None else site.name
     context = dict(chart_context(kit.store, kit.clock.now(), name, type or None,
                                  timings=site is not None))
@@ -54,6 +55,6 @@ async def charts(request: Request, kit: Cronkit) -> Response:
         context = cron_charts(kit, site, get_cron(site, q["cron"])) if q.get("cron") \
             else site_charts(kit, site, q.get("type"))
     else:
-        context = site_charts(kit)
+        context = site_charts(kit, None, q.get("type"))
     html = request.app.state.templates.get_template("_charts.html").render(charts=context)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -51,8 +51,11 @@ async def dashboard(request: Request, kit: Cronkit) -> Response:
     recent = [Job(kit.site(r["site"]), r) for r in kit.store.list_jobs(limit=10)]
     crons = {(j.site_name, j.cron_uid): (cron_label(j.site, j.cron_uid) or {}).get("name")
              for j in recent if j.cron_uid is not None}
-    return render(request, "dashboard.html", sites=sites, jobs=recent, charts=site_charts(kit),
-                  crons=crons)
+    chart_type = request.query_params.get("type") or None
+    types = set().union(*(available_jobs(kit.site(n)) for n in site_names(kit)))
+    return render(request, "dashboard.html", sites=sites, jobs=recent, crons=crons,
+                  charts=site_charts(kit, None, chart_type), chart_type=chart_type,
+                  types=sorted(types))
 
 
 @page
