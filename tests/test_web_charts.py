@@ -353,3 +353,11 @@ def test_pausing_without_the_csrf_token_is_refused(client, site):
                            follow_redirects=False)
     assert response.status_code == 403
     assert site.pauses() == []
+
+
+@pytest.mark.parametrize("url", ["/charts", "/charts?site=plone", "/workers"])
+def test_the_charts_and_the_workers_need_the_login_when_auth_is_on(kit, site, url):
+    locked = TestClient(create_app(kit, password="s3cret-pw"))
+    response = locked.get(url, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
