@@ -299,3 +299,15 @@ def test_a_firing_due_after_its_scheduled_time_keeps_both(kit):
                                    ignore_duplicates=True)
     stored = kit.store.get_job(job_id)
     assert (stored["run_after"], stored["fire_at"]) == (due, scheduled)
+
+
+def test_a_crontab_reads_back_in_order_alone_in_its_store_or_beside_another(kit):
+    def uids(site):
+        return [row["uid"] for row in kit.store.load_crontab(site)["crons"]]
+
+    first = fill(kit.site("big"), 50)
+    assert uids("big") == list(first.crons)          # the only site: a scan of the table
+    kit.site("other").register_runner(Noop, name="noop")
+    second = fill(kit.site("other"), 30)
+    assert uids("big") == list(first.crons)          # two sites: through the index
+    assert uids("other") == list(second.crons)
