@@ -193,6 +193,11 @@ def test_pages_reached_by_a_form(page, world, screenshots):
     confirmation of a bulk action and its result, a refused submission."""
     page.goto("/sites/plone/crons/new")
     page.select_option("#name", "export")
+    page.fill("#periodicity", "30 2 * * *")       # the live preview, as one types
+    page.wait_for_selector("#live-preview ol.next-times li")
+    assert page.locator("#live-preview li").first.inner_text() == "2008-01-01 02:30:00 UTC"
+    page.fill("#periodicity", "61 * * * *")
+    page.wait_for_selector("#live-preview .error")
     page.fill("#periodicity", "30 2 * * *")
     page.click("button:has-text('Preview')")
     page.wait_for_selector("section.preview")

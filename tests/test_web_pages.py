@@ -1179,3 +1179,20 @@ def test_a_delay_and_a_run_at_time_together_are_refused(client, site):
     assert response.status_code == 422
     assert errors_in(response.text)["run_after"] == "give a delay or a run-at time, not both"
     assert site.jobs.count() == 0
+
+
+def test_the_live_preview_answers_words_and_times_or_the_errors(client, site, clock):
+    url = "/sites/plone/cron-preview"
+    body = client.get(url, params={"periodicity": "30 2 * * *"}).json()
+    assert body["description"].lower().startswith("at 02:30") and len(body["next"]) == 5
+    assert body["next"][0] == "2008-01-01 02:30:00 UTC" and body["timezone"] == "UTC"
+    body = client.get(url, params={"periodicity": "0 12 * * *",
+                                   "timezone": "Europe/Paris"}).json()
+    assert body["next"][0] == "2008-01-01 12:00:00 CET"
+    body = client.get(url, params={"periodicity": "0 0 12 * * *", "seconds_first": "on"}).json()
+    assert body["next"][0] == "2008-01-01 12:00:00 UTC" and body["note"]
+    body = client.get(url, params={"periodicity": "61 * * * *", "timezone": "Mars/Olympus"}).json()
+    assert set(body["errors"]) == {"periodicity", "timezone"}
+    assert set(client.get(url).json()["errors"]) == {"periodicity"}
+    assert client.get("/sites/nosuch/cron-preview").status_code == 404
+    assert site.crontab.crons == {} and not site.crontab.dirty

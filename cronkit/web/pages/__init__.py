@@ -16,6 +16,7 @@ from .charts import charts
 from .crons import (
     cron_action,
     cron_page,
+    cron_preview,
     dashboard,
     delete_log,
     edit_cron,
@@ -53,6 +54,7 @@ routes = [
     Route(S + "/pause", pause_site, methods=["POST"]),
     Route(S + "/resume", pause_site, methods=["POST"]),
     Route(S + "/crons/new", new_cron, methods=["GET", "POST"]),
+    Route(S + "/cron-preview", cron_preview, methods=["GET"]),
     Route(S + "/crons/{uid}", cron_page, methods=["GET"]),
     Route(S + "/crons/{uid}/edit", edit_cron, methods=["GET", "POST"]),
     Route(S + "/crons/{uid}/logs/{index:int}/delete", delete_log, methods=["POST"]),

@@ -25,12 +25,13 @@ def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters["when"] = _when
+    env.filters["when"] = when
     env.filters["words"] = describe
     return env
 
 
-def _when(value: datetime | None) -> str:
+def when(value: datetime | None) -> str:
+    """A time as the pages show it."""
     return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value is not None else "—"
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from ...exceptions import InvalidCron, InvalidParameters
 from ...jobs import Job, Param, Status, validate_payload
@@ -29,7 +29,7 @@ from ..common import (
     site_names,
 )
 from ..security import safe_next
-from .base import as_text, checked_form, flash, page, redirect, render
+from .base import as_text, checked_form, flash, page, redirect, render, when
 from .charts import cron_charts, site_charts
 from .jobs import cron_label, field_specs, form_defaults, read_params
 
@@ -249,6 +249,27 @@ def _form_checks(site: Site, cron: Cron | None, form: FormData, values: dict[str
         shown["environ"] = "{}"
         values["environ"] = None
     return errors
+
+
+@page
+async def cron_preview(request: Request, kit: Cronkit) -> Response:
+    """The cron form's live preview: ``periodicity``, ``timezone`` and ``seconds_first``
+    (``on``) from the query, as the form has them; JSON of the periodicity in words,
+    its note and the next times as the pages show them, or the errors by field. Nothing
+    is saved; it reads no crontab but the site's time zone."""
+    site = get_site(kit, request.path_params["site"])
+    q = request.query_params
+    values = {"name": "preview", "periodicity": q.get("periodicity", ""),
+              "seconds_first": q.get("seconds_first") == "on",
+              "timezone": (q.get("timezone") or "").strip() or None}
+    clean, errors = check_cron_fields(values)
+    if errors:
+        return JSONResponse({"errors": errors}, headers={"Cache-Control": "no-store"})
+    shown = preview(in_site(Cron(**clean), site), site.kit.clock.now())
+    return JSONResponse({"description": shown["description"], "note": shown["note"],
+                         "timezone": shown["timezone"],
+                         "next": [when(t) for t in shown["next"]]},
+                        headers={"Cache-Control": "no-store"})
 
 
 @page

@@ -77,8 +77,62 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
+  // The cron form's live preview: the periodicity in words and the next times, fetched
+  // from its page 400 ms after the last keystroke; text goes in with textContent.
+  function livePreview(form) {
+    var out = document.getElementById("live-preview");
+    var url = form.getAttribute("data-preview");
+    if (!out || !url) return;
+    var timer = null;
+    function field(id) { return form.querySelector("#" + id); }
+    function add(tag, cls, text) {
+      var node = document.createElement(tag);
+      if (cls) node.className = cls;
+      node.textContent = text;
+      out.appendChild(node);
+      return node;
+    }
+    function show(data) {
+      out.textContent = "";
+      if (data.errors) {
+        add("p", "error", Object.keys(data.errors).map(function (k) { return data.errors[k]; }).join("; "));
+        return;
+      }
+      add("p", "words", data.description);
+      if (data.note) add("p", "note", data.note);
+      if (!data.next.length) return;
+      add("p", "", "Next " + data.next.length + " times, in " + data.timezone + ":");
+      var list = add("ol", "next-times", "");
+      data.next.forEach(function (t) {
+        var item = document.createElement("li");
+        item.textContent = t;
+        list.appendChild(item);
+      });
+    }
+    function update() {
+      if (!field("periodicity").value.trim()) { out.textContent = ""; return; }
+      var query = new URLSearchParams();
+      query.set("periodicity", field("periodicity").value);
+      query.set("timezone", field("timezone").value);
+      if (field("seconds_first").checked) query.set("seconds_first", "on");
+      fetch(url + "?" + query.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) { if (data) show(data); })
+        .catch(function () {});
+    }
+    ["periodicity", "timezone", "seconds_first"].forEach(function (id) {
+      var input = field(id);
+      if (!input) return;
+      input.addEventListener(id === "seconds_first" ? "change" : "input", function () {
+        clearTimeout(timer);
+        timer = setTimeout(update, 400);
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setTimeout(poll, 1000);
     if (document.querySelector("[data-charts]")) setInterval(refreshCharts, 5000);
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-preview]"), livePreview);
   });
 })();
