@@ -432,6 +432,7 @@ class Worker:
         self._started = True
         self.executor.start(self.kit)
         if getattr(self.executor, "group_commit", False):
+            self.kit.lifecycle.writer.defer = getattr(self.executor, "backlog", None)
             self.kit.lifecycle.writer.start()
         self.kit._wakers.append(self.wake)
         listen = getattr(self.kit.store, "start_listener", None)

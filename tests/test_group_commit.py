@@ -157,3 +157,40 @@ def _ran(runs_db: str) -> int:
             return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     except sqlite3.OperationalError:     # not made yet
         return 0
+
+
+def test_while_jobs_wait_for_a_thread_the_writer_waits_and_writes_them_in_one_batch(
+        kit, site, monkeypatch):
+    """``writer.defer`` (the worker's executor: jobs wait for a thread) holds a batch
+    until it says no more; a defer that never says so holds it DEFER_MAX at most."""
+    from cronkit.components import endwriter
+    monkeypatch.setattr(endwriter, "DEFER_MAX", 600.0)     # only ``defer`` ends the wait
+    _register(site, "noop", lambda self: None)
+    for _ in range(4):
+        site.submit("noop")
+    rows = kit.lifecycle.claim(kit.clock.now(), 4)
+    writer = kit.lifecycle.writer
+    waiting = threading.Event()
+    waiting.set()
+    writer.defer = waiting.is_set
+    writer.start()
+    try:
+        for row in rows:
+            assert kit.execute(row, written=lambda: None)._end_queued
+        assert writer.batches == 0 and site.jobs.count(status="running") == 4
+        waiting.clear()
+        site.submit("noop")
+        [row] = kit.lifecycle.claim(kit.clock.now(), 1)
+        kit.execute(row, written=lambda: None)            # an end wakes it: no more wait
+        assert writer.flush(30)
+        assert writer.batches == 1 and writer.written == 5
+        monkeypatch.setattr(endwriter, "DEFER_MAX", 0.01)
+        waiting.set()
+        late = site.submit("noop")
+        [row] = kit.lifecycle.claim(kit.clock.now(), 1)
+        kit.execute(row, written=lambda: None)
+        assert writer.flush(30)                              # held DEFER_MAX at most
+        assert finished(site, late.id)
+    finally:
+        writer.stop()
+        writer.defer = None

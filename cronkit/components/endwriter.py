@@ -38,6 +38,8 @@ log = logging.getLogger("cronkit.worker")
 
 #: The most ends in one transaction.
 MAX_BATCH = 512
+#: The longest a batch waits (seconds) while ``EndWriter.defer`` says jobs wait to start.
+DEFER_MAX = 0.01
 
 
 @dataclass
@@ -73,6 +75,11 @@ class EndWriter:
         #: Batches written, and ends in them (for the curious and the tests).
         self.batches = 0
         self.written = 0
+        #: Set by a worker: True while jobs it claimed wait for a thread. A batch then
+        #: waits (up to DEFER_MAX, or until full) for them to start: its write, its
+        #: events and its turn for the GIL come after the starts of a burst, and it
+        #: takes more ends in one transaction.
+        self.defer: Callable[[], bool] | None = None
 
     @property
     def running(self) -> bool:
@@ -130,6 +137,9 @@ class EndWriter:
                 self._cond.wait_for(lambda: self._queue or self._stop)
                 if not self._queue:
                     return
+                defer = self.defer
+                if defer is not None and not self._stop and defer():
+                    self._cond.wait_for(self._deferred_enough, DEFER_MAX)
                 self._writing = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
                 batch = self._writing
@@ -167,6 +177,10 @@ class EndWriter:
             with self._cond:
                 self._writing = []
                 self._cond.notify_all()
+
+    def _deferred_enough(self) -> bool:
+        defer = self.defer
+        return self._stop or len(self._queue) >= MAX_BATCH or defer is None or not defer()
 
     def _ended(self, end: PendingEnd, final: str | None) -> None:
         job = end.job

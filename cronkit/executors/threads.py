@@ -119,6 +119,10 @@ class ThreadExecutor(BaseExecutor):
             self._safe_execute(row, done, batched=True)
         self._mean_run += (time.monotonic() - began - self._mean_run) * 0.2
 
+    def backlog(self) -> bool:
+        """Whether jobs handed in wait for a thread (the pool's queue; a lock-free read)."""
+        return not self._pool._work_queue.empty()
+
     def _stop_job(self, job_id: int) -> None:
         super()._stop_job(job_id)
         self._loop.cancel(job_id)
