@@ -240,21 +240,6 @@ def test_collector_pauses_nest_and_leave_a_collector_that_was_off_off():
         assert gc.isenabled()
 
 
-def test_a_big_save_leaves_the_connections_page_cache_as_it_was(kit):
-    from cronkit.stores.crontabs import _cache_for
-    raw = sqlite3.connect(":memory:")
-    try:
-        (before,) = raw.execute("PRAGMA cache_size").fetchone()
-        with _cache_for(raw, 100_000):
-            (during,) = raw.execute("PRAGMA cache_size").fetchone()
-        (after,) = raw.execute("PRAGMA cache_size").fetchone()
-        with _cache_for(raw, 10):
-            (small,) = raw.execute("PRAGMA cache_size").fetchone()
-    finally:
-        raw.close()
-    assert during < before == after == small
-
-
 def test_cron_records_and_stored_crons_give_their_values_at_once(kit):
     site = kit.site("big")
     crontab = site.crontab

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .base import CronRow, CrontabData, CrontabStore, LogEntry, SiteRow
-from .hotpath import CACHE_KIB, from_micros
+from .hotpath import from_micros
 from .schema import CRON_COLUMNS, chunks, crons, insert, logs, sites
 
 # -- SQLite: whole crontabs in plain sqlite3 statements -----------------------------------
@@ -174,27 +174,6 @@ class StoredCron(Mapping[str, Any]):
         return f"StoredCron({dict(self)!r})"
 
 
-#: A save of this many crons has the page cache of the hot path (see ``_cache_for``).
-_BIG_SAVE = 1000
-
-
-@contextmanager
-def _cache_for(raw: sqlite3.Connection, rows: int) -> Iterator[None]:
-    """Meanwhile, give the connection ``raw`` the page cache of a hot-path connection
-    when it writes ``rows`` crons, at least _BIG_SAVE: with SQLite's default (2 MB) the
-    rows and index pages of 100,000 crons do not fit, and SQLite spills and reads back
-    pages all through the write (a quarter more work). Its own cache size after."""
-    if rows < _BIG_SAVE:
-        yield
-        return
-    (before,) = raw.execute("PRAGMA cache_size").fetchone()
-    raw.execute(f"PRAGMA cache_size=-{max(CACHE_KIB, -before if before < 0 else 0)}")
-    try:
-        yield
-    finally:
-        raw.execute(f"PRAGMA cache_size={int(before)}")
-
-
 @contextmanager
 def _driver_errors(sql: str) -> Iterator[None]:
     """sqlite3's errors as SQLAlchemy's, which the store's transaction turns into its own."""
@@ -322,7 +301,7 @@ class CrontabQueries(CrontabStore):
             if upserts and self.dialect == "sqlite":
                 raw = conn.connection.driver_connection
                 assert raw is not None
-                with _driver_errors(_UPSERT_SQL), _cache_for(raw, len(upserts)):
+                with _driver_errors(_UPSERT_SQL):
                     raw.executemany(_UPSERT_SQL, _upsert_args(site, upserts))
             elif upserts:
                 stmt = insert(self.dialect, crons)
