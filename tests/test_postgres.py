@@ -300,6 +300,23 @@ def test_calls_wait_through_a_server_restart(store, postgres_server):
         restart.join()   # pg_ctl may still be waiting when clients are back
 
 
+def test_a_claim_made_while_the_server_is_away_waits_for_it(store, postgres_server):
+    """The job operations' own path (one pipeline, then COMMIT) retries a connection
+    refused at checkout as every call does."""
+    [job_id] = store.add_jobs([job_row()])
+    store.engine.dispose()     # no pooled connection: the claim connects anew
+    postgres_server.stop()
+    restart = threading.Timer(1.0, postgres_server.start)
+    restart.start()
+    try:
+        assert [r["id"] for r in store.claim(NOW, 5, "w:1", 1)] == [job_id]
+        assert store.finish_jobs([]) == []
+        assert store.finish_jobs([{"job_id": job_id, "status": "success", "now": NOW,
+                                   "attempt": 1}]) == ["success"]
+    finally:
+        restart.join()
+
+
 def test_a_call_gives_up_after_retry_for(pg_db, postgres_server):
     store = PostgresStore(pg_db, retry_for=1.0)
     try:
