@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import warnings
 
@@ -421,7 +422,7 @@ def test_openapi_document_lists_every_route(client):
     assert doc["openapi"].startswith("3.")
     from cronkit.web.api import routes
     documented = {(p, m) for p, item in doc["paths"].items() for m in item}
-    served = {(r.path.replace(":int", ""), m.lower()) for r in routes for m in r.methods
+    served = {(re.sub(":(int|seg)}", "}", r.path), m.lower()) for r in routes for m in r.methods
               if m != "HEAD" and r.path != "/openapi.json"}
     assert served == documented
 

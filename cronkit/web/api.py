@@ -61,6 +61,7 @@ from .common import (
     types_json,
 )
 from .openapi import openapi_document
+from .paths import SITE_PATH
 from .security import json_error
 
 if TYPE_CHECKING:
@@ -519,8 +520,8 @@ async def list_types(request: Request, kit: Cronkit) -> Response:
     return JSONResponse(types_json(_site(request, kit)))
 
 
-S = "/sites/{site}"
-C = S + "/crons/{uid}"
+S = SITE_PATH
+C = S + "/crons/{uid:seg}"
 J = S + "/jobs/{job_id:int}"
 
 routes = [

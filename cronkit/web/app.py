@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .. import logs
 from ..exceptions import CronkitError
 from . import api, ops, pages
+from .paths import SegmentPathMiddleware
 from .security import (
     MAX_BODY,
     AuthMiddleware,
@@ -132,8 +133,9 @@ def create_app(kit: Cronkit, auth_token: str | None = None, password: str | None
     check_credential("password", password)
     check_max_body(max_body)
     sessions = Sessions(kit.clock)
-    middleware = [Middleware(HardeningMiddleware), Middleware(BodyLimitMiddleware,
-                                                              max_body=max_body)]
+    # Routed on the raw path: a site named /app/plone is one segment (%2Fapp%2Fplone).
+    middleware = [Middleware(SegmentPathMiddleware), Middleware(HardeningMiddleware),
+                  Middleware(BodyLimitMiddleware, max_body=max_body)]
     if allowed_hosts:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
     middleware += [

@@ -252,8 +252,12 @@ SCHEMAS = {
     },
 }
 
-SITE = {"name": "site", "in": "path", "required": True, "schema": {"type": "string"}}
-UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
+SEGMENT = ("one path segment, percent-encoded whole: a \"/\" in it is %2F "
+           "(the site /app/plone is %2Fapp%2Fplone)")
+SITE = {"name": "site", "in": "path", "required": True, "description": "the site's name, " + SEGMENT,
+        "schema": {"type": "string"}}
+UID = {"name": "uid", "in": "path", "required": True, "description": "the cron's uid, " + SEGMENT,
+       "schema": {"type": "string"}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True,
           "schema": {"type": "integer", "minimum": 0}}
 DRY_RUN = {"name": "dry_run", "in": "query",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from ..paths import SITE_PATH
 from .base import TEMPLATES, checked_form, error_page, flash, page, redirect, render, templates
 from .charts import charts
 from .crons import (
@@ -39,7 +40,7 @@ from .jobs import (
 from .login import login, logout
 from .workers import workers_page
 
-S = "/sites/{site}"
+S = SITE_PATH
 routes = [
     Route("/", dashboard, methods=["GET"]),
     Route("/login", login, methods=["GET", "POST"]),
@@ -55,14 +56,14 @@ routes = [
     Route(S + "/resume", pause_site, methods=["POST"]),
     Route(S + "/crons/new", new_cron, methods=["GET", "POST"]),
     Route(S + "/cron-preview", cron_preview, methods=["GET"]),
-    Route(S + "/crons/{uid}", cron_page, methods=["GET"]),
-    Route(S + "/crons/{uid}/edit", edit_cron, methods=["GET", "POST"]),
-    Route(S + "/crons/{uid}/logs/{index:int}/delete", delete_log, methods=["POST"]),
-    Route(S + "/crons/{uid}/{action}", cron_action, methods=["POST"]),
+    Route(S + "/crons/{uid:seg}", cron_page, methods=["GET"]),
+    Route(S + "/crons/{uid:seg}/edit", edit_cron, methods=["GET", "POST"]),
+    Route(S + "/crons/{uid:seg}/logs/{index:int}/delete", delete_log, methods=["POST"]),
+    Route(S + "/crons/{uid:seg}/{action}", cron_action, methods=["POST"]),
     Route(S + "/jobs/{job_id:int}", job_page, methods=["GET"]),
     Route(S + "/jobs/{job_id:int}/{action}", job_action, methods=["POST"]),
     Route(S + "/types", types_page, methods=["GET"]),
-    Route(S + "/types/{name}", submit_page, methods=["GET", "POST"]),
+    Route(S + "/types/{name:seg}", submit_page, methods=["GET", "POST"]),
 ]
 
 __all__ = [

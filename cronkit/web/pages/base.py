@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ...exceptions import CronkitError, StoreError
 from ..common import Endpoint, Handler, WebError, describe, off_the_loop, site_names
+from ..paths import segment
 from ..security import csrf_ok, csrf_token
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
@@ -27,6 +28,7 @@ def templates() -> jinja2.Environment:
                              lstrip_blocks=True)
     env.filters["when"] = when
     env.filters["words"] = describe
+    env.filters["seg"] = segment
     return env
 
 

@@ -28,6 +28,7 @@ from ..common import (
     save_crontab,
     site_names,
 )
+from ..paths import segment
 from ..security import safe_next
 from .base import as_text, checked_form, flash, page, redirect, render, when
 from .charts import cron_charts, site_charts
@@ -83,7 +84,7 @@ async def pause_site(request: Request, kit: Cronkit) -> Response:
         flash(request, f"{what} resumed")
     else:
         flash(request, f"{what} was not paused")
-    return redirect(safe_next(form.get("next"), f"/sites/{site.name}"))
+    return redirect(safe_next(form.get("next"), f"/sites/{segment(site.name)}"))
 
 
 @page
@@ -93,7 +94,7 @@ async def switch_crontab(request: Request, kit: Cronkit) -> Response:
     site.crontab.activated = form.get("activated") == "on"
     save_crontab(site)
     flash(request, f"crontab {'activated' if site.crontab.activated else 'deactivated'}")
-    return redirect(f"/sites/{site.name}")
+    return redirect(f"/sites/{segment(site.name)}")
 
 
 # -- the cron form --------------------------------------------------------------
@@ -195,14 +196,11 @@ def _shown(form: FormData, cron: Cron | None) -> dict[str, Any]:
 
 def check_uid(site: Site, text: str) -> str | None:
     """A new cron's uid as typed (None: one is made); InvalidCron naming ``uid`` for one
-    the model refuses, one that holds a "/" (it is part of the cron's address) and one
-    the crontab has already."""
+    the model refuses and one the crontab has already (a "/" is fine: a uid is one
+    percent-encoded segment of the cron's address, see cronkit.web.paths)."""
     uid = text.strip()
     if not uid:
         return None
-    if "/" in uid:
-        raise InvalidCron(f"uid {uid!r} holds a '/': it is part of the cron's address, "
-                          "choose one without", "uid", uid)
     Cron("x", "* * * * *", uid=uid)   # the model's rule
     if uid in site.crontab.crons:
         raise InvalidCron(f"a cron with uid {uid!r} already exists in site {site.name!r}: "
@@ -308,7 +306,7 @@ async def _cron_form_page(request: Request, site: Site, cron: Cron | None) -> Re
         done = "saved"
     save_crontab(site)
     flash(request, f"cron {cron.uid} ({cron.name}) {done}")
-    return redirect(f"/sites/{site.name}/crons/{cron.uid}")
+    return redirect(f"/sites/{segment(site.name)}/crons/{segment(cron.uid)}")
 
 
 # -- a cron and its logs ----------------------------------------------------------
@@ -329,12 +327,12 @@ async def cron_action(request: Request, kit: Cronkit) -> Response:
     cron = get_cron(site, request.path_params["uid"])
     await checked_form(request)
     action = request.path_params["action"]
-    back = f"/sites/{site.name}/crons/{cron.uid}"
+    back = f"/sites/{segment(site.name)}/crons/{segment(cron.uid)}"
     if action == "delete":
         del site.crontab.crons[cron.uid]
         save_crontab(site)
         flash(request, f"cron {cron.uid} ({cron.name}) deleted")
-        return redirect(f"/sites/{site.name}")
+        return redirect(f"/sites/{segment(site.name)}")
     if action == "run":
         site.cron_manager(cron).register(force=True)
         flash(request, f"cron {cron.uid} ({cron.name}) queued to run now")
@@ -354,4 +352,4 @@ async def delete_log(request: Request, kit: Cronkit) -> Response:
     await checked_form(request)
     delete_log_at(site, cron, request.path_params["index"])
     flash(request, "log deleted")
-    return redirect(f"/sites/{site.name}/crons/{cron.uid}")
+    return redirect(f"/sites/{segment(site.name)}/crons/{segment(cron.uid)}")

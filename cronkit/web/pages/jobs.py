@@ -35,6 +35,7 @@ from ..common import (
     site_names,
     waiting,
 )
+from ..paths import segment
 from ..security import safe_next
 from .base import as_text, checked_form, flash, page, redirect, render
 
@@ -272,11 +273,11 @@ async def job_action(request: Request, kit: Cronkit) -> Response:
         job = cancel_job(site, job_id)
         flash(request, f"job {job.id} canceled" if job.status == Status.CANCELED
               else f"job {job.id}: cancel asked, it stops at its next check")
-        back = f"/sites/{site.name}/jobs/{job.id}"
+        back = f"/sites/{segment(site.name)}/jobs/{job.id}"
     elif request.path_params["action"] == "retry":
         job = retry_job(site, job_id)
         flash(request, f"job {job_id} submitted again as job {job.id}")
-        back = f"/sites/{site.name}/jobs/{job.id}"
+        back = f"/sites/{segment(site.name)}/jobs/{job.id}"
     else:
         raise WebError(404, f"no job action {request.path_params['action']!r}")
     return redirect(safe_next(form.get("next"), back))
@@ -454,7 +455,7 @@ async def submit_page(request: Request, kit: Cronkit) -> Response:
                 raise WebError(404, str(exc)) from None
             else:
                 flash(request, f"job {job.id} submitted")
-                return redirect(f"/sites/{site.name}/jobs/{job.id}")
+                return redirect(f"/sites/{segment(site.name)}/jobs/{job.id}")
         status = 422
     return render(request, "submit.html", status, site=site, type_name=name,
                   help=helps.get(name, ""), fields=field_specs(params, values), has_params=bool(params),
