@@ -38,6 +38,7 @@ PAGES = {
     "jobs_page_site_ms": f"/jobs?site={SITE}",
     "jobs_page_pending_ms": "/jobs?status=pending",
     "api_jobs_ms": f"/api/v1/sites/{SITE}/jobs",
+    "site_page_ms": f"/sites/{SITE}",
 }
 
 
