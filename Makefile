@@ -43,7 +43,7 @@ system-deps:
 # mypy first (settings in setup.cfg): a type error fails the run before the suite starts.
 test: .venv system-deps
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 \
 		--cov=cronkit --cov-report=term-missing:skip-covered --cov-fail-under=95 $(PYTEST_ARGS)
 
 # The Sphinx site, warnings as errors: docs/_build/html/index.html.

@@ -31,6 +31,12 @@ def pytest_configure(config):
         follow_background(Path(folder))
 
 
+def pytest_collection_modifyitems(items):
+    """The buildout tests run last: the build, started in the background at the
+    session's start, is then done when they ask for it, in one process or under xdist."""
+    items.sort(key=lambda item: item.nodeid.startswith(BUILDOUT_TESTS))
+
+
 def pytest_collection_finish(session):
     """The buildout test's build starts now, in the background, when it is to run."""
     if hasattr(session.config, "workerinput"):

@@ -25,8 +25,7 @@ import pytest
 
 import cronkit
 
-# one xdist worker runs them all (`--dist loadgroup`), so one waits for the build
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("buildout")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("CRONKIT_BUILDOUT_CACHE") or ROOT / "test-output" / "buildout-cache")
