@@ -34,10 +34,9 @@ from .jobs import (
     job_page,
     jobs_page,
     live,
-    submit_page,
-    types_page,
 )
 from .login import login, logout
+from .submit import submit_page, types_page
 from .workers import workers_page
 
 S = SITE_PATH

@@ -32,7 +32,8 @@ from ..paths import segment
 from ..security import safe_next
 from .base import as_text, checked_form, flash, page, redirect, render, when
 from .charts import cron_charts, site_charts
-from .jobs import cron_label, field_specs, form_defaults, read_params
+from .jobs import cron_label
+from .submit import field_specs, form_defaults, read_params
 
 if TYPE_CHECKING:
     from ...kit import Cronkit
