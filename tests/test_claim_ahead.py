@@ -384,3 +384,19 @@ def test_a_held_job_canceled_just_before_its_early_start_is_not_started(kit, sit
         assert site.jobs.get(job.id).status == Status.CANCELED and ran == []
     finally:
         worker.executor.shutdown()
+
+
+def test_a_gate_opened_before_its_instant_still_lets_no_job_run_before_it(tmp_path):
+    """A stopping worker opens its gates at once: a job whose start was written ahead
+    still waits for its instant (at most EARLY_BOUND) on the real clock."""
+    from cronkit.executors.base import EARLY_BOUND, StartGate
+
+    real = cronkit.Cronkit(store=f"sqlite:///{tmp_path / 'gate.db'}")
+    try:
+        at = real.clock.now() + timedelta(seconds=EARLY_BOUND / 2)
+        gate = StartGate(real, at, [])
+        gate.open()
+        assert gate.wait(1) is True
+        assert real.clock.now() >= at
+    finally:
+        real.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
     from ..kit import Cronkit
 
 log = logging.getLogger("cronkit.executors")
+
+
+#: The most a StartGate opened early waits for its instant (the worker writes the
+#: starts Worker.START_EARLY ahead).
+EARLY_BOUND = 0.05
 
 
 class StartGate:
@@ -56,6 +62,12 @@ class StartGate:
                 # Against the clock; a FakeClock moved is seen within this bound too.
                 self._cond.wait(min(left, 0.05))
             self._open = True
+        # Opened ahead of the instant (a stopping worker): the job still never runs
+        # before it; the start was written at most EARLY_BOUND ahead.
+        left = (self.at - clock.now()).total_seconds()
+        if left > 0:
+            time.sleep(min(left, EARLY_BOUND))
+        with self._cond:
             if self._canceled is None:
                 try:
                     self._canceled = self.kit.store.canceled_among(self.job_ids)
