@@ -127,11 +127,18 @@ def clean_global_runners():
 @pytest.fixture(autouse=True)
 def _no_function_task_left_registered():
     """tests.jobrunners registers its function tasks when imported (at collection, for
-    every test): a test that uses them registers them (``jobrunners.register()``), and
-    no other test sees them."""
+    every test), tests.drainrunners its runners: a test that uses them registers them
+    (``jobrunners.register()``, ``drainrunners.register()``), and no other test sees
+    them."""
+    import sys
+
     from tests import jobrunners
-    for name in jobrunners.FUNCTION_TASKS:
+    names = list(jobrunners.FUNCTION_TASKS)
+    drain = sys.modules.get("tests.drainrunners")   # registers its runners when imported
+    if drain is not None:
+        names += list(drain.RUNNERS)
+    for name in names:
         cronkit.unregister_runner(name)
     yield
-    for name in jobrunners.FUNCTION_TASKS:
+    for name in names:
         cronkit.unregister_runner(name)
