@@ -19,6 +19,7 @@ from cronkit import (
     subscribe,
     unsubscribe,
 )
+from cronkit.interfaces import IQueueManager
 
 UTC = UTC
 
@@ -389,6 +390,19 @@ def test_rule3_all_loses_no_firing_when_another_worker_restores_meanwhile(site, 
         kit.run_pending()
     finally:
         unsubscribe(cronkit.JobFinishedEvent, a_worker_starts)
+    assert [r[1] for r in Recorder.runs] == [at(1, m) for m in range(4, 11)]
+    assert [j.run_after for j in pending(site, cron)] == [at(1, 11)]
+
+
+def test_rule3_all_loses_no_firing_when_a_later_one_was_queued_meanwhile(site, kit, clock):
+    """Another process's restore that read the crontab between a save and that save's
+    sync queued the firing after its own now: the firings before it still run, each
+    once, and the chain goes on from the later one."""
+    cron = add(site, misfire="all")
+    clock.set(at(1, 10, 30))
+    queue = site.registry.getAdapter(site, IQueueManager)
+    queue.register_cron_jobs([(cron, at(1, 8), at(1, 8))])
+    kit.run_pending()
     assert [r[1] for r in Recorder.runs] == [at(1, m) for m in range(4, 11)]
     assert [j.run_after for j in pending(site, cron)] == [at(1, 11)]
 

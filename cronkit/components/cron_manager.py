@@ -126,12 +126,23 @@ class CronManager:
             cron = fresh
         if not (crontab_on and cron.activated):
             return False
-        if self.store.cron_job_statuses(self.site.name, cron.uid) & {"pending"}:
-            return False
         nxt = cron.next_after(base or self.clock.now())
         if nxt is None:       # no more firings (a year field has ended)
             return False
+        if self.store.cron_job_statuses(self.site.name, cron.uid) & {"pending"} \
+                and not (cron.misfire == "all" and self._only_later_pending(cron, nxt)):
+            return False
         return bool(self.queue.register_cron_jobs([(cron, nxt, nxt)]))
+
+    def _only_later_pending(self, cron: Cron, nxt: datetime) -> bool:
+        """Whether every pending firing of the cron is due after ``nxt``: one queued
+        meanwhile by another process that counted from its own now (a worker's restore
+        that read the crontab between a save and that save's sync). Under "all" the
+        firings between still run: this one is queued too, and the chain goes on from
+        it to the later one (the firing index keeps each instant once)."""
+        rows = self.store.list_jobs(site=self.site.name, cron_uid=cron.uid, status="pending")
+        times = [r["fire_at"] for r in rows]
+        return bool(times) and None not in times and min(times) > nxt
 
 
 #: Missed firings are counted one by one up to this many (then "at least").
