@@ -400,17 +400,8 @@ class PostgresStore(Listening, SQLStore):
         asked of the server when the answer to its COMMIT is lost."""
         if getattr(self._local, "conn", None) is not None:
             return call()   # part of an enclosing operation's transaction
-        lost: _Try | None = None
 
-        def attempt(n: int) -> T:
-            nonlocal lost
-            if lost is not None and lost.xid is not None:
-                if self._committed(lost.xid):
-                    log.warning("%s: its COMMIT went through before the connection was "
-                                "lost: not done again", what)
-                    return lost.result
-                lost = None
-            this = _Try()
+        def run(this: _Try) -> None:
             self._local.notices = notices
             try:
                 with self._transaction(this) as conn:
@@ -419,12 +410,34 @@ class PostgresStore(Listening, SQLStore):
                         this.result = call()
                     finally:
                         self._local.conn = None
+            finally:
+                self._local.notices = ()
+
+        return self._exactly(what, run)
+
+    def _exactly(self, what: str, run: Callable[[_Try], None]) -> Any:
+        """``run(attempt)`` under the retry rules, exactly once: it computes
+        ``attempt.result`` before its COMMIT and knows its transaction id by then. When
+        the answer to the COMMIT is lost, the next attempt first asks the server whether
+        it committed: if it did, that result is the answer and nothing is done again. A
+        transaction without an id wrote nothing: it is simply run again."""
+        lost: _Try | None = None
+
+        def attempt(n: int) -> Any:
+            nonlocal lost
+            if lost is not None and lost.xid is not None:
+                if self._committed(lost.xid):
+                    log.warning("%s: its COMMIT went through before the connection was "
+                                "lost: not done again", what)
+                    return lost.result
+                lost = None
+            this = _Try()
+            try:
+                run(this)
             except _ConnectionLost:
                 if this.committing:   # COMMIT was sent: it may have gone through
                     lost = this
                 raise
-            finally:
-                self._local.notices = ()
             return this.result
 
         return self._retry(what, attempt)
@@ -488,26 +501,8 @@ class PostgresStore(Listening, SQLStore):
         and is known before the COMMIT is sent, as with ``_once``: a lost answer to the
         COMMIT is asked of the server. A transaction without one wrote nothing (a claim
         that found no job, an end of a job no longer running): it is simply run again."""
-        lost: _Try | None = None
-
-        def attempt(n: int) -> T:
-            nonlocal lost
-            if lost is not None and lost.xid is not None:
-                if self._committed(lost.xid):
-                    log.warning("%s: its COMMIT went through before the connection was "
-                                "lost: not done again", what)
-                    return lost.result
-                lost = None
-            this = _Try()
-            try:
-                self._pipeline(this, statements, tail, make, notices)
-            except _ConnectionLost:
-                if this.committing and this.xid is not None:
-                    lost = this
-                raise
-            return this.result
-
-        return self._retry(what, attempt)
+        return self._exactly(
+            what, lambda this: self._pipeline(this, statements, tail, make, notices))
 
     def _pipeline(self, this: _Try, statements: list[tuple[str, list]],
                   tail: tuple[str, list], make: Callable[[list[list[tuple]], tuple], Any],
