@@ -10,23 +10,15 @@ import pytest
 
 import cronkit
 from cronkit.web.charts import SPANS
-from tests import helpers
+from tests import helpers, test_web_charts
 from tests.helpers import OUTPUT, WebServers
-from tests.test_web_charts import Fails, Takes, worker
+from tests.test_web_charts import worker
 
 pytest.importorskip("playwright.sync_api")
 
 browser = helpers.browser   # the shared headless Chromium (a module-scoped fixture)
+site = test_web_charts.site   # the site with the charts tests' runners
 WAIT = 20.0
-
-
-@pytest.fixture
-def site(kit):
-    site = kit.site("plone")
-    site.register_runner(Takes, name="takes")
-    site.register_runner(Fails, name="fails")
-    site.crontab.save()
-    return site
 
 
 @pytest.fixture
