@@ -60,6 +60,19 @@ class Runner:
     def run(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
 
+    def run_in_context(self) -> Any:
+        """Call ``run()`` within what this kind of runner needs around it, and return
+        what it returns: the job's outcome is decided from that, or from what it
+        raises. Here nothing is around it; a Zope runner (``cronkit.zope.Runner``)
+        runs it in a ZODB connection and transaction of its own, on its Zope site."""
+        return self.run()
+
+
+def _start(runner: Any) -> Any:
+    """Run an adapter's work: a Runner's ``run_in_context()``, any other IJobRunner's
+    ``run()``."""
+    return runner.run_in_context() if isinstance(runner, Runner) else runner.run()
+
 
 def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
@@ -196,7 +209,7 @@ def call_runner(site: Site, job: Job, check_canceled: bool = True) -> Outcome:
         return _no_runner(site, job)
     try:
         with capture_output(job):
-            result = factory(site, job).run()
+            result = _start(factory(site, job))
             if inspect.isawaitable(result):
                 result = run_awaitable(job, result)
     except _Canceled:
@@ -242,7 +255,7 @@ async def acall_runner(site: Site, job: Job, check_canceled: bool, shared: LoopT
         return _no_runner(site, job)
     try:
         with capture_output(job):
-            result = factory(site, job).run()
+            result = _start(factory(site, job))
             if inspect.isawaitable(result):
                 job._stop_asked = False
                 job._writes = OrderedWrites(shared.pool)
