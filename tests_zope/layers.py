@@ -79,11 +79,17 @@ class CronkitPloneFixture(PloneSandboxLayer):
         pas = second["acl_users"]
         pas.source_users.addUser(TEST_USER_ID, TEST_USER_NAME, TEST_USER_PASSWORD)
         pas.portal_role_manager.doAssignRoleToPrincipal(TEST_USER_ID, "Member")
-        for site in (portal, second):
-            setSite(site)
-            # TODO(Z2): drop this guard once cronkit.zope:default exists.
-            if has_profile(site):
+        # The profile marks each site in the kit's store: a kit of the fixture's own
+        # (in memory), never the default store file of the process's settings.
+        kit = cronkit.Cronkit(store="memory://", clock=cronkit.FakeClock(START))
+        cronkit.zope.set_kit(kit)
+        try:
+            for site in (portal, second):
+                setSite(site)
                 applyProfile(site, PROFILE)
+        finally:
+            cronkit.zope.set_kit(None)
+            kit.close()
         setSite(portal)
 
 

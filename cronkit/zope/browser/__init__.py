@@ -1,0 +1,1 @@
+"""cronkit's Plone control panel (``@@cronkit-controlpanel``)."""
