@@ -1,0 +1,1 @@
+"""A collective.cron-style add-on of the GenericSetup tests: profiles with a crons.xml."""

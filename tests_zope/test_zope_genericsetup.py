@@ -1,0 +1,217 @@
+"""GenericSetup on a real Plone 6 site: an add-on's crons.xml (collective.cron's format)
+imports into the site's crontab, a bad one changes nothing, the export writes the same
+format, and collective.cron's step names still work (cronkit.zope.exportimport)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from typing import Any
+
+import pytest
+from plone.app.testing import TEST_USER_ID, PloneSandboxLayer, setRoles
+from zope.component import getSiteManager
+from zope.component.hooks import setSite
+
+import cronkit
+from cronkit.interfaces import ISite
+from cronkit.zope.interfaces import ICronkitLayer
+from tests_zope import gsaddon
+from tests_zope.conftest import layered
+from tests_zope.layers import (
+    CRONKIT_PLONE_FIXTURE,
+    SECOND_SITE,
+    CronkitPloneFunctionalTesting,
+)
+
+ADDON = "profile-tests_zope.gsaddon:default"
+ADDON_DIR = os.path.join(os.path.dirname(gsaddon.__file__), "profiles")
+
+
+class AddonFixture(PloneSandboxLayer):
+    """The Plone sites with cronkit's profile, and the test add-on's ZCML loaded."""
+
+    defaultBases = (CRONKIT_PLONE_FIXTURE,)
+
+    def setUpZope(self, app: Any, configurationContext: Any) -> None:
+        self.loadZCML(package=gsaddon)
+
+
+ADDON_FIXTURE = AddonFixture(name="CronkitGSAddonFixture")
+ADDON_TESTING = CronkitPloneFunctionalTesting(bases=(ADDON_FIXTURE,),
+                                              name="CronkitGSAddon:Functional")
+layer = layered(ADDON_TESTING)
+
+
+def crons_of(site: cronkit.Site) -> dict[str, tuple[str, str, bool, dict]]:
+    return {uid: (cron.name, cron.periodicity, cron.activated, cron.environ)
+            for uid, cron in site.crontab.crons.items()}
+
+
+def members(tarball: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+        return {info.name: archive.extractfile(info).read()  # type: ignore[union-attr]
+                for info in archive.getmembers() if info.isfile()}
+
+
+def test_an_addons_crons_xml_imports_unchanged_into_the_sites_crontab(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    site = layer["cronkit"].site("/plone")
+    assert ISite(portal) is site
+    # collective.cron's documented outcome: entries applied in document order
+    assert crons_of(site) == {
+        "foogsuid": ("foo", "*/1 * * * *", True, {"foo": "bar"}),
+        "foogsuid2": ("foo2changed", "*/3 * * * *", False, {}),
+    }
+    # saved: the store holds it, and the activated cron's firing is queued
+    assert crons_of(layer["cronkit"].site("/plone")) == crons_of(site)
+    assert site.jobs.is_job_pending(site.crontab.by_uid("foogsuid"))
+    assert not site.jobs.is_job_pending(site.crontab.by_uid("foogsuid2"))
+
+
+def test_the_import_step_reports_what_it_did(layer: Any) -> None:
+    result = layer["portal"].portal_setup.runImportStepFromProfile(ADDON, "cronkit.crons")
+    assert result["messages"]["cronkit.crons"].startswith(
+        "cronkit: crons.xml imported into /plone: 2 crons")
+
+
+@pytest.mark.parametrize("profile, line, says", [
+    ("bad", 5, "61 * * * *"),
+    ("malformed", 5, "malformed XML: mismatched tag"),
+])
+def test_a_bad_crons_xml_fails_the_import_naming_file_and_line_and_changes_nothing(
+        layer: Any, profile: str, line: int, says: str) -> None:
+    portal = layer["portal"]
+    setup = portal.portal_setup
+    setup.runAllImportStepsFromProfile(ADDON)
+    site = ISite(portal)
+    before, jobs = crons_of(site), [(j.id, j.status) for j in site.jobs.list()]
+    version = layer["cronkit"].store.crontab_version("/plone")
+    with pytest.raises(cronkit.ProfileError) as raised:
+        setup.runAllImportStepsFromProfile(f"profile-tests_zope.gsaddon:{profile}")
+    error = raised.value
+    assert error.file == os.path.join(ADDON_DIR, profile, "crons.xml")
+    assert error.line == line
+    assert f"{error.file}, line {line}: " in str(error) and says in str(error)
+    assert crons_of(site) == before
+    assert "fine" not in site.crontab.crons
+    assert layer["cronkit"].store.crontab_version("/plone") == version
+    assert [(j.id, j.status) for j in site.jobs.list()] == jobs
+
+
+def test_a_profile_without_crons_xml_leaves_the_crontab_alone(layer: Any) -> None:
+    portal = layer["portal"]
+    setup = portal.portal_setup
+    setup.runAllImportStepsFromProfile(ADDON)
+    before = crons_of(ISite(portal))
+    result = setup.runImportStepFromProfile("profile-cronkit.zope:default", "cronkit.crons")
+    assert result["messages"]["cronkit.crons"] == "cronkit: no crons.xml in this profile"
+    assert crons_of(ISite(portal)) == before
+
+
+def test_the_export_writes_collective_crons_format(layer: Any) -> None:
+    portal = layer["portal"]
+    setup = portal.portal_setup
+    setup.runAllImportStepsFromProfile(ADDON)
+    result = setup.runExportStep("cronkit.crons")
+    exported = members(result["tarball"])["crons.xml"].decode("utf-8")
+    # collective.cron's own export of this crontab (its do_export), byte for byte
+    assert exported.strip() == (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        "<crons>\n"
+        '  <cron uid="foogsuid" name="foo" activated="True" periodicity="*/1 * * * *">\n'
+        "    <environ><![CDATA[\n"
+        '{"foo": "bar"}\n'
+        "]]>\n"
+        "    </environ>\n"
+        "  </cron>\n"
+        '  <cron uid="foogsuid2" name="foo2changed" activated="False"'
+        ' periodicity="*/3 * * * *">\n'
+        "  </cron>\n"
+        "</crons>")
+
+
+def test_the_export_imports_back_to_the_same_crontab(layer: Any) -> None:
+    app, portal = layer["app"], layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    tarball = portal.portal_setup.runExportStep("cronkit.crons")["tarball"]
+    second = app[SECOND_SITE]
+    setSite(second)
+    try:
+        second.portal_setup.runAllImportStepsFromProfile(None, archive=tarball)
+    finally:
+        setSite(portal)
+    assert crons_of(ISite(second)) == crons_of(ISite(portal))
+    assert ISite(second).export_crons() == ISite(portal).export_crons()
+
+
+def test_a_full_export_holds_one_crons_xml(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    setRoles(portal, TEST_USER_ID, ["Manager"])    # the other steps' export needs it
+    result = portal.portal_setup.runAllExportSteps()
+    assert {"cronkit.crons", "collective.cron.exportCrons"} <= set(result["steps"])
+    with tarfile.open(fileobj=io.BytesIO(result["tarball"]), mode="r:gz") as archive:
+        assert archive.getnames().count("crons.xml") == 1
+        data = archive.extractfile("crons.xml").read()  # type: ignore[union-attr]
+    assert data.decode("utf-8") == ISite(portal).export_crons()
+
+
+def test_collective_crons_import_step_name_imports_the_profile(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runImportStepFromProfile(ADDON, "collective.cron.setupCrons",
+                                                 run_dependencies=False)
+    assert set(crons_of(ISite(portal))) == {"foogsuid", "foogsuid2"}
+
+
+def test_collective_crons_export_step_name_writes_crons_xml(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    tarball = portal.portal_setup.runExportStep("collective.cron.exportCrons")["tarball"]
+    assert members(tarball)["crons.xml"].decode("utf-8") == ISite(portal).export_crons()
+
+
+def test_both_step_names_in_one_run_import_the_file_once(layer: Any) -> None:
+    portal = layer["portal"]
+    messages = portal.portal_setup.runAllImportStepsFromProfile(ADDON)["messages"]
+    said = sorted(messages[step].split("\n")[0]
+                  for step in ("cronkit.crons", "collective.cron.setupCrons"))
+    assert said == ["cronkit: crons.xml already imported by the other name of this step",
+                    "cronkit: crons.xml imported into /plone: 2 crons"]
+
+
+def test_two_sites_imports_stay_separate(layer: Any) -> None:
+    app, portal = layer["app"], layer["portal"]
+    second = app[SECOND_SITE]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    assert crons_of(ISite(second)) == {}
+    setSite(second)
+    try:
+        second.portal_setup.runAllImportStepsFromProfile("profile-tests_zope.gsaddon:other")
+    finally:
+        setSite(portal)
+    assert ISite(second).name == f"/{SECOND_SITE}"
+    assert set(crons_of(ISite(second))) == {"other"}
+    assert set(crons_of(ISite(portal))) == {"foogsuid", "foogsuid2"}
+
+
+def test_cronkits_profile_marks_the_site_for_restarts(layer: Any) -> None:
+    store = layer["cronkit"].store
+    assert "/plone" not in store.marked_sites()    # the test's kit is a fresh one
+    layer["portal"].portal_setup.runAllImportStepsFromProfile("profile-cronkit.zope:default")
+    assert "/plone" in store.marked_sites()
+    assert f"/{SECOND_SITE}" not in store.marked_sites()
+
+
+def test_the_uninstall_profile_removes_the_configlet_and_the_layer(layer: Any) -> None:
+    from plone.browserlayer.utils import registered_layers
+
+    portal = layer["portal"]
+    assert ICronkitLayer in registered_layers()
+    assert portal.portal_controlpanel.getActionObject("Products/cronkit") is not None
+    portal.portal_setup.runAllImportStepsFromProfile("profile-cronkit.zope:uninstall")
+    assert ICronkitLayer not in registered_layers()
+    assert portal.portal_controlpanel.getActionObject("Products/cronkit") is None
+    assert getSiteManager(portal) is not None
