@@ -8,11 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import transaction
 from plone.app.testing import (
     SITE_OWNER_NAME,
     SITE_OWNER_PASSWORD,
+    TEST_USER_ID,
     TEST_USER_NAME,
     TEST_USER_PASSWORD,
+    setRoles,
 )
 from plone.testing.zope import Browser
 from zExceptions import BadRequest, Forbidden
@@ -73,6 +76,14 @@ def test_a_manager_sees_the_sites_crontab(layer: Any) -> None:
     assert '<td class="cron-activated">no</td>' in html
     assert '<td class="cron-last">never</td>' in html
     assert 'title="disk full" class="log-FAILURE"' in html
+
+
+def test_a_sites_own_manager_sees_it_too(layer: Any) -> None:
+    setRoles(layer["portal"], TEST_USER_ID, ["Manager"])
+    transaction.commit()
+    page = browser(layer, TEST_USER_NAME, TEST_USER_PASSWORD)
+    page.open(panel_url(layer))
+    assert '<code id="cronkit-site">/plone</code>' in page.contents
 
 
 def test_the_panel_of_a_site_without_crons_says_so(layer: Any) -> None:

@@ -215,3 +215,33 @@ def test_the_uninstall_profile_removes_the_configlet_and_the_layer(layer: Any) -
     assert ICronkitLayer not in registered_layers()
     assert portal.portal_controlpanel.getActionObject("Products/cronkit") is None
     assert getSiteManager(portal) is not None
+
+
+def tarball_of(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_bad_crons_xml_in_an_uploaded_tarball_is_named_so(layer: Any) -> None:
+    portal = layer["portal"]
+    bad = b'<?xml version="1.0"?>\n<crons>\n  <cron uid="x" name="foo"/>\n</crons>\n'
+    with pytest.raises(cronkit.ProfileError) as raised:
+        portal.portal_setup.runAllImportStepsFromProfile(
+            None, archive=tarball_of({"crons.xml": bad}))
+    assert raised.value.file == "crons.xml of the imported tarball"
+    assert raised.value.line == 3
+    assert crons_of(ISite(portal)) == {}
+
+
+def test_a_snapshots_crons_xml_is_named_after_the_snapshot(layer: Any) -> None:
+    from Products.GenericSetup.context import SnapshotImportContext
+
+    from cronkit.zope.exportimport import profile_file
+
+    context = SnapshotImportContext(layer["portal"].portal_setup, "before-upgrade")
+    assert profile_file(context) == "crons.xml of snapshot 'before-upgrade'"
