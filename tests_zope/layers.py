@@ -17,10 +17,10 @@ A test reaches them as ``layer["portal"]``, ``layer["app"]``, ``layer["zodbDB"]`
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import transaction
@@ -42,7 +42,7 @@ import cronkit.zope
 from cronkit.zope import lifetime
 
 #: When every test's FakeClock starts.
-START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 PROFILE = "cronkit.zope:default"
 SECOND_SITE = "plone2"
 ZOPE_SITE = "zopesite"
