@@ -91,7 +91,7 @@ class Settings:
             if key in product_config and product_config[key] is not None:
                 return f"<product-config cronkit> {key}", str(product_config[key]).strip()
             raw = environ.get(ENVIRON[key])
-            return ENVIRON[key], None if raw is None else raw.strip()
+            return f"{ENVIRON[key]} ({key})", None if raw is None else raw.strip()
 
         home = instance_home or environ.get("INSTANCE_HOME") or _zope_instance_home() \
             or os.getcwd()
