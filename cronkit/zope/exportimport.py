@@ -90,7 +90,9 @@ def import_crons(context: Any) -> str:
         context.getLogger(LOGGER).error(f"{file}: not imported: {exc.message}")
         # The reader names the file "<string>" (it read bytes): name the profile's.
         raise ProfileError(exc.message, file=file, line=exc.line) from None
-    message = f"cronkit: {FILENAME} imported into {site.name}: {len(crontab.crons)} crons"
+    count = len(crontab.crons)
+    message = (f"cronkit: {FILENAME} imported into {site.name}: the crontab has {count} "
+               f"cron{'' if count == 1 else 's'}")
     context.getLogger(LOGGER).info(message)
     return message
 
