@@ -144,6 +144,9 @@ class KitLifecycle:
 
     def testTearDown(self) -> None:
         try:
+            # First, while the test's kit is there: an abort may use it (the undo of
+            # a crons.xml import that the test did not commit).
+            transaction.abort()
             lifetime.stop_worker()
             cronkit.zope.set_kit(None)
             cronkit.zope.set_database(None)

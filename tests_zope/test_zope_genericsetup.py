@@ -10,6 +10,7 @@ import tarfile
 from typing import Any
 
 import pytest
+import transaction
 from plone.app.testing import TEST_USER_ID, PloneSandboxLayer, setRoles
 from zope.component import getSiteManager
 from zope.component.hooks import setSite
@@ -256,3 +257,117 @@ def test_a_profile_declaring_collective_crons_step_still_imports(layer: Any) -> 
     assert result["messages"]["cronkit.crons"].startswith(
         "cronkit: crons.xml imported into /plone: the crontab has 1 cron")
     assert set(crons_of(ISite(portal))) == {"other"}
+
+
+# -- the import follows the ZODB transaction that ran it ---------------------------
+
+
+def state_of(site: cronkit.Site) -> tuple[bool, list[dict[str, Any]]]:
+    """The crontab's switch and its crons' definitions, in order."""
+    return site.crontab.activated, [cron.definition() for cron in site.crontab.crons.values()]
+
+
+def test_an_aborted_transaction_undoes_its_import(layer: Any) -> None:
+    portal = layer["portal"]
+    site = ISite(portal)
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    assert site.jobs.list(status=cronkit.Status.PENDING)
+    transaction.abort()
+    assert crons_of(site) == {}
+    assert crons_of(layer["cronkit"].site("/plone")) == {}
+    assert site.jobs.list(status=cronkit.Status.PENDING) == []
+
+
+def test_a_committed_import_stays(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    transaction.commit()
+    transaction.abort()
+    assert set(crons_of(ISite(portal))) == {"foogsuid", "foogsuid2"}
+
+
+def test_the_undo_puts_back_edited_removed_and_added_crons(layer: Any) -> None:
+    portal = layer["portal"]
+    site = ISite(portal)
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    transaction.commit()
+    before = state_of(site)
+    portal.portal_setup.runAllImportStepsFromProfile("profile-tests_zope.gsaddon:edit")
+    assert state_of(site) != before and site.crontab.activated is False
+    transaction.abort()
+    assert state_of(site) == before
+    assert site.jobs.is_job_pending(site.crontab.by_uid("foogsuid"))
+
+
+def test_two_imports_in_one_transaction_are_undone_together(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    portal.portal_setup.runAllImportStepsFromProfile("profile-tests_zope.gsaddon:edit")
+    transaction.abort()
+    assert state_of(ISite(portal)) == (True, [])
+
+
+def test_a_failed_commit_undoes_the_import_once(
+        layer: Any, caplog: pytest.LogCaptureFixture) -> None:
+    class Refuses:
+        """A resource manager of the transaction that votes no (as a conflict does)."""
+
+        transaction_manager = transaction.manager
+
+        def sortKey(self) -> str:
+            return "~refuses"
+
+        def tpc_vote(self, txn: Any) -> None:
+            raise RuntimeError("no")
+
+        def abort(self, txn: Any) -> None: ...
+        tpc_begin = commit = tpc_finish = tpc_abort = abort
+
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    transaction.get().join(Refuses())
+    caplog.set_level("INFO", logger="cronkit.zope.exportimport")
+    with pytest.raises(RuntimeError):
+        transaction.commit()
+    assert crons_of(ISite(portal)) == {}
+    transaction.abort()
+    assert [r.message for r in caplog.records].count(
+        f"the crons.xml import into /plone ({ADDON_DIR}/default/crons.xml) was undone: "
+        "its transaction aborted") == 1
+
+
+def test_the_undo_leaves_a_crontab_saved_since_alone(
+        layer: Any, caplog: pytest.LogCaptureFixture) -> None:
+    portal = layer["portal"]
+    site = ISite(portal)
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    site.crontab.add_cron(cronkit.Cron(uid="by-hand", name="x", periodicity="@hourly"))
+    site.crontab.save()     # e.g. on the dashboard, by someone else
+    transaction.abort()
+    assert set(crons_of(site)) == {"foogsuid", "foogsuid2", "by-hand"}
+    assert any("was not undone" in r.getMessage() and r.levelname == "ERROR"
+               for r in caplog.records)
+
+
+def test_a_bad_import_registers_nothing_to_undo(layer: Any) -> None:
+    portal = layer["portal"]
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    transaction.commit()
+    with pytest.raises(cronkit.ProfileError):
+        portal.portal_setup.runAllImportStepsFromProfile("profile-tests_zope.gsaddon:bad")
+    transaction.abort()
+    assert set(crons_of(ISite(portal))) == {"foogsuid", "foogsuid2"}
+
+
+def test_an_undo_that_cannot_be_done_is_logged_and_the_abort_goes_on(
+        layer: Any, caplog: pytest.LogCaptureFixture) -> None:
+    portal = layer["portal"]
+    site = ISite(portal)
+    portal.portal_setup.runAllImportStepsFromProfile(ADDON)
+    site.crontab.read_only = True
+    transaction.abort()
+    assert set(crons_of(site)) == {"foogsuid", "foogsuid2"}
+    assert any("could not be undone" in r.getMessage() and r.levelname == "ERROR"
+               and "read-only" in r.getMessage() + str(r.exc_info and r.exc_info[1])
+               for r in caplog.records)
+    site.crontab.read_only = False
