@@ -100,7 +100,7 @@ def test_a_cron_fires_and_its_document_is_there_after_the_transaction(layer):
     site.register_runner(MakeDocument, name="make-document")
     cron = fire(layer, site, "make-document", {"id": "news"})
     jobs = layer["cronkit"].run_pending()
-    assert [job.status for job in jobs] == [Status.SUCCESS]
+    assert [job.status for job in jobs] == [Status.SUCCESS], jobs[0].message
     assert last_log(site, cron).status == LogStatus.OK
     with connection(layer["zodbDB"]) as app:
         assert app["plone"]["news"].title == "Made by a cron"

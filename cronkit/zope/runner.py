@@ -34,7 +34,7 @@ from AccessControl.SecurityManagement import (
     newSecurityManager,
     setSecurityManager,
 )
-from AccessControl.SpecialUsers import system
+from AccessControl import SpecialUsers
 from Testing.makerequest import makerequest
 from ZODB.POSException import ConflictError
 from zope.component.hooks import getSite, setSite
@@ -149,7 +149,9 @@ class Runner(cronkit.Runner):
     def _login(self, app: Any, site: Any, request: Any) -> None:
         uid = self.user_id()
         if uid is None:
-            newSecurityManager(None, system)
+            # Read when used: SpecialUsers.system is set when AccessControl.users is
+            # imported, which may come after this module's import.
+            newSecurityManager(None, SpecialUsers.system)
             return
         for folder in (getattr(site, "acl_users", None), app.acl_users):
             if folder is None:
