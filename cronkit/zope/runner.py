@@ -29,12 +29,12 @@ import threading
 from typing import Any
 
 import transaction
+from AccessControl import SpecialUsers
 from AccessControl.SecurityManagement import (
     getSecurityManager,
     newSecurityManager,
     setSecurityManager,
 )
-from AccessControl import SpecialUsers
 from Testing.makerequest import makerequest
 from ZODB.POSException import ConflictError
 from zope.component.hooks import getSite, setSite
