@@ -277,6 +277,38 @@ def test_an_async_run_is_refused_with_a_clear_error(layer):
     assert "async def" in job.message and "synchronous" in job.message
 
 
+def test_a_run_that_returns_an_awaitable_is_refused_and_its_work_aborted(layer):
+    class Sneaky(cronkit.zope.Runner):
+        def run(self) -> Any:
+            self.context.invokeFactory("Document", "sneaky")
+
+            async def later() -> None:
+                pass
+            return later()
+
+    site = ISite(layer["portal"])
+    site.register_runner(Sneaky, name="sneaky")
+    job = site.submit("sneaky")
+    layer["cronkit"].run_pending()
+    job = site.jobs.get(job.id)
+    assert job.status == Status.FAILED and "returned an awaitable" in job.message
+    with connection(layer["zodbDB"]) as app:
+        assert "sneaky" not in app["plone"].objectIds()
+
+
+def test_a_failure_beside_a_transaction_under_way_fails_the_job_and_leaves_it(layer):
+    portal = layer["portal"]
+    portal.probe = "the test's own change"
+    site = ISite(portal)
+    site.register_runner(MakeThenFail, name="make-then-fail")
+    job = site.submit("make-then-fail", payload={"id": "half"})
+    layer["cronkit"].run_pending()
+    job = site.jobs.get(job.id)
+    assert job.status == Status.FAILED and "RuntimeError: the feed is down" in job.message
+    assert _under_way() and portal.probe == "the test's own change"
+    assert "half" not in portal.objectIds()
+
+
 @pytest.mark.parametrize("name, words", [("/no-such-site", "no Zope site at '/no-such-site'"),
                                          ("plain", "is not a Zope site")])
 def test_a_cronkit_site_that_is_no_zope_site_fails_its_jobs(layer, name, words):

@@ -153,9 +153,7 @@ class Runner(cronkit.Runner):
             # imported, which may come after this module's import.
             newSecurityManager(None, SpecialUsers.system)
             return
-        for folder in (getattr(site, "acl_users", None), app.acl_users):
-            if folder is None:
-                continue
+        for folder in (site.acl_users, app.acl_users):   # a plain folder acquires the root's
             user = folder.getUserById(uid)
             if user is not None:
                 if not hasattr(user, "aq_base"):
