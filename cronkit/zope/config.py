@@ -162,18 +162,14 @@ def _url(where: str, raw: str | None) -> str | None:
 
 def zope_product_config() -> Mapping[str, Any]:
     """zope.conf's ``<product-config cronkit>`` section, or ``{}``."""
-    try:
-        from App.config import getConfiguration
-    except ImportError:  # not in Zope: the environment alone
-        return {}
+    from App.config import getConfiguration
+
     return (getattr(getConfiguration(), "product_config", None) or {}).get("cronkit") or {}
 
 
 def _zope_instance_home() -> str | None:
-    try:
-        from App.config import getConfiguration
-    except ImportError:
-        return None
+    from App.config import getConfiguration
+
     return getattr(getConfiguration(), "instancehome", None)
 
 

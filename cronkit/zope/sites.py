@@ -18,7 +18,7 @@ from .interfaces import ICronkitSiteRoot
 
 try:
     from Products.CMFCore.interfaces import ISiteRoot
-except ImportError:  # a plain Zope: only marked folders are sites
+except ImportError:  # pragma: no cover - a plain Zope without CMF: only marked folders
     ISiteRoot = None
 
 
