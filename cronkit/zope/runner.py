@@ -173,14 +173,9 @@ def _traverse(app: Any, path: str) -> Any:
 
 
 def _under_way() -> bool:
-    """Whether this thread's transaction holds work of its caller (joined resources,
-    hooks, a doom): it must not be committed or aborted by a job."""
-    manager = transaction.manager.manager
-    txn = manager._txn
-    if txn is None:
-        return False
-    return bool(txn._resources or txn._before_commit or txn._after_commit
-                or txn.isDoomed() or manager.explicit)
+    """Whether this thread has a transaction begun (a request's, a test's, a script's),
+    even one with nothing joined yet: its owner commits or aborts it, never a job."""
+    return transaction.manager.manager._txn is not None
 
 
 def _in_thread(fn: Any) -> Any:
