@@ -48,15 +48,6 @@ SECOND_SITE = "plone2"
 ZOPE_SITE = "zopesite"
 
 
-def has_profile(portal: Any, profile: str = PROFILE) -> bool:
-    """Whether GenericSetup knows ``profile``."""
-    try:
-        portal.portal_setup.getProfileInfo(f"profile-{profile}")
-    except KeyError:
-        return False
-    return True
-
-
 class CronkitPloneFixture(PloneSandboxLayer):
     defaultBases = (PLONE_FIXTURE,)
 
