@@ -24,7 +24,12 @@ def _stack(layer: Any, out: list[Any]) -> list[Any]:
     return out
 
 
-def _set_up(layer: Any) -> None:
+def stack(layer: Any) -> list[Any]:
+    """``layer`` and its bases, bases first: the order they are set up in."""
+    return _stack(layer, [])
+
+
+def set_up_layer(layer: Any) -> None:
     """Set ``layer`` up with its bases; first tear down the layers set up for another
     stack that this one does not use (two stacks may not be up at once)."""
     wanted = _stack(layer, [])
@@ -42,20 +47,25 @@ def layered(layer: Any) -> Any:
 
     @pytest.fixture
     def layer_fixture() -> Iterator[Any]:
-        _set_up(layer)
-        for each in _stack(layer, []):
+        set_up_layer(layer)
+        for each in stack(layer):
             if hasattr(each, "testSetUp"):
                 each.testSetUp()
         try:
             yield layer
         finally:
-            for each in reversed(_stack(layer, [])):
+            for each in reversed(stack(layer)):
                 if hasattr(each, "testTearDown"):
                     each.testTearDown()
 
     return layer_fixture
 
 
-def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+def tear_down_layers() -> None:
+    """Tear down every layer set up, last first."""
     while _up:
         _up.pop().tearDown()
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    tear_down_layers()
