@@ -192,8 +192,8 @@ class CronkitProcesses(Cronkit):
 class CronkitWorkerProcess(Cronkit):
     """One ``cronkit worker`` process with ``workers`` threads: the same shape as
     Huey's consumer (``huey_consumer -w N -k thread``, one process of N threads), the
-    submitting loop in the measuring process. A proposed like-for-like reference for
-    the throughput row (see the report of issue 16); not in any workload's list yet."""
+    submitting loop in the measuring process: the like-for-like figure of the throughput
+    rows of issue 16's table against Huey."""
 
     name = "cronkit-sqlite-proc"
     label = "cronkit, SQLite (WAL), one `cronkit worker` process (threads executor)"
