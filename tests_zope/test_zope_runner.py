@@ -95,6 +95,16 @@ def last_log(site: Any, cron: cronkit.Cron) -> Any:
     return site.crontab.by_uid(cron.uid).logs[0]
 
 
+def ran(site: Any, layer: Any, factory: Any, name: str, payload: Any = None,
+        **options: Any) -> Any:
+    """A job of ``factory`` (registered on ``site`` as ``name``) submitted, what is due
+    run, and the job as it ended."""
+    site.register_runner(factory, name=name)
+    job = site.submit(name, payload, **options)
+    layer["cronkit"].run_pending()
+    return site.jobs.get(job.id)
+
+
 def test_a_cron_fires_and_its_document_is_there_after_the_transaction(layer):
     site = ISite(layer["portal"])
     site.register_runner(MakeDocument, name="make-document")
@@ -149,11 +159,7 @@ def test_a_zodb_conflict_is_retried_and_each_change_is_kept_once(layer):
 
 
 def test_conflicts_after_the_last_retry_fail_the_job(layer):
-    site = ISite(layer["portal"])
-    site.register_runner(Conflicts, name="conflicts")
-    job = site.submit("conflicts")
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(ISite(layer["portal"]), layer, Conflicts, "conflicts")
     assert job.status == Status.FAILED
     assert "ConflictError" in job.message and "always in conflict" in job.message
     assert len([e for e in job.history if "ZODB conflict" in str(e)]) == 1
@@ -199,11 +205,7 @@ def test_a_cron_runs_as_its_user(layer):
 
 
 def test_a_submitted_job_runs_as_its_user_found_in_the_zope_root(layer):
-    site = ISite(layer["portal"])
-    site.register_runner(Whoami, name="whoami")
-    job = site.submit("whoami", user=SITE_OWNER_NAME)
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(ISite(layer["portal"]), layer, Whoami, "whoami", user=SITE_OWNER_NAME)
     assert (job.status, job.result) == (Status.SUCCESS, SITE_OWNER_NAME)
 
 
@@ -268,11 +270,7 @@ def test_an_async_run_is_refused_with_a_clear_error(layer):
         async def run(self) -> None:
             pass
 
-    site = ISite(layer["portal"])
-    site.register_runner(Async, name="async")
-    job = site.submit("async")
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(ISite(layer["portal"]), layer, Async, "async")
     assert job.status == Status.FAILED
     assert "async def" in job.message and "synchronous" in job.message
 
@@ -286,11 +284,7 @@ def test_a_run_that_returns_an_awaitable_is_refused_and_its_work_aborted(layer):
                 pass
             return later()
 
-    site = ISite(layer["portal"])
-    site.register_runner(Sneaky, name="sneaky")
-    job = site.submit("sneaky")
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(ISite(layer["portal"]), layer, Sneaky, "sneaky")
     assert job.status == Status.FAILED and "returned an awaitable" in job.message
     with connection(layer["zodbDB"]) as app:
         assert "sneaky" not in app["plone"].objectIds()
@@ -300,10 +294,7 @@ def test_a_failure_beside_a_transaction_under_way_fails_the_job_and_leaves_it(la
     portal = layer["portal"]
     portal.probe = "the test's own change"
     site = ISite(portal)
-    site.register_runner(MakeThenFail, name="make-then-fail")
-    job = site.submit("make-then-fail", payload={"id": "half"})
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(site, layer, MakeThenFail, "make-then-fail", payload={"id": "half"})
     assert job.status == Status.FAILED and "RuntimeError: the feed is down" in job.message
     assert _under_way() and portal.probe == "the test's own change"
     assert "half" not in portal.objectIds()
@@ -313,20 +304,13 @@ def test_a_failure_beside_a_transaction_under_way_fails_the_job_and_leaves_it(la
                                          ("plain", "is not a Zope site")])
 def test_a_cronkit_site_that_is_no_zope_site_fails_its_jobs(layer, name, words):
     site = layer["cronkit"].site(name)
-    site.register_runner(Whoami, name="whoami")
-    job = site.submit("whoami")
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(site, layer, Whoami, "whoami")
     assert job.status == Status.FAILED and words in job.message
 
 
 def test_without_a_database_a_job_fails_saying_so(layer):
     cronkit.zope.set_database(None)
-    site = ISite(layer["portal"])
-    site.register_runner(Whoami, name="whoami")
-    job = site.submit("whoami")
-    layer["cronkit"].run_pending()
-    job = site.jobs.get(job.id)
+    job = ran(ISite(layer["portal"]), layer, Whoami, "whoami")
     assert job.status == Status.FAILED and "no ZODB database" in job.message
     with pytest.raises(cronkit.zope.ZopeRunnerError):
         cronkit.zope.database()
