@@ -91,15 +91,22 @@ class Runner(cronkit.Runner):
             user = self.cron.user
         return user or None
 
+    def _retries(self) -> int:
+        """How many times an attempt that met a conflict runs again (read only once one
+        did: the settings are not read for every job)."""
+        if self.conflict_retries is not None:
+            return self.conflict_retries
+        return settings().conflict_retries
+
     def _attempts(self) -> Any:
-        retries = self.conflict_retries
-        if retries is None:
-            retries = settings().conflict_retries
         attempt = 0
+        retries: int | None = None
         while True:
             try:
                 return self._attempt()
             except ConflictError as exc:
+                if retries is None:
+                    retries = self._retries()
                 if attempt >= retries:
                     raise
                 attempt += 1

@@ -12,6 +12,7 @@ portal" (``cmf.ManagePortal``); its template escapes every value.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -49,9 +50,9 @@ class ControlPanel(BrowserView):
             self.handle_switch()
         return self.index()
 
-    @property
+    @cached_property
     def site(self) -> Any:
-        """The cronkit site of this Plone site."""
+        """The cronkit site of this Plone site (looked up once per request)."""
         return ISite(self.context)
 
     def handle_switch(self) -> None:
@@ -89,7 +90,7 @@ class ControlPanel(BrowserView):
                 "expanded": cron.expanded if cron.expanded != cron.periodicity else None,
                 "activated": cron.activated,
                 "next": _when(cron.next),
-                "last": _when(logs[0].date.astimezone(cron.tz)) if logs else None,
+                "last": _when(cron.last.date.astimezone(cron.tz)) if cron.last else None,
                 "logs": [{"status": log.status.value,
                           "date": _when(log.date.astimezone(cron.tz)),
                           "messages": "; ".join(log.messages)} for log in logs],
