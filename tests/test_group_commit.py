@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import cronkit
 from cronkit import Status
@@ -157,6 +158,44 @@ def _ran(runs_db: str) -> int:
             return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     except sqlite3.OperationalError:     # not made yet
         return 0
+
+
+def test_ends_handed_in_while_jobs_wait_for_a_thread_do_not_wake_the_writer(
+        kit, site, monkeypatch):
+    """During a deferral an end does not wake the writer thread (each wake takes the
+    GIL from the threads starting jobs): it asks ``defer`` once as the wait begins,
+    not once per end; the end that finds no job waiting wakes it, and all are written."""
+    from cronkit.components import endwriter
+    monkeypatch.setattr(endwriter, "DEFER_MAX", 600.0)     # only ``defer`` ends the wait
+    _register(site, "noop", lambda self: None)
+    for _ in range(41):
+        site.submit("noop")
+    rows = kit.lifecycle.claim(kit.clock.now(), 41)
+    writer = kit.lifecycle.writer
+    waiting = threading.Event()
+    waiting.set()
+    asked: list[str] = []
+
+    def defer() -> bool:
+        asked.append(threading.current_thread().name)
+        return waiting.is_set()
+
+    writer.defer = defer
+    writer.start()
+    try:
+        for row in rows[:40]:
+            assert kit.execute(row, written=lambda: None)._end_queued
+            time.sleep(0.002)   # room for the writer to run, had the end woken it
+        assert wait_for(lambda: "cronkit-ends" in asked, what="the writer deferring")
+        assert asked.count("cronkit-ends") <= 2 and writer.batches == 0
+        waiting.clear()
+        assert kit.execute(rows[40], written=lambda: None)._end_queued
+        assert writer.flush(30)
+        assert writer.batches == 1 and writer.written == 41
+        assert site.jobs.count(status="running") == 0
+    finally:
+        writer.stop()
+        writer.defer = None
 
 
 def test_while_jobs_wait_for_a_thread_the_writer_waits_and_writes_them_in_one_batch(

@@ -99,7 +99,13 @@ class EndWriter:
             if self._stop or self._thread is None:
                 return False
             self._queue.append(end)
-            self._cond.notify()
+            # The writer is woken for the first end it waits for, and then only when
+            # its deferral is over (see _loop): an end handed in while jobs wait to
+            # start does not wake it, so that a burst of short jobs is not slowed by a
+            # thread waking (and taking the GIL) per end; it writes them after
+            # DEFER_MAX at the latest.
+            if len(self._queue) == 1 or self._deferred_enough():
+                self._cond.notify_all()
         return True
 
     def unwritten(self) -> set[int]:
