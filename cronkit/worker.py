@@ -120,6 +120,10 @@ class Worker:
         self._early = 0.0     # how much earlier than the next due job to wake
         #: The gates of the jobs started ahead and not yet released (see StartGate).
         self._gates: list[StartGate] = []
+        #: The last tick's claim left room and no job is due: a job's end then does
+        #: not wake the service (its tick would claim nothing again). A wake-up (a
+        #: submission, a retry, a continuation made due) clears it; so does each tick.
+        self._queue_idle = False
 
     # -- one step ---------------------------------------------------------------
 
@@ -152,6 +156,7 @@ class Worker:
         interval). StoreGone (the worker then stops) when the store's file was deleted
         or replaced."""
         kit, store = self.kit, self.kit.store
+        self._queue_idle = False
         self._check_store()
         now = now or kit.clock.now()
         if self._paused and self.held:
@@ -200,6 +205,8 @@ class Worker:
             busy = self.executor.running() - kit.lifecycle.writer.unwritten()
             return 0.0 if len(busy) < room else self.poll_interval
         nxt = store.next_due()
+        # Fewer claimed than there was room for, and none due: nothing left to claim.
+        self._queue_idle = nxt is None or nxt > now
         ahead = 0     # asked of the store only when the next job falls in the horizon
         soonest = now + timedelta(seconds=self.NOT_AHEAD)
         if nxt is not None and self.claim_ahead and \
@@ -359,6 +366,8 @@ class Worker:
         if self._draining or self._stop.is_set():
             self._wake.set()
             return
+        if self._queue_idle:      # nothing to claim: the last jobs of a burst end
+            return
         room = self.executor.capacity + getattr(self.executor, "prefetch", 0)
         count = getattr(self.executor, "count", None)
         if count is None or \
@@ -421,6 +430,7 @@ class Worker:
     # -- the service ------------------------------------------------------------
 
     def wake(self) -> None:
+        self._queue_idle = False
         self._wake.set()
 
     def _prepare(self) -> None:

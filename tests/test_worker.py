@@ -235,6 +235,46 @@ def test_with_a_burst_prefetch_a_worker_claims_again_once_half_of_it_is_used(kit
         worker.executor.shutdown()
 
 
+def test_once_its_queue_is_empty_an_end_wakes_the_worker_only_if_something_is_due(
+        kit, site, clock):
+    """The last jobs of a burst end with nothing left to claim: their ends do not wake
+    the service (a tick would take the GIL from the jobs still starting, to claim
+    nothing). A submission wakes it again, and while a job is due (one a limit holds
+    back: the end of the running one lets it be claimed) each end wakes it."""
+    release = threading.Event()
+    _register(site, "held", lambda self: release.wait(30))
+    _register(site, "one", lambda self: release.wait(30), max_running=1)
+    worker = kit.worker(concurrency=2, poll_interval=5)
+    worker.executor.start(kit)
+    kit._wakers.append(worker.wake)                   # as start() does, with no service
+    try:
+        site.submit("held")
+        worker.tick()                                 # claims it; nothing else is due
+        assert site.jobs.count(status="running") == 1
+        worker._wake.clear()
+        worker._finished(0)
+        assert not worker._wake.is_set()              # an end, nothing to claim: no wake
+        site.submit("one")                            # a submission wakes it
+        assert worker._wake.is_set()
+        worker._wake.clear()
+        worker._finished(0)
+        assert worker._wake.is_set()                  # not yet ticked: it may claim
+        worker.tick()                                 # claims "one"
+        site.submit("one")                            # held back by its limit
+        worker._wake.clear()
+        worker.tick()
+        assert site.jobs.count(status="pending") == 1
+        worker._finished(0)
+        assert worker._wake.is_set()                  # a job is due: the end wakes it
+        release.set()
+        _drain(worker, site)
+        assert site.jobs.count(status="success") == 3
+    finally:
+        kit._wakers.remove(worker.wake)
+        release.set()
+        worker.executor.shutdown()
+
+
 def test_the_service_sleeps_what_is_left_after_its_tick(kit, site, clock):
     _register(site, "noop", lambda self: None)
     worker = kit.worker(concurrency=1, poll_interval=60, claim_ahead=0)
