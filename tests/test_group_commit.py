@@ -160,20 +160,26 @@ def _ran(runs_db: str) -> int:
         return 0
 
 
+def _deferring(kit, site, monkeypatch, n):
+    """``n`` no-op jobs claimed, the writer's deferral lasting until ``waiting`` is
+    cleared (DEFER_MAX made long): (rows, writer, waiting), the writer not started."""
+    from cronkit.components import endwriter
+    monkeypatch.setattr(endwriter, "DEFER_MAX", 600.0)     # only ``defer`` ends the wait
+    _register(site, "noop", lambda self: None)
+    for _ in range(n):
+        site.submit("noop")
+    rows = kit.lifecycle.claim(kit.clock.now(), n)
+    waiting = threading.Event()
+    waiting.set()
+    return rows, kit.lifecycle.writer, waiting
+
+
 def test_ends_handed_in_while_jobs_wait_for_a_thread_do_not_wake_the_writer(
         kit, site, monkeypatch):
     """During a deferral an end does not wake the writer thread (each wake takes the
     GIL from the threads starting jobs): it asks ``defer`` once as the wait begins,
     not once per end; the end that finds no job waiting wakes it, and all are written."""
-    from cronkit.components import endwriter
-    monkeypatch.setattr(endwriter, "DEFER_MAX", 600.0)     # only ``defer`` ends the wait
-    _register(site, "noop", lambda self: None)
-    for _ in range(41):
-        site.submit("noop")
-    rows = kit.lifecycle.claim(kit.clock.now(), 41)
-    writer = kit.lifecycle.writer
-    waiting = threading.Event()
-    waiting.set()
+    rows, writer, waiting = _deferring(kit, site, monkeypatch, 41)
     asked: list[str] = []
 
     def defer() -> bool:
@@ -203,14 +209,7 @@ def test_while_jobs_wait_for_a_thread_the_writer_waits_and_writes_them_in_one_ba
     """``writer.defer`` (the worker's executor: jobs wait for a thread) holds a batch
     until it says no more; a defer that never says so holds it DEFER_MAX at most."""
     from cronkit.components import endwriter
-    monkeypatch.setattr(endwriter, "DEFER_MAX", 600.0)     # only ``defer`` ends the wait
-    _register(site, "noop", lambda self: None)
-    for _ in range(4):
-        site.submit("noop")
-    rows = kit.lifecycle.claim(kit.clock.now(), 4)
-    writer = kit.lifecycle.writer
-    waiting = threading.Event()
-    waiting.set()
+    rows, writer, waiting = _deferring(kit, site, monkeypatch, 4)
     writer.defer = waiting.is_set
     writer.start()
     try:
